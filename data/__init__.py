@@ -1,0 +1,23 @@
+"""Video data: a synthetic temporal benchmark, real video folders, cached uint8 stores, loaders."""
+
+from data.arrays import VideoArrays
+from data.config import SYNTHETIC, DataConfig, default_cache_dir
+from data.loaders import ClipLoader, Loaders, load_arrays, make_loaders, to_float
+from data.split import stratified_split
+from data.synthetic import CLASS_NAMES, make_synthetic, render_clip
+
+__all__ = [
+    "CLASS_NAMES",
+    "SYNTHETIC",
+    "ClipLoader",
+    "DataConfig",
+    "Loaders",
+    "VideoArrays",
+    "default_cache_dir",
+    "load_arrays",
+    "make_loaders",
+    "make_synthetic",
+    "render_clip",
+    "stratified_split",
+    "to_float",
+]

@@ -1,0 +1,84 @@
+"""A cached uint8 array store: clips.u8 (raw, memory-mapped) + labels.npy + manifest.json.
+
+Written atomically (to a temp dir, then renamed), so an interrupted build never leaves a
+store that looks complete. The manifest carries a `key` describing what the store was built
+from; a reader that asks for a different key gets None and rebuilds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data.arrays import VideoArrays
+
+MANIFEST = "manifest.json"
+CLIPS = "clips.u8"
+LABELS = "labels.npy"
+FORMAT_VERSION = 1
+
+
+def write_store(path: str | Path, arrays: VideoArrays, key: dict[str, Any], extra: dict[str, Any] | None = None) -> Path:
+    """Write `arrays` to `path` atomically, recording `key` (what it was built from)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        np.ascontiguousarray(arrays.clips).tofile(tmp / CLIPS)
+        np.save(tmp / LABELS, np.asarray(arrays.labels, dtype=np.int64))
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "key": key,
+            "shape": list(arrays.clips.shape),
+            "class_names": list(arrays.class_names),
+            **(extra or {}),
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            # `path` exists: another process (a parallel trial) may have just built the same store.
+            if open_store(path, key) is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+                return path
+            shutil.rmtree(path, ignore_errors=True)
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def read_manifest(path: str | Path) -> dict[str, Any] | None:
+    """The store's manifest, or None when there is no complete store at `path`."""
+    try:
+        manifest = json.loads((Path(path) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    if manifest.get("format_version") != FORMAT_VERSION:
+        return None
+    return manifest
+
+
+def open_store(path: str | Path, key: dict[str, Any] | None = None) -> VideoArrays | None:
+    """Open the store memory-mapped (read-only). None if absent, incomplete or built from another key."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    if manifest is None or (key is not None and manifest["key"] != json.loads(json.dumps(key))):
+        return None
+    shape = tuple(manifest["shape"])
+    expected = int(np.prod(shape))
+    try:
+        if (path / CLIPS).stat().st_size != expected:
+            return None
+        clips = np.memmap(path / CLIPS, dtype=np.uint8, mode="r", shape=shape) if expected else np.zeros(shape, np.uint8)
+        labels = np.load(path / LABELS)
+    except (OSError, ValueError):
+        return None
+    return VideoArrays(clips=clips, labels=labels, class_names=tuple(manifest["class_names"]))

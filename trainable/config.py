@@ -1,0 +1,76 @@
+"""Frozen, validated configs for the model and the training loop."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    conv_widths: tuple[int, ...] = (32, 64, 128)  # one Conv-BN-ReLU-MaxPool block per width
+    lstm_hidden: int = 256
+    lstm_layers: int = 1
+    dropout: float = 0.0            # between LSTM layers and before the head
+    num_classes: int = 10
+    in_channels: int = 3            # RGB
+    spatial_pool: int = 4           # CNN output pooled to spatial_pool^2 cells: keeps coarse position
+
+    def __post_init__(self) -> None:
+        widths = tuple(self.conv_widths)
+        object.__setattr__(self, "conv_widths", widths)
+        if not widths or any(not isinstance(w, int) or w < 1 for w in widths):
+            raise ValueError(f"conv_widths is {self.conv_widths!r}, but must be positive ints, e.g. (32, 64, 128)")
+        for name in ("lstm_hidden", "lstm_layers", "in_channels", "spatial_pool"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} is {getattr(self, name)}, but must be >= 1")
+        if self.num_classes < 2:
+            raise ValueError(f"num_classes is {self.num_classes}, but must be >= 2")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout is {self.dropout}, but must lie in [0, 1)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 32
+    epochs: int = 10
+    grad_clip: float = 1.0          # max grad norm; 0 disables
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr is {self.lr}, but must be a positive number, e.g. 1e-3")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay is {self.weight_decay}, but must be >= 0")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size is {self.batch_size}, but must be >= 1")
+        if self.epochs < 1:
+            raise ValueError(f"epochs is {self.epochs}, but must be >= 1")
+        if self.grad_clip < 0:
+            raise ValueError(f"grad_clip is {self.grad_clip}, but must be >= 0 (0 disables clipping)")
+
+
+def split_params(params: dict[str, Any]) -> tuple[ModelConfig, TrainConfig]:
+    """A flat dict of hyperparameters (as a search space samples them) -> (ModelConfig, TrainConfig).
+
+    Unknown keys are an error, so a typo in a search space cannot be silently ignored.
+    """
+    model_keys = {f.name for f in fields(ModelConfig)}
+    train_keys = {f.name for f in fields(TrainConfig)}
+    unknown = set(params) - model_keys - train_keys
+    if unknown:
+        raise ValueError(
+            f"unknown hyperparameters {sorted(unknown)}; known: {sorted(model_keys | train_keys)}"
+        )
+    model = {k: v for k, v in params.items() if k in model_keys}
+    if "conv_widths" in model:
+        model["conv_widths"] = tuple(int(w) for w in model["conv_widths"])
+    return ModelConfig(**model), TrainConfig(**{k: v for k, v in params.items() if k in train_keys})
+
+
+def to_dict(cfg: ModelConfig | TrainConfig) -> dict[str, Any]:
+    """JSON-friendly dict (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}

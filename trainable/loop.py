@@ -1,0 +1,161 @@
+"""The pure-PyTorch training loop: no Ray here.
+
+fit() trains for cfg.epochs, calling `on_epoch(metrics, state_fn)` after every epoch; the
+caller decides what to do with it (print, checkpoint, report to Ray). A run can resume from a
+state dict produced by state_fn(): model, optimizer, scaler, epochs done, RNG and history.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from trainable.config import TrainConfig
+
+
+class DivergedError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class EvalResult:
+    loss: float
+    accuracy: float
+    per_class_accuracy: list[float]
+    confusion: list[list[int]]     # confusion[true][pred]
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, float]] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _autocast(device: torch.device):
+    """bf16 autocast on CUDA (no loss scaling needed); full fp32 on CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def train_one_epoch(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]],
+                    optimizer: torch.optim.Optimizer, device: torch.device,
+                    grad_clip: float = 0.0) -> float:
+    """One pass over `loader`; returns the mean training loss. Raises DivergedError on NaN/inf."""
+    model.train()
+    total, count = 0.0, 0
+    for clips, labels in loader:
+        clips = clips.to(device, non_blocking=True)       # (B, T, C, H, W)
+        labels = labels.to(device, non_blocking=True)     # (B,)
+        with _autocast(device):
+            loss = nn.functional.cross_entropy(model(clips), labels)
+        if not torch.isfinite(loss):
+            raise DivergedError(f"training loss became {loss.item()}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        total += loss.item() * len(labels)
+        count += len(labels)
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]], device: torch.device,
+             num_classes: int) -> EvalResult:
+    """Loss, accuracy, per-class accuracy and confusion matrix over `loader`."""
+    model.eval()
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
+    total, count = 0.0, 0
+    for clips, labels in loader:
+        clips, labels = clips.to(device), labels.to(device)
+        with _autocast(device):
+            logits = model(clips).float()                 # (B, num_classes)
+        total += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
+        count += len(labels)
+        pairs = labels.cpu() * num_classes + logits.argmax(1).cpu()
+        confusion += torch.bincount(pairs, minlength=num_classes**2).view(num_classes, num_classes)
+    per_class = confusion.diag().float() / confusion.sum(1).clamp(min=1).float()
+    accuracy = confusion.diag().sum().item() / max(count, 1)
+    loss = total / max(count, 1)
+    return EvalResult(loss=loss if math.isfinite(loss) else float("inf"), accuracy=accuracy,
+                      per_class_accuracy=per_class.tolist(), confusion=confusion.tolist())
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+# on_epoch(metrics, state_fn) -> True to stop early. state_fn() builds a resumable state dict.
+EpochCallback = Callable[[dict[str, float], Callable[[], dict[str, Any]]], bool | None]
+
+
+def fit(model: nn.Module, train_loader, val_loader, cfg: TrainConfig, num_classes: int,
+        device: torch.device | None = None, on_epoch: EpochCallback | None = None,
+        resume: dict[str, Any] | None = None) -> FitResult:
+    """Train for cfg.epochs (minus those already done in `resume`), evaluating after each epoch.
+
+    Metrics per epoch: epoch (1-based count of epochs done), train_loss, val_loss, val_acc,
+    epoch_time_s. Deterministic on CPU for a given cfg.seed, also across a resume.
+    """
+    device = device or pick_device()
+    model.to(device)
+    optimizer = make_optimizer(model, cfg)
+    result = FitResult()
+    start_epoch = 0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        start_epoch = int(resume["epoch"])
+        result.history = list(resume.get("history", []))
+        torch.set_rng_state(resume["torch_rng"])
+    else:
+        torch.manual_seed(cfg.seed)
+
+    def state_fn() -> dict[str, Any]:
+        return {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "epoch": len(result.history),
+            "history": list(result.history),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        if hasattr(train_loader, "set_epoch"):
+            train_loader.set_epoch(epoch)
+        train_loss = train_one_epoch(model, train_loader, optimizer, device, cfg.grad_clip)
+        ev = evaluate(model, val_loader, device, num_classes)
+        metrics = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "val_loss": ev.loss,
+            "val_acc": ev.accuracy,
+            "epoch_time_s": time.perf_counter() - t0,
+        }
+        result.history.append(metrics)
+        if on_epoch is not None and on_epoch(metrics, state_fn):
+            result.stopped_early = True
+            break
+    return result

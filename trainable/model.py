@@ -1,0 +1,73 @@
+"""VideoModel: a per-frame 2D CNN, an LSTM over the frame features, and a linear head.
+
+Input clips are (B, T, C, H, W). Each frame goes through blocks of
+Conv2d(3x3) -> BatchNorm2d -> ReLU -> MaxPool2d(2) with growing widths (default 32, 64, 128),
+is average-pooled to a small spatial grid (keeping where things are, which motion classes
+need), flattened, and fed in time order to an LSTM (hidden 256 by default). The last hidden
+state goes to a Linear head over num_classes.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from trainable.config import ModelConfig
+
+
+def conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False),  # BN supplies the bias
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+    )
+
+
+class VideoModel(nn.Module):
+    def __init__(self, cfg: ModelConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg = cfg or ModelConfig()
+        widths = (cfg.in_channels, *cfg.conv_widths)
+        self.cnn = nn.Sequential(
+            *[conv_block(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)],
+            nn.AdaptiveAvgPool2d(cfg.spatial_pool),
+            nn.Flatten(),
+        )
+        self.feature_dim = cfg.conv_widths[-1] * cfg.spatial_pool**2
+        self.lstm = nn.LSTM(
+            input_size=self.feature_dim,
+            hidden_size=cfg.lstm_hidden,
+            num_layers=cfg.lstm_layers,
+            batch_first=True,
+            dropout=cfg.dropout if cfg.lstm_layers > 1 else 0.0,
+        )
+        self.drop = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(cfg.lstm_hidden, cfg.num_classes)
+
+    def forward_features(self, clips: Tensor) -> Tensor:
+        if clips.ndim != 5 or clips.shape[2] != self.cfg.in_channels:
+            raise ValueError(
+                f"expected clips of shape (B, T, {self.cfg.in_channels}, H, W), got {tuple(clips.shape)}"
+            )
+        B, T = clips.shape[:2]
+        x = self.cnn(clips.flatten(0, 1))       # (B*T, F)
+        out, _ = self.lstm(x.view(B, T, -1))    # (B, T, hidden)
+        return out[:, -1]                       # (B, hidden): state after the last frame
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        return self.head(self.drop(features))   # (B, num_classes)
+
+    def forward(self, clips: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(clips))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def build_model(cfg: ModelConfig | None = None, seed: int | None = None) -> VideoModel:
+    """A freshly initialised model; with `seed`, the same weights every time."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    return VideoModel(cfg)
