@@ -1,0 +1,29 @@
+"""Continue an interrupted search (Ctrl-C, killed driver, lost machine) where it stopped.
+
+Finished trials are kept, unfinished ones continue from their last checkpoint, the Optuna
+searcher keeps its history and ASHA its rung records.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from scripts._args import fail
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__)
+    p.add_argument("results_dir", help="the experiment folder printed by `vidtune search`")
+    p.add_argument("--address", default="", help="resume on a Ray cluster ('auto' or HOST:PORT)")
+    args = p.parse_args(argv)
+    from trainable.search import print_outcome, resume_search
+
+    try:
+        outcome = resume_search(args.results_dir, address=args.address)
+    except ValueError as exc:
+        fail(p, exc)
+    print_outcome(outcome)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,16 @@
+"""Named Optuna define-by-run search spaces."""
+
+from search_spaces._registry import SearchSpace, get_space, list_spaces, register
+from search_spaces.spaces import SEED_DEFAULT, default_space, tiny_space, to_hparams, wide_space
+
+__all__ = [
+    "SEED_DEFAULT",
+    "SearchSpace",
+    "default_space",
+    "get_space",
+    "list_spaces",
+    "register",
+    "tiny_space",
+    "to_hparams",
+    "wide_space",
+]

@@ -1,0 +1,95 @@
+"""ASHA whose rung records survive a resume.
+
+Ray does not restore a scheduler's state with Tuner.restore (ray-project/ray#30838): a resumed
+ASHA starts with empty rungs and lets weak trials through that the original run would have
+stopped. RungKeeper is a Tune Callback that holds the scheduler; Ray saves callback state
+with every experiment checkpoint (together with the trial states, so the two agree) and
+sets it back before restored trials are re-queued.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+from ray.tune.schedulers import AsyncHyperBandScheduler
+
+logger = logging.getLogger(__name__)
+
+DECISIONS_FILE = "asha_decisions.jsonl"
+
+
+class ResumableASHA(AsyncHyperBandScheduler):
+    """ASHA with a single bracket whose rungs can be exported and restored.
+
+    Every rung record is also appended to asha_decisions.jsonl in the experiment folder (when
+    it is on a filesystem): trial, milestone, value, the cutoff it was compared against, and
+    the action taken.
+    """
+
+    def __init__(self, *, time_attr: str, max_t: int, grace_period: int, reduction_factor: float) -> None:
+        super().__init__(time_attr=time_attr, max_t=max_t, grace_period=grace_period,
+                         reduction_factor=reduction_factor, brackets=1)
+        self.decisions_path: str | None = None
+
+    # -- state -------------------------------------------------------------------------
+    def rung_state(self) -> list[list[Any]]:
+        """[[milestone, {trial_id: value}], ...] of the single bracket."""
+        return [[milestone, dict(recorded)] for milestone, recorded in self._brackets[0]._rungs]
+
+    def load_rung_state(self, rungs: list[list[Any]]) -> None:
+        saved = {float(m): rec for m, rec in rungs}
+        for milestone, recorded in self._brackets[0]._rungs:
+            recorded.clear()
+            recorded.update(saved.get(float(milestone), {}))
+
+    # -- recording ---------------------------------------------------------------------
+    def _record(self, trial_id: str, before: list[list[Any]], action: str) -> None:
+        if self.decisions_path is None:
+            return
+        for (milestone, old), (_, recorded) in zip(before, self._brackets[0]._rungs, strict=True):
+            if trial_id in recorded and trial_id not in old:
+                cutoff = self._brackets[0].cutoff(old)
+                line = {"trial_id": trial_id, "milestone": milestone,
+                        "value": self._metric_op * recorded[trial_id],
+                        "cutoff": None if cutoff is None else self._metric_op * float(cutoff),
+                        "rung_size": len(old), "action": action}
+                try:
+                    with open(self.decisions_path, "a") as f:
+                        f.write(json.dumps(line) + "\n")
+                except OSError as exc:
+                    logger.warning("could not record ASHA decision: %s", exc)
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        if self.decisions_path is None and "://" not in str(tune_controller.experiment_path):
+            self.decisions_path = str(Path(tune_controller.experiment_path) / DECISIONS_FILE)
+        super().on_trial_add(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        before = self.rung_state()
+        action = super().on_trial_result(tune_controller, trial, result)
+        self._record(trial.trial_id, before, action)
+        return action
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        before = self.rung_state()
+        super().on_trial_complete(tune_controller, trial, result)
+        self._record(trial.trial_id, before, "COMPLETE")
+
+
+class RungKeeper(Callback):
+    """Saves and restores a ResumableASHA's rungs with Tune's experiment checkpoints."""
+
+    def __init__(self, scheduler: ResumableASHA) -> None:
+        self.scheduler = scheduler
+
+    def get_state(self) -> dict | None:
+        return {"rungs": self.scheduler.rung_state()}
+
+    def set_state(self, state: dict) -> None:
+        self.scheduler.load_rung_state(state["rungs"])
+        n = sum(len(recorded) for _, recorded in state["rungs"])
+        logger.info("restored %d ASHA rung records", n)

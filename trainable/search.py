@@ -1,0 +1,242 @@
+"""The search driver: Optuna TPE proposes, Ray Tune runs trials, ASHA stops weak ones.
+
+run_search() starts a new experiment; resume_search() continues one after Ctrl-C, a killed
+driver or a lost machine. Both return the ResultGrid and print the best trial.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import ray
+from ray import tune
+from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+
+from data import load_arrays
+from search_spaces import get_space
+from trainable.scheduler import ResumableASHA, RungKeeper
+from trainable.search_config import CONFIG_FILE, SearchConfig, is_uri
+from trainable.trial import TrialSetup
+from trainable.tune_adapter import tune_trainable
+
+METRIC, MODE = "val_acc", "max"
+BEST_FILE = "best.json"
+
+
+def trial_dirname(trial) -> str:
+    """Short, stable trial folder names (module-level: pickled with the experiment)."""
+    return f"trial_{trial.trial_id}"
+
+
+def trial_setup(cfg: SearchConfig) -> TrialSetup:
+    space = get_space(cfg.space)
+    return TrialSetup(data=cfg.data, max_epochs=cfg.max_epochs, seed=cfg.seed,
+                      batch_size=cfg.batch_size, constants=dict(space.constants),
+                      cpus=cfg.cpus_per_trial, gpu_fraction=cfg.gpus_per_trial)
+
+
+def make_trainable(cfg: SearchConfig):
+    trainable = tune.with_parameters(tune_trainable, setup=trial_setup(cfg))
+    return tune.with_resources(trainable, {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
+
+
+def make_searcher(cfg: SearchConfig):
+    space = get_space(cfg.space)
+    sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=max(2, min(10, cfg.num_samples // 3)))
+    searcher = OptunaSearch(space=space.define, metric=METRIC, mode=MODE, sampler=sampler,
+                            points_to_evaluate=[dict(space.default)])
+    return ConcurrencyLimiter(searcher, cfg.max_concurrent) if cfg.max_concurrent else searcher
+
+
+def make_scheduler(cfg: SearchConfig) -> ResumableASHA:
+    return ResumableASHA(time_attr="epoch", max_t=cfg.max_epochs, grace_period=cfg.grace_period,
+                         reduction_factor=cfg.reduction_factor)
+
+
+def init_ray(cfg: SearchConfig) -> None:
+    """Join the cluster at cfg.address, or start an embedded local Ray (never a stray cluster)."""
+    if ray.is_initialized():
+        return
+    if cfg.address:
+        ray.init(address=cfg.address, log_to_driver=False)
+        return
+    kwargs: dict[str, Any] = {"address": "local", "include_dashboard": False, "log_to_driver": False}
+    if cfg.num_cpus:
+        kwargs["num_cpus"] = cfg.num_cpus
+    if cfg.num_gpus >= 0:
+        kwargs["num_gpus"] = cfg.num_gpus
+    ray.init(**kwargs)
+
+
+def check_cluster(cfg: SearchConfig) -> None:
+    """Fail early, naming the fix, when the cluster cannot run this search."""
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    total = ray.cluster_resources()
+    if cfg.gpus_per_trial > 0 and total.get("GPU", 0) < cfg.gpus_per_trial:
+        raise ValueError(f"gpus_per_trial is {cfg.gpus_per_trial}, but the Ray cluster has "
+                         f"{total.get('GPU', 0)} GPUs; use --gpus-per-trial 0 or a GPU cluster")
+    if total.get("CPU", 0) < cfg.cpus_per_trial:
+        raise ValueError(f"cpus_per_trial is {cfg.cpus_per_trial}, but the Ray cluster has "
+                         f"{total.get('CPU', 0)} CPUs")
+    if len(nodes) > 1:
+        if not cfg.storage:
+            raise ValueError(f"the Ray cluster has {len(nodes)} nodes: pass --storage with a path "
+                             "every node can reach (e.g. /mnt/nfs/vidtune) or a URI (s3://...)")
+        if not is_uri(cfg.storage):
+            check_shared_path(cfg.storage, nodes)
+
+
+@ray.remote(num_cpus=0)
+def _path_has(path: str) -> bool:
+    return Path(path).exists()
+
+
+def check_shared_path(path: str, nodes: list[dict]) -> None:
+    """Write a marker file here and ask every node whether it sees it."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    Path(path).mkdir(parents=True, exist_ok=True)
+    marker = Path(path) / f".vidtune-check-{uuid.uuid4().hex}"
+    marker.touch()
+    try:
+        refs = {n["NodeManagerAddress"] + " " + n["NodeID"][:8]: _path_has.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+        ).remote(str(marker)) for n in nodes}
+        missing = [name for name, ref in refs.items() if not ray.get(ref, timeout=60)]
+    finally:
+        marker.unlink(missing_ok=True)
+    if missing:
+        raise ValueError(f"storage {path!r} is not shared: nodes {missing} cannot see it; "
+                         "use a network filesystem mounted on every node, or a URI")
+
+
+def _write_text(folder: str, name: str, text: str) -> None:
+    """Write a small file into the experiment folder, local path or URI."""
+    if is_uri(folder):
+        import pyarrow.fs
+
+        fs, base = pyarrow.fs.FileSystem.from_uri(folder)
+        fs.create_dir(base, recursive=True)
+        with fs.open_output_stream(f"{base}/{name}") as f:
+            f.write(text.encode())
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    (Path(folder) / name).write_text(text)
+
+
+def _tuner(cfg: SearchConfig) -> tune.Tuner:
+    scheduler = make_scheduler(cfg)
+    return tune.Tuner(
+        make_trainable(cfg),
+        tune_config=TuneConfig(
+            search_alg=make_searcher(cfg), scheduler=scheduler, metric=METRIC, mode=MODE,
+            num_samples=cfg.num_samples, trial_dirname_creator=trial_dirname,
+        ),
+        run_config=RunConfig(
+            name=cfg.name,
+            storage_path=cfg.storage_root,
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            failure_config=FailureConfig(max_failures=cfg.max_failures),
+            callbacks=[RungKeeper(scheduler)],
+            verbose=1,
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    experiment_path: str
+    best: dict[str, Any] | None          # trial_id, val_acc, epoch, params
+    num_trials: int
+    num_errors: int
+
+
+def summarize(cfg: SearchConfig, grid) -> SearchOutcome:
+    best = None
+    try:
+        result = grid.get_best_result(metric=METRIC, mode=MODE, scope="all")
+        df = result.metrics_dataframe
+        row = df.loc[df[METRIC].idxmax()]
+        best = {"trial_id": result.metrics.get("trial_id"), "val_acc": float(row[METRIC]),
+                "epoch": int(row["epoch"]), "params": dict(result.config)}
+    except (RuntimeError, KeyError, ValueError, AttributeError):
+        pass
+    outcome = SearchOutcome(cfg.experiment_path, best, len(grid), grid.num_errors)
+    _write_text(cfg.experiment_path, BEST_FILE, json.dumps(best, indent=2))
+    return outcome
+
+
+def print_outcome(outcome: SearchOutcome, file=sys.stdout) -> None:
+    print(f"\n{outcome.num_trials} trials, {outcome.num_errors} errored", file=file)
+    if outcome.best is None:
+        print("no trial reported a validation accuracy", file=file)
+    else:
+        b = outcome.best
+        print(f"best val_acc {b['val_acc']:.4f} (trial {b['trial_id']}, epoch {b['epoch']})", file=file)
+        print("best config: " + json.dumps(b["params"], sort_keys=True), file=file)
+    print(f"results: {outcome.experiment_path}", file=file)
+
+
+def _prepare(cfg: SearchConfig) -> None:
+    # Frequent experiment snapshots: a killed driver loses at most a few seconds of bookkeeping.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
+    init_ray(cfg)
+    check_cluster(cfg)
+    # Build or check the data cache once here, so trials on this node start from it.
+    load_arrays(cfg.data, progress=True)
+
+
+def run_search(cfg: SearchConfig) -> SearchOutcome:
+    cfg = cfg.resolved()
+    if not is_uri(cfg.experiment_path) and Path(cfg.experiment_path, CONFIG_FILE).exists():
+        raise ValueError(f"{cfg.experiment_path} already holds a search; resume it with "
+                         f"`vidtune resume {cfg.experiment_path}` or choose another --name")
+    _prepare(cfg)
+    _write_text(cfg.experiment_path, CONFIG_FILE, json.dumps(cfg.to_json(), indent=2))
+    print(f"search {cfg.name}: {cfg.num_samples} trials of space {cfg.space!r}, "
+          f"up to {cfg.max_epochs} epochs each -> {cfg.experiment_path}", file=sys.stderr)
+    grid = _tuner(cfg).fit()
+    return summarize(cfg, grid)
+
+
+def load_search_config(path: str) -> SearchConfig:
+    """The SearchConfig saved in an experiment folder, pointed at where the folder is now."""
+    if is_uri(path):
+        import pyarrow.fs
+
+        fs, base = pyarrow.fs.FileSystem.from_uri(path)
+        with fs.open_input_stream(f"{base.rstrip('/')}/{CONFIG_FILE}") as f:
+            cfg = SearchConfig.from_json(json.loads(f.read()))
+        root, name = path.rstrip("/").rsplit("/", 1)
+        return SearchConfig.from_json({**cfg.to_json(), "storage": root, "name": name})
+    folder = Path(path).expanduser().resolve()
+    cfg = SearchConfig.load(folder)
+    if cfg.storage:
+        return SearchConfig.from_json({**cfg.to_json(), "storage": str(folder.parent), "name": folder.name})
+    return SearchConfig.from_json({**cfg.to_json(), "results_dir": str(folder.parent), "name": folder.name})
+
+
+def resume_search(path: str, address: str = "") -> SearchOutcome:
+    """Continue an interrupted search: finished trials kept, running ones from their checkpoints."""
+    cfg = load_search_config(path)
+    if address:
+        cfg = SearchConfig.from_json({**cfg.to_json(), "address": address, "num_cpus": 0, "num_gpus": -1})
+    if not tune.Tuner.can_restore(cfg.experiment_path):
+        raise ValueError(f"{path} has no Ray Tune experiment state to resume from "
+                         "(was the search killed before its first trial started?)")
+    _prepare(cfg)
+    print(f"resuming {cfg.name} from {cfg.experiment_path}", file=sys.stderr)
+    tuner = tune.Tuner.restore(cfg.experiment_path, trainable=make_trainable(cfg),
+                               resume_unfinished=True, resume_errored=True)
+    grid = tuner.fit()
+    return summarize(cfg, grid)

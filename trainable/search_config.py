@@ -1,0 +1,113 @@
+"""SearchConfig: everything `vidtune search` takes, validated before Ray starts (no Ray here)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from data import DataConfig
+from search_spaces import get_space
+
+CONFIG_FILE = "vidtune.json"
+_URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+def is_uri(path: str) -> bool:
+    return bool(_URI.match(path))
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    space: str = "default"
+    num_samples: int = 12            # trials in total, the seed default included
+    max_epochs: int = 6              # ASHA max_t: a trial that is never stopped trains this long
+    grace_period: int = 1            # ASHA: epochs before the first stopping decision
+    reduction_factor: float = 3      # ASHA: keep the top 1/reduction_factor at each rung
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0      # e.g. 0.25 packs four trials on one GPU
+    max_concurrent: int = 0          # 0: as many as resources allow
+    max_failures: int = 2            # retries of a crashed trial, from its last checkpoint
+    batch_size: int = 32
+    seed: int = 0                    # TPE sampler, trial initialisation and data order
+    name: str = ""                   # experiment name; "" gives search-YYYYmmdd-HHMMSS
+    results_dir: str = "results"     # local results root (used when storage is not given)
+    storage: str = ""                # shared path or URI for multi-node runs (e.g. /nfs/x, s3://b/x)
+    address: str = ""                # "" runs an embedded local Ray; "auto" or HOST:PORT joins a cluster
+    num_cpus: int = 0                # embedded Ray only: CPUs to use (0: all)
+    num_gpus: float = -1             # embedded Ray only: GPUs to expose (-1: autodetect)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self) -> None:
+        get_space(self.space)  # raises with the list of known spaces
+        positive = ("num_samples", "max_epochs", "grace_period", "batch_size")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} is {getattr(self, name)}, but must be >= 1")
+        if self.grace_period > self.max_epochs:
+            raise ValueError(f"grace_period ({self.grace_period}) is larger than max_epochs "
+                             f"({self.max_epochs}); lower --grace-period or raise --max-epochs")
+        if self.reduction_factor < 2:
+            raise ValueError(f"reduction_factor is {self.reduction_factor}, but must be >= 2")
+        if self.cpus_per_trial <= 0:
+            raise ValueError(f"cpus_per_trial is {self.cpus_per_trial}, but must be > 0")
+        if not 0 <= self.gpus_per_trial <= 8:
+            raise ValueError(f"gpus_per_trial is {self.gpus_per_trial}, but must lie in [0, 8], "
+                             "e.g. 0.25 to pack four trials per GPU")
+        if self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
+            raise ValueError(f"gpus_per_trial is {self.gpus_per_trial}: above 1 it must be whole")
+        if self.max_concurrent < 0 or self.max_failures < 0:
+            raise ValueError("max_concurrent and max_failures must be >= 0")
+        if self.name and not re.fullmatch(r"[A-Za-z0-9._-]+", self.name):
+            raise ValueError(f"name is {self.name!r}; use letters, digits, '.', '_' and '-'")
+        if self.storage and not is_uri(self.storage) and not Path(self.storage).expanduser().is_absolute():
+            raise ValueError(f"storage is {self.storage!r}; give an absolute path every node can "
+                             "reach (e.g. /mnt/nfs/vidtune) or a URI (e.g. s3://bucket/vidtune)")
+        if (self.num_cpus or self.num_gpus >= 0) and self.address:
+            raise ValueError("num_cpus/num_gpus size an embedded Ray; with --address the "
+                             "cluster's own resources are used")
+        if not self.data.is_synthetic and not Path(self.data.source).expanduser().is_dir():
+            raise ValueError(f"data folder {self.data.source!r} does not exist; expected "
+                             "root/<class>/<video files> or 'synthetic'")
+
+    def resolved(self) -> SearchConfig:
+        """Absolute paths (trials chdir into their own folder) and a concrete name."""
+        name = self.name or time.strftime("search-%Y%m%d-%H%M%S")
+        storage = self.storage
+        if storage and not is_uri(storage):
+            storage = str(Path(storage).expanduser().resolve())
+        return replace(self, name=name, storage=storage, data=self.data.resolved(),
+                       results_dir=str(Path(self.results_dir).expanduser().resolve()))
+
+    @property
+    def storage_root(self) -> str:
+        """Where Ray writes: the shared storage if given, else the local results dir."""
+        return self.storage or self.results_dir
+
+    @property
+    def experiment_path(self) -> str:
+        return f"{self.storage_root.rstrip('/')}/{self.name}"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> SearchConfig:
+        d = dict(d)
+        d["data"] = DataConfig(**d.get("data", {}))
+        return cls(**d)
+
+    def save(self, folder: str | Path) -> None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / CONFIG_FILE).write_text(json.dumps(self.to_json(), indent=2))
+
+    @classmethod
+    def load(cls, folder: str | Path) -> SearchConfig:
+        path = Path(folder) / CONFIG_FILE
+        if not path.is_file():
+            raise ValueError(f"{folder} is not a vidtune results folder (no {CONFIG_FILE}); "
+                             "pass the folder that `vidtune search` printed")
+        return cls.from_json(json.loads(path.read_text()))

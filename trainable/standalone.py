@@ -1,0 +1,82 @@
+"""Train or evaluate one configuration outside a search (what `vidtune train/evaluate` call)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from data import DataConfig, make_loaders
+from trainable.artifact import data_config_of, load_artifact, save_artifact, train_config_of
+from trainable.config import ModelConfig, TrainConfig
+from trainable.loop import EvalResult, evaluate, fit, pick_device
+from trainable.model import build_model, count_parameters
+
+
+def print_epoch(metrics: dict[str, float], total: int, file=sys.stderr) -> None:
+    print(f"epoch {int(metrics['epoch']):>3}/{total}  train_loss {metrics['train_loss']:.4f}  "
+          f"val_loss {metrics['val_loss']:.4f}  val_acc {metrics['val_acc']:.4f}  "
+          f"({metrics['epoch_time_s']:.1f}s)", file=file, flush=True)
+
+
+def train_model(model_cfg: ModelConfig, train_cfg: TrainConfig, data_cfg: DataConfig,
+                out: str | Path | None = None, quiet: bool = False,
+                on_epoch: Callable[[dict[str, float]], None] | None = None,
+                extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train from scratch; save an artifact folder to `out` if given. Returns final metrics."""
+    data_cfg = data_cfg.resolved()
+    loaders = make_loaders(data_cfg, batch_size=train_cfg.batch_size, progress=not quiet)
+    model_cfg = replace(model_cfg, num_classes=len(loaders.class_names))
+    model = build_model(model_cfg, seed=train_cfg.seed)
+    device = pick_device()
+    if not quiet:
+        print(f"training {count_parameters(model):,} parameters on {device} for {train_cfg.epochs} "
+              f"epochs ({len(loaders.train.indices)} train / {len(loaders.val.indices)} val clips)",
+              file=sys.stderr)
+
+    def report(metrics: dict[str, float], _state_fn) -> None:
+        if not quiet:
+            print_epoch(metrics, train_cfg.epochs)
+        if on_epoch is not None:
+            on_epoch(metrics)
+
+    result = fit(model, loaders.train, loaders.val, train_cfg, model_cfg.num_classes, device, report)
+    ev = evaluate(model, loaders.val, device, model_cfg.num_classes)
+    metrics = {"val_acc": ev.accuracy, "val_loss": ev.loss, "epochs": len(result.history),
+               "per_class_accuracy": dict(zip(loaders.class_names, ev.per_class_accuracy, strict=True)),
+               "history": result.history}
+    if out is not None:
+        save_artifact(out, model.cpu(), train_cfg, data_cfg, loaders.class_names, metrics, extra)
+    return metrics
+
+
+def evaluate_artifact(folder: str | Path, data_cfg: DataConfig | None = None,
+                      split: str = "val") -> tuple[EvalResult, tuple[str, ...]]:
+    """Evaluate a saved model on data_cfg (default: the data it was trained on), val or all clips."""
+    model, config = load_artifact(folder)
+    data_cfg = (data_cfg or data_config_of(config)).resolved()
+    trained = data_config_of(config)
+    if (data_cfg.frames, data_cfg.height, data_cfg.width) != (trained.frames, trained.height, trained.width):
+        data_cfg = replace(data_cfg, frames=trained.frames, height=trained.height, width=trained.width)
+    loaders = make_loaders(data_cfg, batch_size=train_config_of(config).batch_size, progress=True)
+    class_names = tuple(config["class_names"])
+    if loaders.class_names != class_names:
+        raise ValueError(f"the data's classes {list(loaders.class_names)} differ from the model's "
+                         f"{list(class_names)}")
+    if split not in ("val", "all"):
+        raise ValueError(f"split is {split!r}; use 'val' or 'all'")
+    loader = loaders.val
+    if split == "all":
+        import numpy as np
+
+        from data.loaders import ClipLoader
+        loader = ClipLoader(loaders.val.arrays, np.arange(len(loaders.val.arrays)),
+                            loaders.val.batch_size, shuffle=False)
+    device = pick_device()
+    model.to(device)
+    with torch.no_grad():
+        return evaluate(model, loader, device, len(class_names)), class_names

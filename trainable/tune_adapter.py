@@ -1,0 +1,42 @@
+"""The thin Ray Tune function trainable: restore, wire run_trial's reports to tune.report."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+
+from trainable.checkpoint import load_first_readable, save_state, sibling_checkpoints
+from trainable.trial import TrialSetup, limit_resources, run_trial
+
+
+def _restore_state() -> dict[str, Any] | None:
+    """The newest readable checkpoint of this trial (older ones if the newest is corrupt)."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None
+    if Path(checkpoint.path).is_dir():             # local or shared-filesystem storage
+        found = load_first_readable(sibling_checkpoints(checkpoint.path))
+        return found[0] if found else None
+    with checkpoint.as_directory() as folder:     # remote storage: only the newest is fetched
+        found = load_first_readable([folder])
+        return found[0] if found else None
+
+
+def tune_trainable(config: dict[str, Any], setup: TrialSetup) -> None:
+    device = limit_resources(setup)
+    node_id = ray.get_runtime_context().get_node_id()
+
+    def report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        metrics = {**metrics, "node_id": node_id}
+        if state is None:
+            tune.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            save_state(folder, state, metrics)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+    run_trial(config, setup, report, resume=_restore_state(), device=device)
