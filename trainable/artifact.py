@@ -3,11 +3,14 @@
     weights.pt     state_dict, loadable with torch.load(weights_only=True)
     config.json    model, train and data configs + class names (preprocessing included)
     metrics.json   final metrics
+    model.pt2      optional: the model as a torch.export program (batch size dynamic), runnable
+                   without this package: torch.export.load(path).module()(clips)
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,8 @@ from trainable.config import ModelConfig, TrainConfig, to_dict
 from trainable.model import VideoModel
 
 WEIGHTS, CONFIG, METRICS = "weights.pt", "config.json", "metrics.json"
+EXPORTED = "model.pt2"
+MAX_BATCH = 4096   # upper bound of the exported program's dynamic batch dimension
 
 
 def save_artifact(folder: str | Path, model: VideoModel, train_cfg: TrainConfig, data_cfg: DataConfig,
@@ -65,3 +70,42 @@ def train_config_of(config: dict[str, Any]) -> TrainConfig:
 
 def data_config_of(config: dict[str, Any]) -> DataConfig:
     return DataConfig(**config["data"])
+
+
+def export_program(model: VideoModel, frames: int, height: int, width: int,
+                   atol: float = 1e-4) -> torch.export.ExportedProgram:
+    """The eval-mode model as a torch.export program with a dynamic batch size.
+
+    Checked before it is returned: on a random batch of 2 clips (1, T, C, H, W each) the
+    program's logits must match the eager model's within atol, else ValueError.
+    """
+    model = model.eval().cpu()
+    example = torch.randn(2, frames, model.cfg.in_channels, height, width)   # (B, T, C, H, W)
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    with warnings.catch_warnings():
+        # nn.LSTM re-assigns its _flat_weights while tracing; harmless for inference.
+        warnings.filterwarnings("ignore", message=".*were assigned during export.*")
+        program = torch.export.export(model, (example,), dynamic_shapes={"clips": {0: batch}})
+    with torch.no_grad():
+        want, got = model(example), program.module()(example)   # (B, num_classes)
+    if not torch.allclose(want, got, atol=atol):
+        raise ValueError(f"the exported program's logits differ from the model's by "
+                         f"{(want - got).abs().max().item():.2e} (> {atol})")
+    return program
+
+
+def save_exported(folder: str | Path, model: VideoModel, data_cfg: DataConfig) -> Path:
+    """Export `model` for clips of data_cfg's size into folder/model.pt2; returns the path."""
+    program = export_program(model, data_cfg.frames, data_cfg.height, data_cfg.width)
+    path = Path(folder) / EXPORTED
+    torch.export.save(program, path)
+    return path
+
+
+def load_exported(folder: str | Path) -> torch.nn.Module:
+    """The exported program of a model folder as a callable module: (B, T, C, H, W) -> logits."""
+    path = Path(folder) / EXPORTED
+    if not path.is_file():
+        raise ValueError(f"{folder} has no exported program ({EXPORTED}); "
+                         "`vidtune retrain` writes one")
+    return torch.export.load(path).module()

@@ -64,8 +64,9 @@ class ResumableASHA(AsyncHyperBandScheduler):
                     logger.warning("could not record ASHA decision: %s", exc)
 
     def on_trial_add(self, tune_controller, trial) -> None:
-        if self.decisions_path is None and "://" not in str(tune_controller.experiment_path):
-            self.decisions_path = str(Path(tune_controller.experiment_path) / DECISIONS_FILE)
+        experiment = str(trial.remote_experiment_path)
+        if self.decisions_path is None and "://" not in experiment:
+            self.decisions_path = str(Path(experiment) / DECISIONS_FILE)
         super().on_trial_add(tune_controller, trial)
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:

@@ -18,6 +18,7 @@ import optuna
 import ray
 from ray import tune
 from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
+from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
@@ -49,15 +50,37 @@ def make_trainable(cfg: SearchConfig):
     return tune.with_resources(trainable, {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
 
 
-def make_searcher(cfg: SearchConfig):
+def trial_slots(cfg: SearchConfig) -> int:
+    """How many trials the running Ray cluster fits at once (or --max-concurrent, if set)."""
+    if cfg.max_concurrent:
+        return cfg.max_concurrent
+    total = ray.cluster_resources()
+    slots = int(total.get("CPU", 1) // cfg.cpus_per_trial)
+    if cfg.gpus_per_trial > 0:
+        slots = min(slots, int(total.get("GPU", 0) // cfg.gpus_per_trial))
+    return max(1, min(slots, cfg.num_samples))
+
+
+def make_searcher(cfg: SearchConfig, slots: int) -> ConcurrencyLimiter:
+    """Seeded TPE over the named space, the seed default first.
+
+    The ConcurrencyLimiter matters twice: TPE proposes only as many configs as can run (later
+    ones learn from earlier results), and Tune starts `slots` trials at once instead of one
+    at a time (it keeps a single pending trial for an unwrapped custom searcher).
+    """
     space = get_space(cfg.space)
-    sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=max(2, min(10, cfg.num_samples // 3)))
+    if cfg.sampler == "random":   # the baseline the benchmarks compare TPE against
+        sampler: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=cfg.seed)
+    else:
+        sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=max(2, min(10, cfg.num_samples // 3)))
     searcher = OptunaSearch(space=space.define, metric=METRIC, mode=MODE, sampler=sampler,
                             points_to_evaluate=[dict(space.default)])
-    return ConcurrencyLimiter(searcher, cfg.max_concurrent) if cfg.max_concurrent else searcher
+    return ConcurrencyLimiter(searcher, max_concurrent=slots)
 
 
-def make_scheduler(cfg: SearchConfig) -> ResumableASHA:
+def make_scheduler(cfg: SearchConfig) -> ResumableASHA | FIFOScheduler:
+    if cfg.scheduler == "none":   # no early stopping: every trial trains max_epochs
+        return FIFOScheduler()
     return ResumableASHA(time_attr="epoch", max_t=cfg.max_epochs, grace_period=cfg.grace_period,
                          reduction_factor=cfg.reduction_factor)
 
@@ -138,7 +161,7 @@ def _tuner(cfg: SearchConfig) -> tune.Tuner:
     return tune.Tuner(
         make_trainable(cfg),
         tune_config=TuneConfig(
-            search_alg=make_searcher(cfg), scheduler=scheduler, metric=METRIC, mode=MODE,
+            search_alg=make_searcher(cfg, trial_slots(cfg)), scheduler=scheduler, metric=METRIC, mode=MODE,
             num_samples=cfg.num_samples, trial_dirname_creator=trial_dirname,
         ),
         run_config=RunConfig(
@@ -146,7 +169,7 @@ def _tuner(cfg: SearchConfig) -> tune.Tuner:
             storage_path=cfg.storage_root,
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
-            callbacks=[RungKeeper(scheduler)],
+            callbacks=[RungKeeper(scheduler)] if isinstance(scheduler, ResumableASHA) else [],
             verbose=1,
         ),
     )
@@ -189,7 +212,7 @@ def print_outcome(outcome: SearchOutcome, file=sys.stdout) -> None:
 def _prepare(cfg: SearchConfig) -> None:
     # Frequent experiment snapshots: a killed driver loses at most a few seconds of bookkeeping.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     init_ray(cfg)
     check_cluster(cfg)
     # Build or check the data cache once here, so trials on this node start from it.

@@ -13,6 +13,8 @@ from data import DataConfig
 from search_spaces import get_space
 
 CONFIG_FILE = "vidtune.json"
+SAMPLERS = ("tpe", "random")
+SCHEDULERS = ("asha", "none")
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
@@ -31,6 +33,8 @@ class SearchConfig:
     gpus_per_trial: float = 0.0      # e.g. 0.25 packs four trials on one GPU
     max_concurrent: int = 0          # 0: as many as resources allow
     max_failures: int = 2            # retries of a crashed trial, from its last checkpoint
+    sampler: str = "tpe"             # "tpe" (Optuna TPE) or "random" (Optuna RandomSampler, baselines)
+    scheduler: str = "asha"          # "asha" or "none" (every trial trains max_epochs, baselines)
     batch_size: int = 32
     seed: int = 0                    # TPE sampler, trial initialisation and data order
     name: str = ""                   # experiment name; "" gives search-YYYYmmdd-HHMMSS
@@ -50,6 +54,10 @@ class SearchConfig:
         if self.grace_period > self.max_epochs:
             raise ValueError(f"grace_period ({self.grace_period}) is larger than max_epochs "
                              f"({self.max_epochs}); lower --grace-period or raise --max-epochs")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler is {self.sampler!r}; known: {', '.join(SAMPLERS)}")
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler is {self.scheduler!r}; known: {', '.join(SCHEDULERS)}")
         if self.reduction_factor < 2:
             raise ValueError(f"reduction_factor is {self.reduction_factor}, but must be >= 2")
         if self.cpus_per_trial <= 0:

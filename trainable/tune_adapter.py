@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,10 @@ def _restore_state() -> dict[str, Any] | None:
 def tune_trainable(config: dict[str, Any], setup: TrialSetup) -> None:
     device = limit_resources(setup)
     node_id = ray.get_runtime_context().get_node_id()
+    started_at = time.time()   # float wall clock: Ray's own timestamp is whole seconds
 
     def report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
-        metrics = {**metrics, "node_id": node_id}
+        metrics = {**metrics, "node_id": node_id, "started_at": started_at, "reported_at": time.time()}
         if state is None:
             tune.report(metrics)
             return

@@ -1,0 +1,144 @@
+"""Real Ray searches on tiny configs: the driver, ASHA, fractional-GPU packing, two nodes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import ray
+
+from data import DataConfig
+from trainable.search import run_search
+from trainable.search_config import SearchConfig
+
+pytestmark = pytest.mark.slow
+
+
+def tiny_search(tmp_path: Path, data: DataConfig, **kwargs) -> SearchConfig:
+    base = dict(space="tiny", num_samples=6, max_epochs=3, grace_period=1, reduction_factor=3,
+                results_dir=str(tmp_path / "results"), name="s", data=data)
+    return SearchConfig(**{**base, **kwargs})
+
+
+def progress(experiment: str) -> dict[str, pd.DataFrame]:
+    """Each trial's reported rows, read straight from its progress.csv."""
+    out = {}
+    for csv in sorted(Path(experiment).glob("trial_*/progress.csv")):
+        if csv.stat().st_size:
+            out[csv.parent.name] = pd.read_csv(csv)
+    return out
+
+
+@pytest.fixture
+def local_ray():
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_tiny_search_end_to_end(tmp_path, cache_dir, local_ray):
+    data = DataConfig(num_clips=300, frames=6, height=16, width=16, noise=0.2, cache_dir=cache_dir)
+    # One trial at a time makes the run deterministic (seeded TPE, seeded trials, CPU).
+    outcome = run_search(tiny_search(tmp_path, data, max_concurrent=1))
+    runs = progress(outcome.experiment_path)
+    assert outcome.num_trials == 6 and outcome.num_errors == 0
+    assert len(runs) == 6, "every trial reported"
+    epochs = {name: int(df["epoch"].max()) for name, df in runs.items()}
+    assert min(epochs.values()) < 3, f"ASHA stopped no trial early: {epochs}"
+    assert max(epochs.values()) == 3
+    for df in runs.values():
+        assert {"val_acc", "val_loss", "train_loss", "epoch", "diverged"} <= set(df.columns)
+        assert list(df["epoch"]) == list(range(1, len(df) + 1))
+    assert outcome.best is not None and outcome.best["val_acc"] > 0.25   # chance is 0.1
+    best_in_files = max(df["val_acc"].max() for df in runs.values())
+    assert outcome.best["val_acc"] == pytest.approx(best_in_files)
+    # The seed default configuration is always the first trial.
+    from search_spaces import get_space
+    from trainable.results import load_experiment
+
+    trials = load_experiment(outcome.experiment_path).trials.sort_values("order")
+    first = trials.iloc[0]
+    assert {k: first[k] for k in get_space("tiny").default} == get_space("tiny").default
+    exp = Path(outcome.experiment_path)
+    assert exp.is_absolute() and (exp / "vidtune.json").is_file() and (exp / "best.json").is_file()
+    assert (exp / "asha_decisions.jsonl").is_file()
+    assert list(exp.glob("trial_*/checkpoint_*/state.pt")), "trials checkpoint every epoch"
+
+
+def test_four_quarter_gpu_trials_run_at_once(tmp_path, cache_dir):
+    ray.init(address="local", num_cpus=4, num_gpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        data = DataConfig(num_clips=200, frames=6, height=16, width=16, noise=0.2, cache_dir=cache_dir)
+        cfg = tiny_search(tmp_path, data, num_samples=4, max_epochs=4, grace_period=4,
+                          gpus_per_trial=0.25, cpus_per_trial=1)
+        outcome = run_search(cfg)
+    finally:
+        ray.shutdown()
+    runs = progress(outcome.experiment_path)
+    assert len(runs) == 4
+    spans = [(df["started_at"].iloc[0], df["reported_at"].iloc[-1]) for df in runs.values()]
+    # All four were running at the moment the last of them started.
+    last_start = max(start for start, _ in spans)
+    assert all(start <= last_start <= end for start, end in spans), spans
+
+
+def test_two_node_cluster_spreads_trials(tmp_path, cache_dir):
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    try:
+        ray.init(address=cluster.address, log_to_driver=False)
+        cluster.wait_for_nodes()
+        data = DataConfig(num_clips=200, frames=6, height=16, width=16, noise=0.2, cache_dir=cache_dir)
+        with pytest.raises(ValueError, match="2 nodes: pass --storage"):
+            run_search(tiny_search(tmp_path, data, name="nostorage"))
+        cfg = tiny_search(tmp_path, data, num_samples=4, max_epochs=3, grace_period=3,
+                          storage=str(tmp_path / "shared"))
+        outcome = run_search(cfg)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert outcome.experiment_path.startswith(str(tmp_path / "shared"))
+    runs = progress(outcome.experiment_path)
+    assert len(runs) == 4
+    nodes = {df["node_id"].iloc[0] for df in runs.values()}
+    assert len(nodes) == 2, f"trials ran on {nodes}"
+
+
+def test_existing_experiment_is_not_overwritten(tmp_path, cache_dir, local_ray):
+    data = DataConfig(num_clips=60, frames=4, height=16, width=16, cache_dir=cache_dir)
+    run_search(tiny_search(tmp_path, data, num_samples=1, max_epochs=1))
+    with pytest.raises(ValueError, match="vidtune resume"):
+        run_search(tiny_search(tmp_path, data, num_samples=1, max_epochs=1))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--gpus-per-trial", "-1"], "gpus_per_trial is -1.0"),
+    (["--space", "nope"], "unknown search space 'nope'; known spaces: default, tiny, wide"),
+    (["--grace-period", "9", "--max-epochs", "3"], "grace_period (9) is larger than max_epochs (3)"),
+    (["--storage", "relative/dir"], "give an absolute path"),
+    (["--data", "/no/such/folder"], "data folder '/no/such/folder' does not exist"),
+    (["--frames", "0"], "frames is 0"),
+])
+def test_bad_arguments_fail_before_ray_starts(args, message, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "scripts.cli", "search", *args,
+                           "--results-dir", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "Ray" not in proc.stderr and not list(tmp_path.iterdir())
+
+
+def test_help_on_every_command():
+    from scripts.cli import COMMANDS
+
+    for command in ["--help", *COMMANDS]:
+        args = [command] if command == "--help" else [command, "--help"]
+        proc = subprocess.run([sys.executable, "-m", "scripts.cli", *args], capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 0, (command, proc.stderr)
+        assert "usage" in proc.stdout
