@@ -1,0 +1,32 @@
+"""Classify video files with a saved model: the top classes and their probabilities per video.
+
+Each video is decoded exactly as the training data was (frames sampled uniformly over the
+whole video, resized to the model's frame size). Unreadable videos are reported by name and
+skipped; the exit status is 1 if any could not be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from scripts._args import fail
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__)
+    p.add_argument("model", help="a model folder saved by `vidtune train --out` or `vidtune retrain`")
+    p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files to classify")
+    p.add_argument("--top-k", type=int, default=3, help="classes shown per video (default %(default)s)")
+    args = p.parse_args(argv)
+    from trainable.predict import predict_videos, print_predictions
+
+    try:
+        predictions = predict_videos(args.model, args.videos, top_k=args.top_k)
+    except ValueError as exc:
+        fail(p, exc)
+    if print_predictions(predictions):
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

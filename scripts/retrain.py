@@ -1,0 +1,38 @@
+"""Retrain the best trial of a search from scratch and save it as a model folder.
+
+The best trial is the one with the best final val_acc among the trials that trained the most
+epochs (see trainable.results.best_trial). With the default epochs and seed (the search's
+max_epochs and seed) the retrained model reproduces that trial's validation accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from scripts._args import fail
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("results_dir", metavar="RESULTS_DIR", help="a folder written by `vidtune search`")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs to train (default: the search's max_epochs)")
+    p.add_argument("--train-on", choices=("train", "train+val"), default="train",
+                   help="train on the train split (default; val stays held out) or on every clip")
+    p.add_argument("--seed", type=int, default=None,
+                   help="initialisation and batch-order seed (default: the search's seed)")
+    p.add_argument("--out", default=None, help="model folder (default RESULTS_DIR/best_model)")
+    args = p.parse_args(argv)
+    from trainable.retrain import print_retrain, retrain_best
+
+    try:
+        outcome = retrain_best(args.results_dir, epochs=args.epochs, train_on=args.train_on,
+                               seed=args.seed, out=args.out)
+    except ValueError as exc:
+        fail(p, exc)
+    print_retrain(outcome)
+
+
+if __name__ == "__main__":
+    main()
