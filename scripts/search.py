@@ -34,6 +34,8 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
     r.add_argument("--name", default=_S.name, help="experiment name (default search-<timestamp>)")
     r.add_argument("--results-dir", default=_S.results_dir, help="local results root (default ./%(default)s)")
     r.add_argument("--storage", default=_S.storage, help="shared path or URI for multi-node clusters")
+    r.add_argument("--optuna-storage", default=_S.optuna_storage,
+                   help="database URL for the Optuna study (default: sqlite optuna.db in the results)")
 
 
 def search_config(args: argparse.Namespace) -> SearchConfig:
@@ -44,6 +46,7 @@ def search_config(args: argparse.Namespace) -> SearchConfig:
         max_concurrent=args.max_concurrent, max_failures=args.max_failures,
         batch_size=args.batch_size, seed=args.seed, name=args.name,
         results_dir=args.results_dir, storage=args.storage, address=args.address,
+        optuna_storage=args.optuna_storage,
         num_cpus=args.num_cpus, num_gpus=args.num_gpus, data=data_config(args),
     )
 

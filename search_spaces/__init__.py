@@ -1,6 +1,12 @@
 """Named Optuna define-by-run search spaces."""
 
-from search_spaces._registry import SearchSpace, get_space, list_spaces, register
+from search_spaces._registry import (
+    SearchSpace,
+    get_space,
+    list_spaces,
+    register,
+    space_distributions,
+)
 from search_spaces.spaces import SEED_DEFAULT, default_space, tiny_space, to_hparams, wide_space
 
 __all__ = [
@@ -10,6 +16,7 @@ __all__ = [
     "get_space",
     "list_spaces",
     "register",
+    "space_distributions",
     "tiny_space",
     "to_hparams",
     "wide_space",

@@ -42,3 +42,15 @@ def get_space(name: str) -> SearchSpace:
 
 def list_spaces() -> list[SearchSpace]:
     return [_SPACES[name] for name in sorted(_SPACES)]
+
+
+def space_distributions(name: str) -> dict[str, optuna.distributions.BaseDistribution]:
+    """The Optuna distributions a space samples, found by running it once on a throwaway trial.
+
+    Define-by-run spaces may branch; this records the parameters of one run, which covers the
+    flat spaces registered here.
+    """
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    get_space(name).define(trial)
+    return dict(trial.distributions)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,7 @@ class ResumableASHA(AsyncHyperBandScheduler):
                 line = {"trial_id": trial_id, "milestone": milestone,
                         "value": self._metric_op * recorded[trial_id],
                         "cutoff": None if cutoff is None else self._metric_op * float(cutoff),
-                        "rung_size": len(old), "action": action}
+                        "rung_size": len(old), "action": action, "driver_pid": os.getpid()}
                 try:
                     with open(self.decisions_path, "a") as f:
                         f.write(json.dumps(line) + "\n")

@@ -17,13 +17,14 @@ from typing import Any
 import optuna
 import ray
 from ray import tune
-from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
+from ray.tune import CheckpointConfig, CLIReporter, FailureConfig, RunConfig, TuneConfig
 from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from data import load_arrays
-from search_spaces import get_space
+from search_spaces import get_space, space_distributions
+from trainable.optuna_mirror import OptunaMirror
 from trainable.scheduler import ResumableASHA, RungKeeper
 from trainable.search_config import CONFIG_FILE, SearchConfig, is_uri
 from trainable.trial import TrialSetup
@@ -156,6 +157,17 @@ def _write_text(folder: str, name: str, text: str) -> None:
     (Path(folder) / name).write_text(text)
 
 
+def trial_table(cfg: SearchConfig) -> CLIReporter:
+    """The live trial table: sampled parameters, the latest epoch's metrics, every 15 s."""
+    params = list(space_distributions(cfg.space))
+    return CLIReporter(
+        parameter_columns=params,
+        metric_columns={"epoch": "epoch", "train_loss": "train_loss", "val_loss": "val_loss",
+                        "val_acc": "val_acc"},
+        max_report_frequency=15, sort_by_metric=True, metric=METRIC, mode=MODE,
+    )
+
+
 def _tuner(cfg: SearchConfig) -> tune.Tuner:
     scheduler = make_scheduler(cfg)
     return tune.Tuner(
@@ -169,7 +181,9 @@ def _tuner(cfg: SearchConfig) -> tune.Tuner:
             storage_path=cfg.storage_root,
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
-            callbacks=[RungKeeper(scheduler)] if isinstance(scheduler, ResumableASHA) else [],
+            callbacks=[OptunaMirror(cfg.name, cfg.space, cfg.max_epochs, cfg.optuna_storage),
+                       *([RungKeeper(scheduler)] if isinstance(scheduler, ResumableASHA) else [])],
+            progress_reporter=trial_table(cfg),
             verbose=1,
         ),
     )
@@ -213,6 +227,8 @@ def _prepare(cfg: SearchConfig) -> None:
     # Frequent experiment snapshots: a killed driver loses at most a few seconds of bookkeeping.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # The classic reporter: one compact live table, not a box per trial event.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     init_ray(cfg)
     check_cluster(cfg)
     # Build or check the data cache once here, so trials on this node start from it.

@@ -40,6 +40,7 @@ class SearchConfig:
     name: str = ""                   # experiment name; "" gives search-YYYYmmdd-HHMMSS
     results_dir: str = "results"     # local results root (used when storage is not given)
     storage: str = ""                # shared path or URI for multi-node runs (e.g. /nfs/x, s3://b/x)
+    optuna_storage: str = ""         # database URL of the mirrored Optuna study ("" -> optuna.db in the results)
     address: str = ""                # "" runs an embedded local Ray; "auto" or HOST:PORT joins a cluster
     num_cpus: int = 0                # embedded Ray only: CPUs to use (0: all)
     num_gpus: float = -1             # embedded Ray only: GPUs to expose (-1: autodetect)
@@ -74,6 +75,9 @@ class SearchConfig:
         if self.storage and not is_uri(self.storage) and not Path(self.storage).expanduser().is_absolute():
             raise ValueError(f"storage is {self.storage!r}; give an absolute path every node can "
                              "reach (e.g. /mnt/nfs/vidtune) or a URI (e.g. s3://bucket/vidtune)")
+        if self.optuna_storage and "://" not in self.optuna_storage:
+            raise ValueError(f"optuna_storage is {self.optuna_storage!r}; give a database URL, "
+                             "e.g. postgresql://user@host/db or sqlite:////abs/path/optuna.db")
         if (self.num_cpus or self.num_gpus >= 0) and self.address:
             raise ValueError("num_cpus/num_gpus size an embedded Ray; with --address the "
                              "cluster's own resources are used")

@@ -1,0 +1,107 @@
+"""The search's Optuna study, mirrored into an RDB (SQLite by default) that
+optuna-dashboard and optuna.load_study can open.
+
+Why a mirror: Ray's OptunaSearch on an RDBStorage crashed on Tuner.restore after a SIGKILL
+(UpdateFinishedTrialError: the restored searcher re-tells trials the database already holds
+as finished). So the searcher keeps its in-memory study (pickled with Ray's experiment
+checkpoints, restored consistently), and this Tune callback writes each trial to the RDB once,
+when it has finished. Finished trials never change, so nothing is ever updated twice. At every
+start and resume it reconciles: any finished trial missing from the RDB (say the driver was
+killed between the trial's end and the write) is added, keyed by the Ray trial id.
+
+States: completed -> COMPLETE (value = final val_acc); stopped by ASHA -> PRUNED; diverged or
+errored -> FAIL. Intermediate values are the per-epoch val_acc.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+from ray.tune import Callback
+
+from search_spaces import space_distributions
+
+logger = logging.getLogger(__name__)
+
+DB_FILE = "optuna.db"
+RAY_ID = "ray_trial_id"
+
+
+def default_storage_url(experiment_path: str) -> str:
+    return f"sqlite:///{Path(experiment_path) / DB_FILE}"
+
+
+class OptunaMirror(Callback):
+    def __init__(self, study_name: str, space: str, max_epochs: int, storage_url: str = "") -> None:
+        self.study_name, self.space, self.max_epochs = study_name, space, max_epochs
+        self.storage_url = storage_url        # "" -> sqlite in the experiment folder
+        self._values: dict[str, dict[int, float]] = {}   # trial -> {epoch: val_acc}
+        self._written: set[str] | None = None
+        self._study: optuna.Study | None = None
+
+    # Tune pickles callbacks with the experiment; the open study must not travel with them.
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_study": None, "_written": None}
+
+    def get_state(self) -> dict | None:
+        return {"values": self._values}
+
+    def set_state(self, state: dict) -> None:
+        self._values = {k: dict(v) for k, v in state["values"].items()}
+
+    def _open(self, trial) -> optuna.Study:
+        if self._study is None:
+            url = self.storage_url or default_storage_url(trial.remote_experiment_path)
+            self._study = optuna.create_study(study_name=self.study_name, storage=url,
+                                              direction="maximize", load_if_exists=True)
+            self._written = {t.user_attrs.get(RAY_ID) for t in self._study.get_trials(deepcopy=False)}
+        return self._study
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        if "epoch" in result and "val_acc" in result:
+            self._values.setdefault(trial.trial_id, {})[int(result["epoch"])] = float(result["val_acc"])
+
+    def on_step_begin(self, iteration: int, trials: list, **info) -> None:
+        if self._written is None and trials:   # first step of this driver: reconcile
+            for trial in trials:
+                if trial.status in ("TERMINATED", "ERROR"):
+                    self._write(trial)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        self._write(trial)
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        self._write(trial)
+
+    def _write(self, trial) -> None:
+        try:
+            study = self._open(trial)
+            assert self._written is not None
+            if trial.trial_id in self._written:
+                return
+            study.add_trial(self._frozen(trial))
+            self._written.add(trial.trial_id)
+        except Exception as exc:  # noqa: BLE001 - the mirror must never stop the search
+            logger.warning("could not write trial %s to the Optuna study: %s", trial.trial_id, exc)
+
+    def _frozen(self, trial) -> optuna.trial.FrozenTrial:
+        last = dict(trial.last_result or {})
+        values = {e: v for e, v in self._values.get(trial.trial_id, {}).items() if math.isfinite(v)}
+        if trial.status == "ERROR" or last.get("diverged"):
+            state, value, status = optuna.trial.TrialState.FAIL, None, "errored" if trial.status == "ERROR" else "diverged"
+        elif last.get("epoch", 0) >= self.max_epochs:
+            state, value, status = optuna.trial.TrialState.COMPLETE, float(last["val_acc"]), "completed"
+        else:
+            state, value, status = optuna.trial.TrialState.PRUNED, None, "stopped"
+        distributions = space_distributions(self.space)
+        params = {k: v for k, v in trial.config.items() if k in distributions}
+        return optuna.trial.create_trial(
+            state=state, value=value, params=params,
+            distributions={k: distributions[k] for k in params},
+            intermediate_values=values,
+            user_attrs={RAY_ID: trial.trial_id, "status": status, "epochs": int(last.get("epoch", 0))},
+        )
