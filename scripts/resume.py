@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     except ValueError as exc:
         fail(p, exc)
     print_outcome(outcome)
+    if outcome.unfinished:
+        raise SystemExit(130)
 
 
 if __name__ == "__main__":

@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     except ValueError as exc:
         fail(p, exc)
     print_outcome(outcome)
+    if outcome.unfinished:
+        raise SystemExit(130)
     print(f"analyze: vidtune analyze {outcome.experiment_path}")
     print(f"retrain: vidtune retrain {outcome.experiment_path}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,13 +45,23 @@ def list_spaces() -> list[SearchSpace]:
     return [_SPACES[name] for name in sorted(_SPACES)]
 
 
+@functools.cache
+def _distributions(name: str) -> tuple[tuple[str, optuna.distributions.BaseDistribution], ...]:
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)   # no "new study created" line
+    try:
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        trial = study.ask()
+        get_space(name).define(trial)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    return tuple(trial.distributions.items())
+
+
 def space_distributions(name: str) -> dict[str, optuna.distributions.BaseDistribution]:
     """The Optuna distributions a space samples, found by running it once on a throwaway trial.
 
     Define-by-run spaces may branch; this records the parameters of one run, which covers the
     flat spaces registered here.
     """
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    trial = study.ask()
-    get_space(name).define(trial)
-    return dict(trial.distributions)
+    return dict(_distributions(name))

@@ -175,3 +175,26 @@ def test_resume_of_a_non_results_folder_is_a_clear_error(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "is not a vidtune results folder" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_ctrl_c_then_resume(tmp_path, cache_dir):
+    experiment = tmp_path / "results" / "r"
+    proc = subprocess.Popen(search_cmd(tmp_path, cache_dir), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env(), start_new_session=True)
+    try:
+        run_until(proc, experiment, lambda r: any(df["epoch"].max() >= 2 for df in r.values()))
+        os.killpg(proc.pid, signal.SIGINT)                 # what Ctrl-C in the terminal sends
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, out[-2000:]
+    assert f"vidtune resume {experiment}" in out
+    resumed = subprocess.run([sys.executable, "-m", "scripts.cli", "resume", str(experiment)],
+                             capture_output=True, text=True, env=env(), timeout=400)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    after = progress(experiment)
+    assert len(after) == NUM_SAMPLES
+    params = {(experiment / name / "params.json").read_text() for name in after}
+    assert len(params) == NUM_SAMPLES
+    assert all(df["epoch"].is_monotonic_increasing for df in after.values())

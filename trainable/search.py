@@ -164,7 +164,7 @@ def trial_table(cfg: SearchConfig) -> CLIReporter:
         parameter_columns=params,
         metric_columns={"epoch": "epoch", "train_loss": "train_loss", "val_loss": "val_loss",
                         "val_acc": "val_acc"},
-        max_report_frequency=15, sort_by_metric=True, metric=METRIC, mode=MODE,
+        max_report_frequency=15, sort_by_metric=True,
     )
 
 
@@ -195,6 +195,7 @@ class SearchOutcome:
     best: dict[str, Any] | None          # trial_id, val_acc, epoch, params
     num_trials: int
     num_errors: int
+    unfinished: int = 0                  # trials not finished + trials not started (Ctrl-C)
 
 
 def summarize(cfg: SearchConfig, grid) -> SearchOutcome:
@@ -207,7 +208,14 @@ def summarize(cfg: SearchConfig, grid) -> SearchOutcome:
                 "epoch": int(row["epoch"]), "params": dict(result.config)}
     except (RuntimeError, KeyError, ValueError, AttributeError):
         pass
-    outcome = SearchOutcome(cfg.experiment_path, best, len(grid), grid.num_errors)
+    from trainable.results import load_experiment
+
+    try:
+        trials = load_experiment(cfg.experiment_path).trials
+        unfinished = cfg.num_samples - len(trials) + int(trials["status"].isin(["running", "pending"]).sum())
+    except ValueError:
+        unfinished = cfg.num_samples
+    outcome = SearchOutcome(cfg.experiment_path, best, len(grid), grid.num_errors, unfinished)
     _write_text(cfg.experiment_path, BEST_FILE, json.dumps(best, indent=2))
     return outcome
 
@@ -221,6 +229,9 @@ def print_outcome(outcome: SearchOutcome, file=sys.stdout) -> None:
         print(f"best val_acc {b['val_acc']:.4f} (trial {b['trial_id']}, epoch {b['epoch']})", file=file)
         print("best config: " + json.dumps(b["params"], sort_keys=True), file=file)
     print(f"results: {outcome.experiment_path}", file=file)
+    if outcome.unfinished:
+        print(f"interrupted with {outcome.unfinished} trials to go; continue with:\n"
+              f"  vidtune resume {outcome.experiment_path}", file=file)
 
 
 def _prepare(cfg: SearchConfig) -> None:
