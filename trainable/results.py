@@ -40,7 +40,9 @@ def _status(ray_status: str, last: dict, max_epochs: int) -> str:
         return "diverged"
     if ray_status == "TERMINATED":
         return "completed" if last.get("epoch", 0) >= max_epochs else "stopped"
-    return "running" if ray_status == "RUNNING" else "pending"
+    # Ray's experiment snapshot stores RUNNING trials as PENDING: a trial that has reported
+    # an epoch was running when the search was interrupted (or still is).
+    return "running" if ray_status == "RUNNING" or last.get("epoch", 0) > 0 else "pending"
 
 
 def load_experiment(path: str | Path) -> Experiment:

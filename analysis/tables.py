@@ -1,0 +1,150 @@
+"""Numbers derived from a search's trials and history tables (pandas only, no Ray, no plots).
+
+The tables come from trainable.results.load_experiment:
+trials  - one row per trial: trial_id, order, status, parameters, best_val_acc, best_epoch,
+          final_val_acc, epochs, time_s, start, end;
+history - one row per reported epoch: trial_id, epoch, val_acc, ..., timestamp.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+# In the order they are listed and drawn; "stopped" means stopped early by ASHA.
+STATUSES = ("completed", "stopped", "diverged", "errored", "running", "pending")
+STATUS_LABELS = {
+    "completed": "completed",
+    "stopped": "stopped by ASHA",
+    "diverged": "diverged",
+    "errored": "errored",
+    "running": "running",
+    "pending": "pending",
+}
+UNFINISHED = ("running", "pending")
+
+
+@dataclass(frozen=True)
+class BestResult:
+    """The highest val_acc reported by any trial at any epoch."""
+
+    val_acc: float
+    trial_id: str
+    epoch: int
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ComputeUsage:
+    """Epochs trained, summed over trials, against every trial running to max_epochs."""
+
+    used_epochs: int
+    full_epochs: int        # num_trials * max_epochs: the same trials without ASHA
+    num_trials: int
+    max_epochs: int
+
+    @property
+    def saved_epochs(self) -> int:
+        return self.full_epochs - self.used_epochs
+
+    @property
+    def saved_fraction(self) -> float:
+        return self.saved_epochs / self.full_epochs if self.full_epochs else 0.0
+
+
+def to_native(value: Any) -> Any:
+    """numpy scalars -> Python scalars (for JSON, Optuna and printing)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def trial_params(row: pd.Series, param_names: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """The sampled parameters of one trials row, NaN (not sampled) left out."""
+    out = {}
+    for name in param_names:
+        value = to_native(row.get(name))
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        out[name] = value
+    return out
+
+
+def best_result(trials: pd.DataFrame, history: pd.DataFrame,
+                param_names: tuple[str, ...] | list[str]) -> BestResult | None:
+    """The maximum val_acc over all reported epochs of all trials; None before any report."""
+    acc = pd.to_numeric(history["val_acc"], errors="coerce") if len(history) else pd.Series(dtype=float)
+    if acc.notna().sum() == 0:
+        return None
+    row = history.loc[acc.idxmax()]
+    trial = trials[trials["trial_id"] == row["trial_id"]]
+    params = trial_params(trial.iloc[0], param_names) if len(trial) else {}
+    return BestResult(float(acc.max()), str(row["trial_id"]), int(row["epoch"]), params)
+
+
+def status_counts(trials: pd.DataFrame) -> dict[str, int]:
+    """{status: number of trials}, in STATUSES order, statuses with no trial left out."""
+    counts = trials["status"].value_counts() if len(trials) else pd.Series(dtype=int)
+    return {s: int(counts[s]) for s in STATUSES if counts.get(s, 0)}
+
+
+def format_counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{STATUS_LABELS[s]} {n}" for s, n in counts.items()) or "no trials"
+
+
+def asha_milestones(grace_period: int, reduction_factor: float, max_epochs: int) -> list[int]:
+    """ASHA's rungs: grace_period * reduction_factor**k, below max_epochs."""
+    if grace_period < 1 or reduction_factor < 2:
+        raise ValueError(f"grace_period {grace_period} must be >= 1 and reduction_factor "
+                         f"{reduction_factor} >= 2")
+    out, k = [], 0
+    while grace_period * reduction_factor**k < max_epochs:
+        out.append(int(grace_period * reduction_factor**k))
+        k += 1
+    return out
+
+
+def compute_usage(trials: pd.DataFrame, max_epochs: int) -> ComputeUsage:
+    n = len(trials)
+    used = int(trials["epochs"].sum()) if n else 0
+    return ComputeUsage(used_epochs=used, full_epochs=n * max_epochs, num_trials=n,
+                        max_epochs=max_epochs)
+
+
+def trial_scores(trials: pd.DataFrame) -> pd.Series:
+    """Each trial's best val_acc, a diverged trial that never reported a sane epoch scoring 0."""
+    score = pd.to_numeric(trials["best_val_acc"], errors="coerce")
+    diverged = (trials["status"] == "diverged") & (trials["epochs"] > 0)
+    return score.where(~(diverged & score.isna()), 0.0)
+
+
+def best_so_far_by_trial(trials: pd.DataFrame) -> pd.DataFrame:
+    """order, best_val_acc of the trial, best_so_far (running max in creation order)."""
+    df = trials.sort_values("order")[["order", "trial_id", "status"]].copy()
+    df["best_val_acc"] = trial_scores(trials).loc[df.index]
+    df["best_so_far"] = df["best_val_acc"].cummax().ffill()
+    return df.reset_index(drop=True)
+
+
+def best_so_far_by_time(trials: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+    """elapsed_s (since the first trial started), trial_id, val_acc, best_so_far, in time order.
+
+    A report's time is its trial's start plus its time_total_s (Ray's timestamps are whole
+    seconds, too coarse for short epochs); the timestamp where that is not known.
+    """
+    cols = ["elapsed_s", "trial_id", "val_acc", "best_so_far"]
+    h = history.dropna(subset=["val_acc"]) if len(history) else history
+    if not len(h):
+        return pd.DataFrame(columns=cols)
+    starts = (pd.to_numeric(trials.set_index("trial_id")["start"], errors="coerce")
+              if "start" in trials and len(trials) else pd.Series(dtype=float))
+    start = h["trial_id"].map(starts).astype(float)
+    stamp = pd.to_numeric(h["timestamp"], errors="coerce").astype(float)
+    when = (start + pd.to_numeric(h["time_total_s"], errors="coerce")).fillna(stamp)
+    t0 = float(pd.concat([starts.dropna(), when.dropna()]).min())
+    out = pd.DataFrame({"elapsed_s": when - t0, "trial_id": h["trial_id"],
+                        "val_acc": h["val_acc"].astype(float)}).dropna(subset=["elapsed_s"])
+    out = out.sort_values("elapsed_s", kind="stable")
+    out["best_so_far"] = out["val_acc"].cummax()
+    return out.reset_index(drop=True)[cols]
