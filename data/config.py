@@ -21,8 +21,8 @@ class DataConfig:
     frames: int = 8                # T: frames per clip (uniformly sampled from real videos)
     height: int = 32               # H
     width: int = 32                # W
-    num_clips: int = 2000          # synthetic only: clips in the whole set (train + val)
-    noise: float = 0.35            # synthetic only: difficulty (pixel noise and distractors), 0..1
+    num_clips: int = 1000          # synthetic only: clips in the whole set (train + val)
+    noise: float = 0.6             # synthetic only: difficulty (pixel noise and distractors), 0..1
     seed: int = 0                  # synthetic content and the train/val split
     val_fraction: float = 0.2
     cache_dir: str | None = None   # default: $VIDTUNE_CACHE or ~/.cache/vidtune

@@ -1,0 +1,67 @@
+"""The benchmark scripts' smoke runs: they finish and write their markdown sections with numbers.
+
+No timing assertions: the figures of a smoke run on a busy CI machine mean nothing.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from scripts import bench_data, bench_search
+
+
+def section(text: str, key: str) -> str:
+    start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
+    assert text.count(start) == 1 and text.count(end) == 1, text
+    return text[text.index(start) + len(start) : text.index(end)]
+
+
+def test_write_section_replaces_only_its_own_block(tmp_path):
+    md = tmp_path / "bench.md"
+    md.write_text("# Header\n\nintro\n")
+    bench_data.write_section(md, "a", "first A")
+    bench_data.write_section(md, "b", "only B")
+    bench_data.write_section(md, "a", "second A")
+    text = md.read_text()
+    assert text.startswith("# Header\n\nintro\n")
+    assert section(text, "a").strip() == "second A" and "first A" not in text
+    assert section(text, "b").strip() == "only B"
+    assert text.index("<!-- a:start -->") < text.index("<!-- b:start -->")
+
+
+def test_bench_data_smoke(tmp_path, cache_dir):
+    md = tmp_path / "benchmarks.md"
+    md.write_text("# Benchmarks\n\n<!-- bench_search:start -->\nkept\n<!-- bench_search:end -->\n")
+    result = bench_data.main(["--smoke", "--out", str(md)])
+    assert result.real_epoch_s > 0 and result.memory_epoch_s > 0 and result.loader_only_s > 0
+    text = md.read_text()
+    body = section(text, "bench_data")
+    assert section(text, "bench_search").strip() == "kept"
+    assert "Smoke run" in body and "torch" in body
+    assert re.search(r"epoch, real loader \(train \+ val\) \| \d+\.\d+ s \|", body)
+    assert re.search(r"\(real - in-memory\) / real \| -?\d+\.\d %", body)
+    assert re.search(r"\*\*(PASS|FAIL)\*\*", body)
+
+
+@pytest.mark.slow
+def test_bench_search_smoke(tmp_path, cache_dir):
+    md = tmp_path / "benchmarks.md"
+    bench_search.main(["--smoke", "--out", str(md)])
+    body = section(md.read_text(), "bench_search")
+    assert "Smoke run" in body
+    rows = {   # row label (start) -> the measured value's pattern
+        "1. epoch inside Ray / plain loop": r"\d+\.\d+x",
+        "2. data-loading share of epoch time": r"-?\d+\.\d %",
+        "3a. best val acc": r"[+-]\d+\.\d pt",
+        "3b. epochs, ASHA+TPE / random full budget": r"\d+\.\d+",
+        "4. a one-trial search beyond its trial (part 1)": r"-?\d+\.\d+ s",
+        "4. per-trial overhead inside a trial (median)": r"-?\d+\.\d+ s",
+        "5. trials at once on one GPU": r"\d+",
+    }
+    for label, value in rows.items():
+        assert re.search(rf"\| {re.escape(label)}[^|]* \| {value} \|", body), label
+    # Every seed row of part 3 has numbers, and part 5 saw at least one trial running.
+    assert re.search(r"\| 0 \| \d\.\d{4} \| \d\.\d{4} \| [+-]\d+\.\d pt \| \d+ \| \d+ \|", body)
+    assert re.search(r"at most \*\*[1-9]\d*\*\* trials", body)
