@@ -15,24 +15,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
-
-from data import ClipLoader, DataConfig, make_loaders
+from data import DataConfig
 from search_spaces import get_space
 from trainable.artifact import (
     CONFIG,
     EXPORTED,
     load_artifact,
-    save_artifact,
     save_exported,
 )
-from trainable.config import ModelConfig, TrainConfig
-from trainable.loop import evaluate, fit, pick_device
-from trainable.model import build_model, count_parameters
 from trainable.results import Experiment, best_trial, load_experiment
 from trainable.search import trial_setup
 from trainable.search_config import SearchConfig, is_uri
-from trainable.standalone import print_epoch, train_model
+from trainable.standalone import train_model
 from trainable.trial import trial_configs
 
 TRAIN_ON = ("train", "train+val")
@@ -93,36 +87,6 @@ def choose(experiment: Experiment) -> Choice:
     return Choice(trial_id=str(row["trial_id"]), params=params, val_acc=float(row["final_val_acc"]),
                   epochs=int(row["epochs"]), status=str(row["status"]), num_trials=len(trials),
                   num_at_budget=len(at_budget))
-
-
-def _train_all_clips(model_cfg: ModelConfig, train_cfg: TrainConfig, data_cfg: DataConfig,
-                     out: Path, extra: dict[str, Any], quiet: bool) -> dict[str, Any]:
-    """train_model, but on every clip (train + val); the val metrics are then not held out."""
-    data_cfg = data_cfg.resolved()
-    loaders = make_loaders(data_cfg, batch_size=train_cfg.batch_size, progress=not quiet)
-    arrays = loaders.train.arrays
-    every = ClipLoader(arrays, np.arange(len(arrays)), train_cfg.batch_size, shuffle=True,
-                       seed=data_cfg.seed)
-    model_cfg = replace(model_cfg, num_classes=len(loaders.class_names))
-    model = build_model(model_cfg, seed=train_cfg.seed)
-    device = pick_device()
-    if not quiet:
-        print(f"training {count_parameters(model):,} parameters on {device} for "
-              f"{train_cfg.epochs} epochs on all {len(arrays)} clips (train + val)",
-              file=sys.stderr)
-
-    def report(metrics: dict[str, float], _state_fn) -> None:
-        if not quiet:
-            print_epoch(metrics, train_cfg.epochs)
-
-    result = fit(model, every, loaders.val, train_cfg, model_cfg.num_classes, device, report)
-    ev = evaluate(model, loaders.val, device, model_cfg.num_classes)
-    metrics = {"val_acc": ev.accuracy, "val_loss": ev.loss, "epochs": len(result.history),
-               "val_held_out": False,
-               "per_class_accuracy": dict(zip(loaders.class_names, ev.per_class_accuracy, strict=True)),
-               "history": result.history}
-    save_artifact(out, model.cpu(), train_cfg, data_cfg, loaders.class_names, metrics, extra)
-    return metrics
 
 
 def default_out(results_dir: str) -> str:
@@ -186,7 +150,8 @@ def retrain_best(results_dir: str | Path, epochs: int | None = None, train_on: s
     if train_on == "train":
         metrics = train_model(model_cfg, train_cfg, cfg.data, out=out_path, quiet=quiet, extra=extra)
     else:
-        metrics = _train_all_clips(model_cfg, train_cfg, cfg.data, out_path, extra, quiet)
+        metrics = train_model(model_cfg, train_cfg, cfg.data, out=out_path, quiet=quiet, extra=extra,
+                              all_clips=True)
 
     exported = False
     if export:

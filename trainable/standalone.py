@@ -8,9 +8,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from data import DataConfig, make_loaders
+from data import ClipLoader, DataConfig, make_loaders
 from trainable.artifact import data_config_of, load_artifact, save_artifact, train_config_of
 from trainable.config import ModelConfig, TrainConfig
 from trainable.loop import EvalResult, evaluate, fit, pick_device
@@ -26,17 +27,26 @@ def print_epoch(metrics: dict[str, float], total: int, file=sys.stderr) -> None:
 def train_model(model_cfg: ModelConfig, train_cfg: TrainConfig, data_cfg: DataConfig,
                 out: str | Path | None = None, quiet: bool = False,
                 on_epoch: Callable[[dict[str, float]], None] | None = None,
-                extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train from scratch; save an artifact folder to `out` if given. Returns final metrics."""
+                extra: dict[str, Any] | None = None, all_clips: bool = False) -> dict[str, Any]:
+    """Train from scratch; save an artifact folder to `out` if given. Returns final metrics.
+
+    all_clips trains on train + val: the val metrics are then not held out (val_held_out False).
+    """
     data_cfg = data_cfg.resolved()
     loaders = make_loaders(data_cfg, batch_size=train_cfg.batch_size, progress=not quiet)
+    train_loader = loaders.train
+    if all_clips:
+        arrays = loaders.train.arrays
+        train_loader = ClipLoader(arrays, np.arange(len(arrays)), train_cfg.batch_size,
+                                  shuffle=True, seed=data_cfg.seed)
     model_cfg = replace(model_cfg, num_classes=len(loaders.class_names))
     model = build_model(model_cfg, seed=train_cfg.seed)
     device = pick_device()
     if not quiet:
+        clips = (f"all {len(train_loader.indices)} clips (train + val)" if all_clips else
+                 f"{len(loaders.train.indices)} train / {len(loaders.val.indices)} val clips")
         print(f"training {count_parameters(model):,} parameters on {device} for {train_cfg.epochs} "
-              f"epochs ({len(loaders.train.indices)} train / {len(loaders.val.indices)} val clips)",
-              file=sys.stderr)
+              f"epochs ({clips})", file=sys.stderr)
 
     def report(metrics: dict[str, float], _state_fn) -> None:
         if not quiet:
@@ -44,9 +54,10 @@ def train_model(model_cfg: ModelConfig, train_cfg: TrainConfig, data_cfg: DataCo
         if on_epoch is not None:
             on_epoch(metrics)
 
-    result = fit(model, loaders.train, loaders.val, train_cfg, model_cfg.num_classes, device, report)
+    result = fit(model, train_loader, loaders.val, train_cfg, model_cfg.num_classes, device, report)
     ev = evaluate(model, loaders.val, device, model_cfg.num_classes)
     metrics = {"val_acc": ev.accuracy, "val_loss": ev.loss, "epochs": len(result.history),
+               **({"val_held_out": False} if all_clips else {}),
                "per_class_accuracy": dict(zip(loaders.class_names, ev.per_class_accuracy, strict=True)),
                "history": result.history}
     if out is not None:
@@ -71,9 +82,6 @@ def evaluate_artifact(folder: str | Path, data_cfg: DataConfig | None = None,
         raise ValueError(f"split is {split!r}; use 'val' or 'all'")
     loader = loaders.val
     if split == "all":
-        import numpy as np
-
-        from data.loaders import ClipLoader
         loader = ClipLoader(loaders.val.arrays, np.arange(len(loaders.val.arrays)),
                             loaders.val.batch_size, shuffle=False)
     device = pick_device()
