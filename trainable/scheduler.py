@@ -18,6 +18,8 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.schedulers import AsyncHyperBandScheduler
 
+from trainable.search_config import is_uri
+
 logger = logging.getLogger(__name__)
 
 DECISIONS_FILE = "asha_decisions.jsonl"
@@ -66,7 +68,7 @@ class ResumableASHA(AsyncHyperBandScheduler):
 
     def on_trial_add(self, tune_controller, trial) -> None:
         experiment = str(trial.remote_experiment_path)
-        if self.decisions_path is None and "://" not in experiment:
+        if self.decisions_path is None and not is_uri(experiment):
             self.decisions_path = str(Path(experiment) / DECISIONS_FILE)
         super().on_trial_add(tune_controller, trial)
 

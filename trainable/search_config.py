@@ -75,7 +75,7 @@ class SearchConfig:
         if self.storage and not is_uri(self.storage) and not Path(self.storage).expanduser().is_absolute():
             raise ValueError(f"storage is {self.storage!r}; give an absolute path every node can "
                              "reach (e.g. /mnt/nfs/vidtune) or a URI (e.g. s3://bucket/vidtune)")
-        if self.optuna_storage and "://" not in self.optuna_storage:
+        if self.optuna_storage and not is_uri(self.optuna_storage):
             raise ValueError(f"optuna_storage is {self.optuna_storage!r}; give a database URL, "
                              "e.g. postgresql://user@host/db or sqlite:////abs/path/optuna.db")
         if (self.num_cpus or self.num_gpus >= 0) and self.address:
@@ -111,10 +111,6 @@ class SearchConfig:
         d = dict(d)
         d["data"] = DataConfig(**d.get("data", {}))
         return cls(**d)
-
-    def save(self, folder: str | Path) -> None:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        (Path(folder) / CONFIG_FILE).write_text(json.dumps(self.to_json(), indent=2))
 
     @classmethod
     def load(cls, folder: str | Path) -> SearchConfig:
