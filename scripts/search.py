@@ -21,6 +21,9 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-epochs", type=int, default=_S.max_epochs, help="epochs of a trial ASHA never stops (default %(default)s)")
     g.add_argument("--grace-period", type=int, default=_S.grace_period, help="ASHA: epochs before the first cut (default %(default)s)")
     g.add_argument("--reduction-factor", type=float, default=_S.reduction_factor, help="ASHA: keep the top 1/N at each rung (default %(default)s)")
+    g.add_argument("--asha-cap", action="store_true",
+                   help="ASHA: let at most 1/N of the trials at a rung through, whatever order they "
+                        "arrive in (fewer epochs, lower best accuracy: see docs/benchmarks.md)")
     g.add_argument("--batch-size", type=int, default=_S.batch_size, help="(default %(default)s; the 'wide' space samples it)")
     g.add_argument("--seed", type=int, default=_S.seed, help="TPE sampler and trial seed (default %(default)s)")
     g.add_argument("--max-concurrent", type=int, default=_S.max_concurrent, help="cap on trials at once; 0 = what resources allow")
@@ -42,7 +45,7 @@ def search_config(args: argparse.Namespace) -> SearchConfig:
     return SearchConfig(
         space=args.space, num_samples=args.num_samples, max_epochs=args.max_epochs,
         grace_period=args.grace_period, reduction_factor=args.reduction_factor,
-        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+        promotion_cap=args.asha_cap, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         max_concurrent=args.max_concurrent, max_failures=args.max_failures,
         batch_size=args.batch_size, seed=args.seed, name=args.name,
         results_dir=args.results_dir, storage=args.storage, address=args.address,

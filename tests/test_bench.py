@@ -58,10 +58,12 @@ def test_bench_search_smoke(tmp_path, cache_dir):
         "3b. epochs, ASHA+TPE / random full budget": r"\d+\.\d+",
         "4. a one-trial search beyond its trial (part 1)": r"-?\d+\.\d+ s",
         "4. per-trial overhead inside a trial (median)": r"-?\d+\.\d+ s",
+        "3a. the same with `--asha-cap`": r"[+-]\d+\.\d pt",
+        "3b. the same with `--asha-cap`": r"\d+\.\d+",
         "5. trials at once on one GPU": r"\d+",
     }
     for label, value in rows.items():
         assert re.search(rf"\| {re.escape(label)}[^|]* \| {value} \|", body), label
     # Every seed row of part 3 has numbers, and part 5 saw at least one trial running.
-    assert re.search(r"\| 0 \| \d\.\d{4} \| \d\.\d{4} \| [+-]\d+\.\d pt \| \d+ \| \d+ \|", body)
+    assert re.search(r"\| 0 \| \d\.\d{4} \| \d\.\d{4} \| \d\.\d{4} \| \d+ \| \d+ \| \d+ \|", body)
     assert re.search(r"at most \*\*[1-9]\d*\*\* trials", body)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +67,23 @@ def test_tiny_search_end_to_end(tmp_path, cache_dir, local_ray):
     assert exp.is_absolute() and (exp / "vidtune.json").is_file() and (exp / "best.json").is_file()
     assert (exp / "asha_decisions.jsonl").is_file()
     assert list(exp.glob("trial_*/checkpoint_*/state.pt")), "trials checkpoint every epoch"
+
+
+def test_asha_cap_lets_at_most_a_third_through(tmp_path, cache_dir, local_ray):
+    data = DataConfig(num_clips=200, frames=6, height=16, width=16, noise=0.2, cache_dir=cache_dir)
+    outcome = run_search(tiny_search(tmp_path, data, num_samples=9, max_concurrent=2, promotion_cap=True))
+    runs = progress(outcome.experiment_path)
+    assert len(runs) == 9 and outcome.num_errors == 0
+    passed = [name for name, df in runs.items() if df["epoch"].max() > 1]
+    assert 1 <= len(passed) <= 9 // 3, f"{len(passed)} of 9 trials went past the rung at epoch 1"
+    # At every decision, the trials let through so far fit the cap of the rung as it stood.
+    lines = [json.loads(line) for line in
+             (Path(outcome.experiment_path) / "asha_decisions.jsonl").read_text().splitlines()]
+    decided = [line for line in lines if line["milestone"] == 1 and line["action"] != "COMPLETE"]
+    assert len(decided) == 9
+    for i, line in enumerate(decided):
+        through = sum(d["action"] == "CONTINUE" for d in decided[: i + 1])
+        assert through <= max(1, (line["rung_size"] + 1) // 3), decided[: i + 1]
 
 
 def test_four_quarter_gpu_trials_run_at_once(tmp_path, cache_dir):

@@ -29,6 +29,7 @@ class SearchConfig:
     max_epochs: int = 6              # ASHA max_t: a trial that is never stopped trains this long
     grace_period: int = 1            # ASHA: epochs before the first stopping decision
     reduction_factor: float = 3      # ASHA: keep the top 1/reduction_factor at each rung
+    promotion_cap: bool = False      # ASHA: at most max(1, n // reduction_factor) of n trials pass a rung
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0      # e.g. 0.25 packs four trials on one GPU
     max_concurrent: int = 0          # 0: as many as resources allow
