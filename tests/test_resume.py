@@ -68,8 +68,13 @@ def test_sigkill_driver_then_resume(tmp_path, cache_dir):
     def mid_run(runs: dict[str, pd.DataFrame]) -> bool:
         done = [df for df in runs.values() if df["epoch"].max() >= MAX_EPOCHS]
         now = time.time()
-        # probably still running: reported within its own epoch time
-        running = [df for df in runs.values() if df["epoch"].max() < MAX_EPOCHS
+        # ASHA writes its decision before Tune logs the row, so a stopped trial is known here.
+        decisions = experiment / "asha_decisions.jsonl"
+        stopped = {"trial_" + json.loads(line)["trial_id"] for line in
+                   (decisions.read_text().splitlines() if decisions.exists() else [])
+                   if line.endswith("}") and json.loads(line)["action"] == "STOP"}
+        # probably still running: not stopped, and reported within its own epoch time
+        running = [df for name, df in runs.items() if df["epoch"].max() < MAX_EPOCHS and name not in stopped
                    and now - df["reported_at"].iloc[-1] < df["epoch_time_s"].iloc[-1]]
         return len(done) >= 1 and len(running) >= 1 and len(runs) < NUM_SAMPLES
 

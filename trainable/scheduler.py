@@ -131,5 +131,5 @@ class RungKeeper(Callback):
 
     def set_state(self, state: dict) -> None:
         self.scheduler.load_rung_state(state["rungs"])
-        n = sum(len(recorded) for _, recorded in state["rungs"])
+        n = sum(len(rung[1]) for rung in state["rungs"])
         logger.info("restored %d ASHA rung records", n)
