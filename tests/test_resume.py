@@ -70,9 +70,9 @@ def test_sigkill_driver_then_resume(tmp_path, cache_dir):
         now = time.time()
         # ASHA writes its decision before Tune logs the row, so a stopped trial is known here.
         decisions = experiment / "asha_decisions.jsonl"
-        stopped = {"trial_" + json.loads(line)["trial_id"] for line in
-                   (decisions.read_text().splitlines() if decisions.exists() else [])
-                   if line.endswith("}") and json.loads(line)["action"] == "STOP"}
+        lines = decisions.read_text().splitlines() if decisions.exists() else []
+        records = [json.loads(line) for line in lines if line.endswith("}")]   # skip a half-written line
+        stopped = {"trial_" + r["trial_id"] for r in records if r["action"] == "STOP"}
         # probably still running: not stopped, and reported within its own epoch time
         running = [df for name, df in runs.items() if df["epoch"].max() < MAX_EPOCHS and name not in stopped
                    and now - df["reported_at"].iloc[-1] < df["epoch_time_s"].iloc[-1]]

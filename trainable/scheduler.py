@@ -46,14 +46,13 @@ class ResumableASHA(AsyncHyperBandScheduler):
         super().__init__(time_attr=time_attr, max_t=max_t, grace_period=grace_period,
                          reduction_factor=reduction_factor, brackets=1)
         self.decisions_path: str | None = None
-        self.reduction_factor = reduction_factor
         self.promotion_cap = promotion_cap
         # milestone -> the trials let through that rung, in order
         self.promoted: dict[float, list[str]] = {float(m): [] for m, _ in self._brackets[0]._rungs}
 
     def cap(self, rung_size: int) -> int:
         """Trials that may have passed a rung holding rung_size records (promotion_cap only)."""
-        return max(1, int(rung_size // self.reduction_factor))
+        return max(1, int(rung_size // self._brackets[0].rf))
 
     # -- state -------------------------------------------------------------------------
     def rung_state(self) -> list[list[Any]]:
@@ -70,29 +69,32 @@ class ResumableASHA(AsyncHyperBandScheduler):
             self.promoted[float(milestone)] = list(promoted[0]) if promoted else []
 
     # -- deciding ----------------------------------------------------------------------
-    def _newly_recorded(self, trial_id: str, before: list[list[Any]]) -> float | None:
-        """The milestone at which this result was just recorded, if any."""
-        for (milestone, old, _), (_, recorded) in zip(before, self._brackets[0]._rungs, strict=True):
-            if trial_id in recorded and trial_id not in old:
-                return float(milestone)
+    def _rungs_holding(self, trial_id: str) -> set[float]:
+        return {float(m) for m, recorded in self._brackets[0]._rungs if trial_id in recorded}
+
+    def _new_record(self, trial_id: str, before: set[float]) -> tuple[float, dict[str, float]] | None:
+        """(milestone, its rung's records) if this result was just recorded at a rung."""
+        for milestone, recorded in self._brackets[0]._rungs:
+            if trial_id in recorded and float(milestone) not in before:
+                return float(milestone), recorded
         return None
 
     # -- recording ---------------------------------------------------------------------
-    def _record(self, trial_id: str, before: list[list[Any]], action: str) -> None:
-        if self.decisions_path is None:
+    def _record(self, trial_id: str, new: tuple[float, dict[str, float]] | None, action: str) -> None:
+        if self.decisions_path is None or new is None:
             return
-        for (milestone, old, _), (_, recorded) in zip(before, self._brackets[0]._rungs, strict=True):
-            if trial_id in recorded and trial_id not in old:
-                cutoff = self._brackets[0].cutoff(old)
-                line = {"trial_id": trial_id, "milestone": milestone,
-                        "value": self._metric_op * recorded[trial_id],
-                        "cutoff": None if cutoff is None else self._metric_op * float(cutoff),
-                        "rung_size": len(old), "action": action, "driver_pid": os.getpid()}
-                try:
-                    with open(self.decisions_path, "a") as f:
-                        f.write(json.dumps(line) + "\n")
-                except OSError as exc:
-                    logger.warning("could not record ASHA decision: %s", exc)
+        milestone, recorded = new
+        old = {t: v for t, v in recorded.items() if t != trial_id}   # the rung it was compared with
+        cutoff = self._brackets[0].cutoff(old)
+        line = {"trial_id": trial_id, "milestone": milestone,
+                "value": self._metric_op * recorded[trial_id],
+                "cutoff": None if cutoff is None else self._metric_op * float(cutoff),
+                "rung_size": len(old), "action": action, "driver_pid": os.getpid()}
+        try:
+            with open(self.decisions_path, "a") as f:
+                f.write(json.dumps(line) + "\n")
+        except OSError as exc:
+            logger.warning("could not record ASHA decision: %s", exc)
 
     def on_trial_add(self, tune_controller, trial) -> None:
         experiment = str(trial.remote_experiment_path)
@@ -101,23 +103,23 @@ class ResumableASHA(AsyncHyperBandScheduler):
         super().on_trial_add(tune_controller, trial)
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
-        before = self.rung_state()
+        before = self._rungs_holding(trial.trial_id)
         action = super().on_trial_result(tune_controller, trial, result)
-        milestone = self._newly_recorded(trial.trial_id, before)
-        if milestone is not None and action == self.CONTINUE:
+        new = self._new_record(trial.trial_id, before)
+        if new is not None and action == self.CONTINUE:
+            milestone, recorded = new
             promoted = self.promoted[milestone]
-            rung_size = len(dict(self._brackets[0]._rungs)[milestone])
-            if self.promotion_cap and len(promoted) >= self.cap(rung_size):
+            if self.promotion_cap and len(promoted) >= self.cap(len(recorded)):
                 action = self.STOP
             else:
                 promoted.append(trial.trial_id)
-        self._record(trial.trial_id, before, action)
+        self._record(trial.trial_id, new, action)
         return action
 
     def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
-        before = self.rung_state()
+        before = self._rungs_holding(trial.trial_id)
         super().on_trial_complete(tune_controller, trial, result)
-        self._record(trial.trial_id, before, "COMPLETE")
+        self._record(trial.trial_id, self._new_record(trial.trial_id, before), "COMPLETE")
 
 
 class RungKeeper(Callback):
