@@ -39,8 +39,13 @@ class TrialSetup:
             raise ValueError(f"max_epochs is {self.max_epochs}, but must be >= 1")
 
 
+def _hparams(params: dict[str, Any], setup: TrialSetup) -> dict[str, Any]:
+    """The setup's batch size, then the space's constants, then the sampled values (last wins)."""
+    return {"batch_size": setup.batch_size, **setup.constants, **to_hparams(params)}
+
+
 def trial_configs(params: dict[str, Any], setup: TrialSetup, num_classes: int) -> tuple[ModelConfig, TrainConfig]:
-    hp = {"batch_size": setup.batch_size, **setup.constants, **to_hparams(params)}
+    hp = _hparams(params, setup)
     hp.update(epochs=setup.max_epochs, seed=setup.seed, num_classes=num_classes)
     return split_params(hp)
 
@@ -65,10 +70,8 @@ def run_trial(params: dict[str, Any], setup: TrialSetup, report: Report,
     A NaN/inf loss ends the trial with one report of diverged=1 and val_acc=0 instead of
     raising, so the search goes on.
     """
-    loaders = make_loaders(setup.data, batch_size=setup.batch_size, progress=False)
+    loaders = make_loaders(setup.data, batch_size=int(_hparams(params, setup)["batch_size"]), progress=False)
     model_cfg, train_cfg = trial_configs(params, setup, len(loaders.class_names))
-    if train_cfg.batch_size != setup.batch_size:   # the space samples batch_size
-        loaders = make_loaders(setup.data, batch_size=train_cfg.batch_size, progress=False)
     model = build_model(model_cfg, seed=train_cfg.seed)
 
     if resume is not None and resume["epoch"] >= train_cfg.epochs:
