@@ -7,7 +7,10 @@
 3. Search efficiency on a reduced synthetic benchmark: ASHA + TPE (run_search as shipped)
    against random search with the full budget (Optuna RandomSampler, no early stopping), at
    equal trial counts, over several seeds. Goal: best val acc within 1 point, <= 1/3 the epochs.
-   Also measured: the same ASHA with its promotion cap on (`vidtune search --asha-cap`).
+   Also measured: the same ASHA with its promotion cap on (`vidtune search --asha-cap`), and,
+   from the random searches' full learning curves, how well early epochs rank the configs:
+   rank correlation with the last epoch, and successive halving at ASHA's rungs replayed in
+   hindsight (the best case for a rule that keeps 1 in rf at each rung).
 4. Per-trial overhead: inside the trial (Ray's time_total_s minus the epochs) and around it
    (part 1's one-trial search minus its trial; a sequential search of no-op-sized trials:
    start-to-start interval minus the epoch).
@@ -266,6 +269,7 @@ class SearchRun:
     wall_s: float
     in_trial_overhead_s: list[float]    # per trial: Ray's time_total_s - sum of its epoch_time_s
     in_function_s: list[float]          # the part of it inside the trial function (when known)
+    curves: list[list[float]] = field(default_factory=list)   # per trial: val_acc at epochs 1, 2, ...
 
 
 def search_run(cfg: SearchConfig, method: str) -> SearchRun:
@@ -277,8 +281,42 @@ def search_run(cfg: SearchConfig, method: str) -> SearchRun:
     overhead = [float(df["time_total_s"].iloc[-1] - df["epoch_time_s"].sum()) for df in runs]
     in_function = [float(df["reported_at"].iloc[-1] - df["started_at"].iloc[0] - df["epoch_time_s"].sum())
                    for df in runs if "started_at" in df and "reported_at" in df]
+    curves = [df["val_acc"].astype(float).tolist() for df in runs]
     return SearchRun(method, cfg.seed, float(exp.trials["best_val_acc"].max()),
-                     int(exp.trials["epochs"].sum()), len(exp.trials), wall, overhead, in_function)
+                     int(exp.trials["epochs"].sum()), len(exp.trials), wall, overhead, in_function, curves)
+
+
+def rung_epochs(grace: int, rf: float, max_epochs: int) -> list[int]:
+    """ASHA's milestones for one bracket, as Ray computes them: grace * rf**k below max_epochs."""
+    count = int(np.log(max_epochs / grace) / np.log(rf) + 1)
+    return [m for m in (int(grace * rf**k) for k in range(count)) if m < max_epochs]
+
+
+def halving_in_hindsight(curves: list[list[float]], grace: int, rf: float, max_epochs: int) -> tuple[float, int]:
+    """Synchronous successive halving replayed on full learning curves: (best val acc, epochs).
+
+    At each of ASHA's milestones the survivors are ranked by their val acc at that epoch and
+    the top max(1, floor(n / rf)) go on; the rest stop there. Seeing every survivor at once is
+    the best case for any rung rule that keeps a 1/rf share at ASHA's rungs, so the gap between
+    this and the full curves' best is what the benchmark's early epochs cost such a rule.
+    """
+    full = [c for c in curves if len(c) >= max_epochs]
+    if not full:
+        return float("nan"), 0
+    alive, stopped_at = list(range(len(full))), {}
+    for milestone in rung_epochs(grace, rf, max_epochs):
+        ranked = sorted(alive, key=lambda i: full[i][milestone - 1], reverse=True)
+        alive = ranked[: max(1, int(len(ranked) // rf))]
+        stopped_at.update({i: milestone for i in ranked[len(alive):]})
+    ran = {i: stopped_at.get(i, max_epochs) for i in range(len(full))}
+    return max(max(full[i][: e]) for i, e in ran.items()), sum(ran.values())
+
+
+def rank_agreement(curves: list[list[float]], max_epochs: int) -> list[float]:
+    """Rank correlation (Spearman) of val acc at epochs 1 .. max-1 with the final epoch's."""
+    full = pd.DataFrame([c[:max_epochs] for c in curves if len(c) >= max_epochs])
+    ranks = full.rank()
+    return [float(ranks[e].corr(ranks[max_epochs - 1])) for e in range(max_epochs - 1)]
 
 
 def efficiency(plan: Plan, root: str) -> list[tuple[SearchRun, SearchRun, SearchRun]]:
@@ -399,6 +437,11 @@ def render(plan: Plan, times: EpochTimes, share: DataShare, runs: list[tuple[Sea
     asha, capped, rand = (list(col) for col in zip(*runs, strict=True))
     gap, epoch_ratio = versus(asha, rand)
     cap_gap, cap_ratio = versus(capped, rand)
+    grace, rf = SearchConfig().grace_period, SearchConfig().reduction_factor
+    hind = [halving_in_hindsight(r.curves, grace, rf, plan.max_epochs) for r in rand]
+    hind_gap = statistics.mean(b for b, _ in hind) - statistics.mean(r.best_val_acc for r in rand)
+    hind_ratio = sum(e for _, e in hind) / sum(r.epochs for r in rand)
+    agree = np.mean([rank_agreement(r.curves, plan.max_epochs) for r in rand], axis=0).tolist()
     in_trial = [x for run in asha + capped + rand for x in run.in_trial_overhead_s]
     in_function = [x for run in asha + capped + rand for x in run.in_function_s]
     most, pack_trials = pack
@@ -431,6 +474,10 @@ def render(plan: Plan, times: EpochTimes, share: DataShare, runs: list[tuple[Sea
         f"{verdict(cap_gap >= -GOAL_ACC_GAP)} |",
         f"| 3b. the same with `--asha-cap` | {cap_ratio:.2f} | <= {GOAL_EPOCH_RATIO:.2f} | "
         f"{verdict(cap_ratio <= GOAL_EPOCH_RATIO)} |",
+        f"| 3c. successive halving replayed on random search's full curves (hindsight) | "
+        f"{_pt(hind_gap)}, {hind_ratio:.2f} of the epochs | - | info |",
+        f"| 3d. rank correlation, val acc at epoch {grace} vs epoch {plan.max_epochs} (random trials) | "
+        f"{agree[grace - 1]:.2f} | - | info |",
         f"| 4. a one-trial search beyond its trial (part 1) | {times.around_trial_s:.2f} s | - | info |",
         *([f"| 4. per-trial overhead around a trial (no-op trials) | {noop.per_trial_s:.2f} s | - | info |"]
           if noop else []),
@@ -491,6 +538,22 @@ def render(plan: Plan, times: EpochTimes, share: DataShare, runs: list[tuple[Sea
         + " | " + " | ".join(f"{statistics.mean(x.epochs for x in col):.1f}" for col in (asha, capped, rand))
         + " | | | |",
         f"| vs random | {_pt(gap)} | {_pt(cap_gap)} | | {epoch_ratio:.2f} | {cap_ratio:.2f} | | | | |",
+        "",
+        "How much the early epochs tell on this benchmark, from the random searches' full curves "
+        f"({sum(len(r.curves) for r in rand)} trials, every one trained {plan.max_epochs} epochs): "
+        "the rank correlation (Spearman) of val acc at each epoch with the last one's, and "
+        f"synchronous successive halving at ASHA's rungs (epochs {rung_epochs(grace, rf, plan.max_epochs)}, "
+        f"the top max(1, floor(n / {rf:g})) go on) replayed on those curves. It sees every survivor "
+        "of a rung at once, the best case for any rule that lets 1 in rf through at these rungs.",
+        "",
+        "| epoch | " + " | ".join(str(e + 1) for e in range(len(agree))) + " |",
+        "|---" * (len(agree) + 1) + "|",
+        "| rank correlation with epoch " + f"{plan.max_epochs} | " + " | ".join(f"{a:.2f}" for a in agree) + " |",
+        "",
+        "| seed | random best | halving in hindsight, best | its epochs |",
+        "|---|---|---|---|",
+        *[f"| {r.seed} | {r.best_val_acc:.4f} | {b:.4f} | {e} |" for r, (b, e) in zip(rand, hind, strict=True)],
+        f"| vs random | | {_pt(hind_gap)} | {hind_ratio:.2f} |",
         "",
         "### 4. Per-trial overhead",
         "",

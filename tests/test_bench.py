@@ -60,6 +60,8 @@ def test_bench_search_smoke(tmp_path, cache_dir):
         "4. per-trial overhead inside a trial (median)": r"-?\d+\.\d+ s",
         "3a. the same with `--asha-cap`": r"[+-]\d+\.\d pt",
         "3b. the same with `--asha-cap`": r"\d+\.\d+",
+        "3c. successive halving replayed": r"([+-]\d+\.\d|nan) pt, \d\.\d\d of the epochs",
+        "3d. rank correlation": r"(-?\d\.\d\d|nan)",
         "5. trials at once on one GPU": r"\d+",
     }
     for label, value in rows.items():
@@ -67,3 +69,16 @@ def test_bench_search_smoke(tmp_path, cache_dir):
     # Every seed row of part 3 has numbers, and part 5 saw at least one trial running.
     assert re.search(r"\| 0 \| \d\.\d{4} \| \d\.\d{4} \| \d\.\d{4} \| \d+ \| \d+ \| \d+ \|", body)
     assert re.search(r"at most \*\*[1-9]\d*\*\* trials", body)
+
+
+def test_halving_in_hindsight_follows_the_rungs():
+    assert bench_search.rung_epochs(1, 3, 6) == [1, 3]
+    assert bench_search.rung_epochs(1, 2, 8) == [1, 2, 4]
+    # Nine curves whose order at epochs 1-3 is the reverse of their order at epoch 6.
+    curves = [[0.1 * i] * 3 + [0.1 * (9 - i)] * 3 for i in range(9)]
+    best, epochs = bench_search.halving_in_hindsight(curves, grace=1, rf=3, max_epochs=6)
+    # Epoch 1 keeps trials 8, 7, 6; epoch 3 keeps trial 8, whose best is 0.8 (0.1 at the end).
+    assert best == pytest.approx(0.8)
+    assert epochs == 6 * 1 + 2 * 3 + 1 * 6      # six stop at epoch 1, two at 3, one runs to 6
+    agree = bench_search.rank_agreement(curves, 6)
+    assert agree[0] == pytest.approx(-1.0) and agree[4] == pytest.approx(1.0)
