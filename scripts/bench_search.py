@@ -10,7 +10,7 @@
    Also measured: the same ASHA with its promotion cap on (`vidtune search --asha-cap`), and,
    from the random searches' full learning curves, how well early epochs rank the configs:
    rank correlation with the last epoch, and successive halving at ASHA's rungs replayed in
-   hindsight (the best case for a rule that keeps 1 in rf at each rung).
+   hindsight (the best a rule that ranks by val acc at the rungs and keeps 1 in rf can do).
 4. Per-trial overhead: inside the trial (Ray's time_total_s minus the epochs) and around it
    (part 1's one-trial search minus its trial; a sequential search of no-op-sized trials:
    start-to-start interval minus the epoch).
@@ -297,8 +297,8 @@ def halving_in_hindsight(curves: list[list[float]], grace: int, rf: float, max_e
 
     At each of ASHA's milestones the survivors are ranked by their val acc at that epoch and
     the top max(1, floor(n / rf)) go on; the rest stop there. Seeing every survivor at once is
-    the best case for any rung rule that keeps a 1/rf share at ASHA's rungs, so the gap between
-    this and the full curves' best is what the benchmark's early epochs cost such a rule.
+    the best case for a rule that ranks by val acc at ASHA's rungs and keeps 1 in rf, so the
+    gap between this and the full curves' best is what the early epochs cost such a rule.
     """
     full = [c for c in curves if len(c) >= max_epochs]
     if not full:
@@ -544,7 +544,8 @@ def render(plan: Plan, times: EpochTimes, share: DataShare, runs: list[tuple[Sea
         "the rank correlation (Spearman) of val acc at each epoch with the last one's, and "
         f"synchronous successive halving at ASHA's rungs (epochs {rung_epochs(grace, rf, plan.max_epochs)}, "
         f"the top max(1, floor(n / {rf:g})) go on) replayed on those curves. It sees every survivor "
-        "of a rung at once, the best case for any rule that lets 1 in rf through at these rungs.",
+        "of a rung at once: the best that a rule ranking by val acc at these rungs and keeping 1 in "
+        "rf can do with these configs.",
         "",
         "| epoch | " + " | ".join(str(e + 1) for e in range(len(agree))) + " |",
         "|---" * (len(agree) + 1) + "|",
