@@ -44,6 +44,7 @@ import pandas as pd
 import ray
 import torch
 
+from analysis.tables import asha_milestones
 from data import DataConfig, load_arrays, make_loaders
 from scripts.bench_data import (
     DataShare,
@@ -286,12 +287,6 @@ def search_run(cfg: SearchConfig, method: str) -> SearchRun:
                      int(exp.trials["epochs"].sum()), len(exp.trials), wall, overhead, in_function, curves)
 
 
-def rung_epochs(grace: int, rf: float, max_epochs: int) -> list[int]:
-    """ASHA's milestones for one bracket, as Ray computes them: grace * rf**k below max_epochs."""
-    count = int(np.log(max_epochs / grace) / np.log(rf) + 1)
-    return [m for m in (int(grace * rf**k) for k in range(count)) if m < max_epochs]
-
-
 def halving_in_hindsight(curves: list[list[float]], grace: int, rf: float, max_epochs: int) -> tuple[float, int]:
     """Synchronous successive halving replayed on full learning curves: (best val acc, epochs).
 
@@ -304,7 +299,7 @@ def halving_in_hindsight(curves: list[list[float]], grace: int, rf: float, max_e
     if not full:
         return float("nan"), 0
     alive, stopped_at = list(range(len(full))), {}
-    for milestone in rung_epochs(grace, rf, max_epochs):
+    for milestone in asha_milestones(grace, rf, max_epochs):
         ranked = sorted(alive, key=lambda i: full[i][milestone - 1], reverse=True)
         alive = ranked[: max(1, int(len(ranked) // rf))]
         stopped_at.update({i: milestone for i in ranked[len(alive):]})
@@ -542,7 +537,7 @@ def render(plan: Plan, times: EpochTimes, share: DataShare, runs: list[tuple[Sea
         "How much the early epochs tell on this benchmark, from the random searches' full curves "
         f"({sum(len(r.curves) for r in rand)} trials, every one trained {plan.max_epochs} epochs): "
         "the rank correlation (Spearman) of val acc at each epoch with the last one's, and "
-        f"synchronous successive halving at ASHA's rungs (epochs {rung_epochs(grace, rf, plan.max_epochs)}, "
+        f"synchronous successive halving at ASHA's rungs (epochs {asha_milestones(grace, rf, plan.max_epochs)}, "
         f"the top max(1, floor(n / {rf:g})) go on) replayed on those curves. It sees every survivor "
         "of a rung at once: the best that a rule ranking by val acc at these rungs and keeping 1 in "
         "rf can do with these configs.",

@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from analysis.tables import asha_milestones
 from scripts import bench_data, bench_search
 
 
@@ -72,8 +73,8 @@ def test_bench_search_smoke(tmp_path, cache_dir):
 
 
 def test_halving_in_hindsight_follows_the_rungs():
-    assert bench_search.rung_epochs(1, 3, 6) == [1, 3]
-    assert bench_search.rung_epochs(1, 2, 8) == [1, 2, 4]
+    assert asha_milestones(1, 3, 6) == [1, 3]
+    assert asha_milestones(1, 2, 8) == [1, 2, 4]
     # Nine curves whose order at epochs 1-3 is the reverse of their order at epoch 6.
     curves = [[0.1 * i] * 3 + [0.1 * (9 - i)] * 3 for i in range(9)]
     best, epochs = bench_search.halving_in_hindsight(curves, grace=1, rf=3, max_epochs=6)
