@@ -236,7 +236,7 @@ def plain_loop(cfg: SearchConfig) -> tuple[list[float], list[float]]:
 
     threads = torch.get_num_threads()
     try:
-        device = limit_resources(setup)
+        device, _ = limit_resources(setup)
         run_trial(dict(get_space(cfg.space).default), setup, report, device=device)
     finally:
         torch.set_num_threads(threads)

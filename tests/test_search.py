@@ -101,6 +101,11 @@ def test_four_quarter_gpu_trials_run_at_once(tmp_path, cache_dir):
     # All four were running at the moment the last of them started.
     last_start = max(start for start, _ in spans)
     assert all(start <= last_start <= end for start, end in spans), spans
+    # Each trial records the share Ray gave it (no CUDA here: no memory cap to set).
+    from trainable.results import load_experiment
+
+    trials = load_experiment(outcome.experiment_path).trials
+    assert list(trials["gpu_share"]) == [0.25] * 4 and list(trials["gpu_cap_mb"]) == [0.0] * 4
 
 
 def test_two_node_cluster_spreads_trials(tmp_path, cache_dir):

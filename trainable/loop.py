@@ -47,7 +47,15 @@ def seed_everything(seed: int) -> None:
 
 
 def pick_device(device: str | None = None) -> torch.device:
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    """The device to train on, always with an index on CUDA ("cuda:0", never bare "cuda").
+
+    Ray sets CUDA_VISIBLE_DEVICES per trial, so the trial's own GPU is the current one.
+    torch.cuda.set_per_process_memory_fraction and memory stats reject an index-less device.
+    """
+    chosen = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if chosen.type == "cuda" and chosen.index is None:
+        chosen = torch.device("cuda", torch.cuda.current_device())
+    return chosen
 
 
 def _autocast(device: torch.device):

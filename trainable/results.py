@@ -2,7 +2,8 @@
 ExperimentAnalysis: no Ray cluster needed, no hand parsing of Ray's files.
 
 trials:  one row per trial, in creation order: trial_id, order, status, the sampled
-         parameters, best_val_acc, best_epoch, final_val_acc, epochs, time_s, start, end.
+         parameters, best_val_acc, best_epoch, final_val_acc, epochs, time_s, start, end,
+         and what it was given: device, gpu_share, gpu_cap_mb, gpu_name.
 history: one row per reported epoch: trial_id, epoch, val_acc, val_loss, train_loss,
          time_total_s, timestamp.
 
@@ -21,6 +22,7 @@ from ray.tune import ExperimentAnalysis
 
 from trainable.search_config import SearchConfig, is_uri
 
+GRANT_COLUMNS = ["device", "gpu_share", "gpu_cap_mb", "gpu_name"]
 HISTORY_COLUMNS = ["trial_id", "epoch", "val_acc", "val_loss", "train_loss", "time_total_s", "timestamp"]
 
 
@@ -83,6 +85,8 @@ def load_experiment(path: str | Path) -> Experiment:
             "time_s": float(last.get("time_total_s", 0.0) or 0.0),
             "start": float(df["timestamp"].min() - df["time_this_iter_s"].iloc[0]) if len(df) and "time_this_iter_s" in df else math.nan,
             "end": float(df["timestamp"].max()) if len(df) else math.nan,
+            # What the trial was given (trainable.trial.Grant): the cap is visible in trials.csv.
+            **{k: last.get(k) for k in GRANT_COLUMNS},
         })
     trials = pd.DataFrame(rows)
     history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame(columns=HISTORY_COLUMNS)

@@ -50,33 +50,74 @@ def trial_configs(params: dict[str, Any], setup: TrialSetup, num_classes: int) -
     return split_params(hp)
 
 
-def limit_resources(setup: TrialSetup) -> torch.device:
+@dataclass(frozen=True)
+class Grant:
+    """What a trial was given, reported with every epoch so trials.csv shows the cap took effect."""
+
+    device: str                  # "cpu" or "cuda:<index>"
+    cpu_threads: int
+    gpu_share: float = 0.0       # Ray's fraction of one GPU (0: none)
+    gpu_name: str = ""
+    gpu_total_mb: float = 0.0    # the whole card
+    gpu_cap_mb: float = 0.0      # this trial's CUDA memory cap (0: uncapped)
+
+    def metrics(self) -> dict[str, Any]:
+        return {"device": self.device, "cpu_threads": self.cpu_threads, "gpu_share": self.gpu_share,
+                "gpu_name": self.gpu_name, "gpu_total_mb": self.gpu_total_mb,
+                "gpu_cap_mb": self.gpu_cap_mb}
+
+
+def memory_cap(device: torch.device, share: float) -> tuple[int, float] | None:
+    """(device index, fraction) for torch.cuda.set_per_process_memory_fraction, or None: no cap.
+
+    torch resolves the device with _get_device_index(optional=False), which rejects a bare
+    torch.device("cuda"): the cap always names its index (pick_device gives one).
+    """
+    if device.type != "cuda" or not 0 < share < 1:
+        return None
+    if device.index is None:
+        raise ValueError(f"device {device} has no index; use pick_device(), which gives cuda:<index>")
+    return device.index, share
+
+
+def limit_resources(setup: TrialSetup) -> tuple[torch.device, Grant]:
     """Keep a trial within its share: torch threads = its CPUs, CUDA memory = its GPU fraction.
 
     Ray's resources are only logical: without this a 0.25-GPU trial could take the whole card.
     """
-    torch.set_num_threads(max(1, int(setup.cpus)))
+    threads = max(1, int(setup.cpus))
+    torch.set_num_threads(threads)
     device = pick_device()
-    if device.type == "cuda" and 0 < setup.gpu_fraction < 1:
-        torch.cuda.set_per_process_memory_fraction(setup.gpu_fraction, device)
-    return device
+    if device.type != "cuda":   # a fake GPU in tests: Ray's share is recorded, nothing to cap
+        return device, Grant(str(device), threads, setup.gpu_fraction)
+    props = torch.cuda.get_device_properties(device.index)
+    total = float(props.total_memory)
+    cap = memory_cap(device, setup.gpu_fraction)
+    if cap is not None:
+        torch.cuda.set_per_process_memory_fraction(cap[1], cap[0])
+    mb = 1024.0**2
+    return device, Grant(str(device), threads, setup.gpu_fraction, props.name, round(total / mb, 1),
+                         round(total * cap[1] / mb, 1) if cap else 0.0)
 
 
 def run_trial(params: dict[str, Any], setup: TrialSetup, report: Report,
-              resume: dict[str, Any] | None = None, device: torch.device | None = None) -> None:
+              resume: dict[str, Any] | None = None, device: torch.device | None = None,
+              grant: Grant | None = None) -> None:
     """Train one configuration for up to setup.max_epochs, reporting after every epoch.
 
-    Each report carries epoch, train_loss, val_loss, val_acc, epoch_time_s and diverged (0/1).
+    Each report carries epoch, train_loss, val_loss, val_acc, epoch_time_s and diverged (0/1),
+    plus what the trial was given (`grant`: device, threads, GPU share and memory cap).
     A NaN/inf loss ends the trial with one report of diverged=1 and val_acc=0 instead of
     raising, so the search goes on.
     """
+    given = grant.metrics() if grant is not None else {}
     loaders = make_loaders(setup.data, batch_size=int(_hparams(params, setup)["batch_size"]), progress=False)
     model_cfg, train_cfg = trial_configs(params, setup, len(loaders.class_names))
     model = build_model(model_cfg, seed=train_cfg.seed)
 
     if resume is not None and resume["epoch"] >= train_cfg.epochs:
         # Finished before the driver went down, but its end was never recorded: report it again.
-        report({**resume["history"][-1], "diverged": 0}, resume)
+        report({**resume["history"][-1], "diverged": 0, **given}, resume)
         return
 
     done = 0 if resume is None else int(resume["epoch"])   # epochs completed so far
@@ -84,7 +125,7 @@ def run_trial(params: dict[str, Any], setup: TrialSetup, report: Report,
     def on_epoch(metrics: dict[str, float], state_fn: Callable[[], dict[str, Any]]) -> bool:
         nonlocal done
         done = int(metrics["epoch"])
-        report({**metrics, "diverged": 0}, state_fn())
+        report({**metrics, "diverged": 0, **given}, state_fn())
         return False
 
     try:
@@ -92,4 +133,4 @@ def run_trial(params: dict[str, Any], setup: TrialSetup, report: Report,
             device=device, on_epoch=on_epoch, resume=resume)
     except DivergedError:
         report({"epoch": done + 1, "train_loss": math.nan, "val_loss": math.nan,
-                "val_acc": 0.0, "epoch_time_s": 0.0, "diverged": 1}, None)
+                "val_acc": 0.0, "epoch_time_s": 0.0, "diverged": 1, **given}, None)

@@ -28,7 +28,7 @@ def _restore_state() -> dict[str, Any] | None:
 
 
 def tune_trainable(config: dict[str, Any], setup: TrialSetup) -> None:
-    device = limit_resources(setup)
+    device, grant = limit_resources(setup)
     node_id = ray.get_runtime_context().get_node_id()
     started_at = time.time()   # float wall clock: Ray's own timestamp is whole seconds
 
@@ -41,4 +41,4 @@ def tune_trainable(config: dict[str, Any], setup: TrialSetup) -> None:
             save_state(folder, state, metrics)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
-    run_trial(config, setup, report, resume=_restore_state(), device=device)
+    run_trial(config, setup, report, resume=_restore_state(), device=device, grant=grant)
