@@ -1,7 +1,7 @@
 """Tables, plots and an HTML report of a search's results folder (no Ray imported here:
-the folder is read through trainable.results, lazily, so `analysis.plots` stays light)."""
+the folder is read through vidtune.trainable.tune.experiment, lazily, so `analysis.plots` stays light)."""
 
-from analysis.analyze import (
+from vidtune.analysis.analyze import (
     Analysis,
     analyze,
     analyze_experiment,
@@ -13,8 +13,13 @@ from analysis.analyze import (
     summary_lines,
     write,
 )
-from analysis.importance import Importances, build_study, param_importances, space_distributions
-from analysis.plots import (
+from vidtune.analysis.importance import (
+    Importances,
+    build_study,
+    param_importances,
+    space_distributions,
+)
+from vidtune.analysis.plots import (
     plot_comparison,
     plot_compute,
     plot_confusion,
@@ -24,12 +29,9 @@ from analysis.plots import (
     plot_parallel_coordinates,
     plot_params_vs_score,
 )
-from analysis.tables import (
-    STATUSES,
-    BestResult,
+from vidtune.analysis.tables import (
     ComputeUsage,
     asha_milestones,
-    best_result,
     best_so_far_by_time,
     best_so_far_by_trial,
     compute_usage,
@@ -37,16 +39,13 @@ from analysis.tables import (
 )
 
 __all__ = [
-    "STATUSES",
     "Analysis",
-    "BestResult",
     "ComputeUsage",
     "Importances",
     "analyze",
     "analyze_experiment",
     "analyze_many",
     "asha_milestones",
-    "best_result",
     "best_so_far_by_time",
     "best_so_far_by_trial",
     "build_study",

@@ -1,6 +1,6 @@
 """Analyze a results folder (finished, interrupted or still running): tables, plots, report.
 
-load() reads it through trainable.results (the only place that touches Ray's files);
+load() reads it through vidtune.trainable.tune.experiment (the only place that touches Ray's files);
 analyze() computes the summary and writes trials.csv, history.csv, summary.json, the PNGs and
 report.html; compare() puts several searches side by side.
 """
@@ -14,29 +14,29 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-
-from analysis import plots
-from analysis.importance import Importances, param_importances, param_scales, space_distributions
-from analysis.report import Section, write_html
-from analysis.tables import (
-    STATUS_LABELS,
-    UNFINISHED,
-    BestResult,
+from vidtune.analysis import plots
+from vidtune.analysis.importance import (
+    Importances,
+    param_importances,
+    param_scales,
+    space_distributions,
+)
+from vidtune.analysis.report import Section, write_html
+from vidtune.analysis.tables import (
     ComputeUsage,
     asha_milestones,
-    best_result,
     best_so_far_by_time,
     best_so_far_by_trial,
     compute_usage,
     format_counts,
     status_counts,
-    to_native,
-    trial_params,
 )
+from vidtune.trainable.core.search_config import beside_results
+from vidtune.trainable.core.trials import Best, TrialStatus, best_reported, best_trial, to_native
 
 if TYPE_CHECKING:
-    from trainable.results import Experiment
-    from trainable.search_config import SearchConfig
+    from vidtune.trainable.core.search_config import SearchConfig
+    from vidtune.trainable.tune.experiment import Experiment
 
 TRIAL_COLUMNS = ["trial_id", "order", "status", "best_val_acc", "best_epoch", "final_val_acc",
                  "epochs", "time_s", "start", "end"]
@@ -52,7 +52,7 @@ PLOTS = {   # file name -> report heading, in report order
 
 def load(path: str | Path) -> Experiment:
     """The results folder as tables; ValueError naming the folder if it is not one."""
-    from trainable.results import load_experiment
+    from vidtune.trainable.tune.experiment import load_experiment
 
     try:
         exp = load_experiment(path)
@@ -77,9 +77,9 @@ class Analysis:
     trials: pd.DataFrame
     history: pd.DataFrame
     param_names: tuple[str, ...]
-    best: BestResult | None              # max val_acc over every reported epoch
-    pick: dict[str, Any] | None          # trainable.results.best_trial: what retrain uses
-    counts: dict[str, int]               # status -> trials
+    best: Best | None                    # core.trials.best_reported: max val_acc, any epoch
+    pick: Best | None                    # core.trials.best_trial: what retrain uses
+    counts: dict[TrialStatus, int]       # status -> trials
     compute: ComputeUsage
     importances: Importances
     milestones: list[int]                # ASHA rungs (epochs)
@@ -89,26 +89,14 @@ class Analysis:
 
     @property
     def finished(self) -> bool:
-        return not any(s in self.counts for s in UNFINISHED)
+        return not any(s.unfinished for s in self.counts)
 
 
-def default_out(exp: Experiment) -> Path:
-    """RESULTS_DIR/analysis; for a URI (s3://...) ./<name>-analysis."""
-    from trainable.search_config import is_uri
-
-    return Path.cwd() / f"{exp.config.name}-analysis" if is_uri(exp.path) else Path(exp.path) / "analysis"
-
-
-def _pick(exp: Experiment) -> dict[str, Any] | None:
-    from trainable.results import best_trial
-
+def _pick(exp: Experiment) -> Best | None:
     try:
-        row = best_trial(exp.trials)
-    except ValueError:
+        return best_trial(exp.trials, exp.param_names)
+    except ValueError:   # no trial has finished an epoch yet
         return None
-    return {"trial_id": str(row["trial_id"]), "final_val_acc": float(row["final_val_acc"]),
-            "epochs": int(row["epochs"]), "status": str(row["status"]),
-            "params": trial_params(row, exp.param_names)}
 
 
 def summarize(exp: Experiment, out: str | Path | None = None, evaluator: Any = None) -> Analysis:
@@ -118,12 +106,12 @@ def summarize(exp: Experiment, out: str | Path | None = None, evaluator: Any = N
     importances = param_importances(exp.trials, distributions, evaluator)
     return Analysis(
         path=exp.path, name=cfg.name, config=cfg, trials=exp.trials, history=exp.history,
-        param_names=exp.param_names, best=best_result(exp.trials, exp.history, exp.param_names),
+        param_names=exp.param_names, best=best_reported(exp.trials, exp.history, exp.param_names),
         pick=_pick(exp), counts=status_counts(exp.trials),
         compute=compute_usage(exp.trials, cfg.max_epochs), importances=importances,
         milestones=asha_milestones(cfg.grace_period, cfg.reduction_factor, cfg.max_epochs),
         scales=param_scales(distributions, exp.trials, exp.param_names),
-        out=Path(out) if out is not None else default_out(exp),
+        out=Path(out) if out is not None else beside_results(exp.path, "analysis"),
     )
 
 
@@ -146,9 +134,9 @@ def summary_lines(a: Analysis) -> list[str]:
         lines.append("retrain pick: none yet")
     else:
         p = a.pick
-        lines.append(f"retrain pick: trial {p['trial_id']} (final val_acc {p['final_val_acc']:.4f} "
-                     f"after {p['epochs']} epochs, {STATUS_LABELS[p['status']]})")
-        lines.append(f"  config: {_fmt_params(p['params'])}")
+        lines.append(f"retrain pick: trial {p.trial_id} (final val_acc {p.val_acc:.4f} "
+                     f"after {p.epoch} epochs, {TrialStatus(p.status).label})")
+        lines.append(f"  config: {_fmt_params(p.params)}")
     lines.append(f"trials: {format_counts(a.counts)}")
     lines.append(f"compute: {compute_text(a)}")
     if a.importances.values:
@@ -172,7 +160,7 @@ def _trials_for_report(a: Analysis) -> pd.DataFrame:
     cols = ["trial_id", "status", *a.param_names, "best_val_acc", "best_epoch", "final_val_acc",
             "epochs", "time_s", "device", "gpu_share", "gpu_cap_mb"]
     df = a.trials.sort_values("order").reindex(columns=cols) if len(a.trials) else pd.DataFrame(columns=cols)
-    return df.assign(status=df["status"].map(lambda s: STATUS_LABELS.get(s, s)))
+    return df.assign(status=df["status"].map(lambda s: TrialStatus(s).label))
 
 
 def _report_sections(a: Analysis) -> list[Section]:
@@ -190,10 +178,10 @@ def _report_sections(a: Analysis) -> list[Section]:
     else:
         rows.append(("best val_acc", "none yet: no trial has reported an epoch"))
     if a.pick is not None:
-        rows += [("retrain pick", f"trial {a.pick['trial_id']}: final val_acc "
-                                  f"{a.pick['final_val_acc']:.4f} after {a.pick['epochs']} epochs "
+        rows += [("retrain pick", f"trial {a.pick.trial_id}: final val_acc "
+                                  f"{a.pick.val_acc:.4f} after {a.pick.epoch} epochs "
                                   "(best final val_acc among the trials trained longest)"),
-                 ("retrain config", _fmt_params(a.pick["params"]))]
+                 ("retrain config", _fmt_params(a.pick.params))]
     rows += [("trials", format_counts(a.counts)),
              ("compute", compute_text(a))]
     sections = [Section("Summary").pairs(rows)]
@@ -216,8 +204,9 @@ def _json_ready(a: Analysis) -> dict[str, Any]:
 
     return {
         "path": a.path, "name": a.name, "finished": a.finished, "num_trials": len(a.trials),
-        "best": None if a.best is None else asdict(a.best), "retrain_pick": a.pick,
-        "status_counts": a.counts,
+        "best": None if a.best is None else a.best.to_json(),
+        "retrain_pick": None if a.pick is None else a.pick.to_json(),
+        "status_counts": {s.value: n for s, n in a.counts.items()},
         "compute": {**asdict(a.compute), "saved_epochs": a.compute.saved_epochs,
                     "saved_fraction": clean(a.compute.saved_fraction)},
         "importances": a.importances.values, "importances_note": a.importances.note,
@@ -269,8 +258,8 @@ def comparison_table(analyses: list[Analysis]) -> pd.DataFrame:
             "finished": a.finished,
             "best_val_acc": a.best.val_acc if a.best else math.nan,
             "best_trial": a.best.trial_id if a.best else "",
-            "retrain_pick": a.pick["trial_id"] if a.pick else "",
-            "pick_final_val_acc": a.pick["final_val_acc"] if a.pick else math.nan,
+            "retrain_pick": a.pick.trial_id if a.pick else "",
+            "pick_final_val_acc": a.pick.val_acc if a.pick else math.nan,
             "epochs_used": a.compute.used_epochs, "epochs_full": a.compute.full_epochs,
             "saved": a.compute.saved_fraction if a.finished else math.nan,
             "statuses": format_counts(a.counts),

@@ -17,11 +17,12 @@ from typing import Any
 import optuna
 import pandas as pd
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
-
-from analysis.tables import trial_scores
+from vidtune.analysis.tables import trial_scores
+from vidtune.trainable.core.trials import TrialStatus
 
 MIN_TRIALS = 2
-USABLE = ("completed", "stopped", "diverged", "running", "pending")   # errored trials are left out
+# Errored trials are left out; a diverged trial counts with val_acc 0 (its config is bad).
+USABLE = tuple(s.value for s in TrialStatus if s is not TrialStatus.ERRORED)
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def _quiet_optuna() -> Iterator[None]:
 
 def space_distributions(space: str) -> dict[str, BaseDistribution]:
     """The Optuna distributions of a named search space (one define-by-run call), quietly."""
-    from search_spaces import space_distributions as distributions_of
+    from vidtune.search_spaces import space_distributions as distributions_of
 
     with _quiet_optuna():
         return distributions_of(space)

@@ -20,16 +20,16 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-from analysis.tables import STATUS_LABELS, STATUSES, ComputeUsage, trial_scores
+from vidtune.analysis.tables import ComputeUsage, trial_scores
+from vidtune.trainable.core.trials import TrialStatus
 
 STATUS_COLORS = {
-    "completed": "#2ca02c",
-    "stopped": "#ff7f0e",
-    "diverged": "#d62728",
-    "errored": "#7f3f98",
-    "running": "#1f77b4",
-    "pending": "#7f7f7f",
+    TrialStatus.COMPLETED: "#2ca02c",
+    TrialStatus.STOPPED: "#ff7f0e",
+    TrialStatus.DIVERGED: "#d62728",
+    TrialStatus.ERRORED: "#7f3f98",
+    TrialStatus.RUNNING: "#1f77b4",
+    TrialStatus.PENDING: "#7f7f7f",
 }
 _RNG_SEED = 0   # strip-plot jitter, fixed so reruns give identical images
 
@@ -67,8 +67,8 @@ def _time_unit(elapsed_s: pd.Series) -> tuple[float, str]:
 
 
 def _status_legend(ax: Axes, statuses: Sequence[str], **kwargs: Any) -> None:
-    handles = [Line2D([], [], color=STATUS_COLORS[s], marker="o", label=STATUS_LABELS[s])
-               for s in STATUSES if s in set(statuses)]
+    handles = [Line2D([], [], color=STATUS_COLORS[s], marker="o", label=s.label)
+               for s in TrialStatus if s in set(statuses)]
     if handles:
         ax.legend(handles=handles, fontsize=8, **kwargs)
 
@@ -110,11 +110,11 @@ def plot_learning_curves(history: pd.DataFrame, trials: pd.DataFrame, milestones
     status = dict(zip(trials["trial_id"], trials["status"], strict=True)) if len(trials) else {}
     h = history.dropna(subset=["val_acc"]) if len(history) else history
     for trial_id, df in (h.groupby("trial_id", sort=False) if len(h) else []):
-        s = status.get(trial_id, "pending")
+        s = status.get(trial_id, TrialStatus.PENDING)
         df = df.sort_values("epoch")
         ax.plot(df["epoch"], df["val_acc"], color=STATUS_COLORS[s], marker="o", markersize=3,
                 linewidth=1.2, alpha=0.75)
-        if s == "diverged":
+        if s == TrialStatus.DIVERGED:
             last = df.iloc[-1]
             ax.plot(last["epoch"], last["val_acc"], marker="x", color=STATUS_COLORS[s], markersize=8)
     for i, m in enumerate(milestones):
@@ -126,8 +126,8 @@ def plot_learning_curves(history: pd.DataFrame, trials: pd.DataFrame, milestones
     else:
         ax.set_xlim(0.8, max(max_epochs, int(h["epoch"].max())) + 0.2)
         ax.xaxis.get_major_locator().set_params(integer=True)
-        handles = [Line2D([], [], color=STATUS_COLORS[s], marker="o", label=STATUS_LABELS[s])
-                   for s in STATUSES if s in {status.get(t, "pending") for t in h["trial_id"]}]
+        handles = [Line2D([], [], color=STATUS_COLORS[s], marker="o", label=s.label)
+                   for s in TrialStatus if s in {status.get(t, TrialStatus.PENDING) for t in h["trial_id"]}]
         if milestones:
             handles.append(Line2D([], [], color="0.35", linestyle="--",
                                   label="ASHA rung milestones"))
@@ -157,8 +157,8 @@ def plot_optimization_history(by_trial: pd.DataFrame, by_time: pd.DataFrame,
         left.xaxis.get_major_locator().set_params(integer=True)
         handles = [Line2D([], [], color="black", label="best so far")]
         handles += [Line2D([], [], color=STATUS_COLORS[s], marker="o", linestyle="",
-                           label=f"trial best ({STATUS_LABELS[s]})")
-                    for s in STATUSES if s in set(ok["status"])]
+                           label=f"trial best ({s.label})")
+                    for s in TrialStatus if s in set(ok["status"])]
         left.legend(handles=handles, fontsize=8, loc="best")
     else:
         _empty(left, "no trial reported yet")
@@ -340,10 +340,10 @@ def plot_compute(usage: ComputeUsage, epochs_by_status: Mapping[str, int],
     ax.barh(1, usage.full_epochs, color="0.8",
             label=f"{usage.num_trials} trials x {usage.max_epochs} epochs")
     left = 0
-    for s in STATUSES:
+    for s in TrialStatus:
         n = epochs_by_status.get(s, 0)
         if n:
-            ax.barh(0, n, left=left, color=STATUS_COLORS[s], label=f"{STATUS_LABELS[s]} ({n})")
+            ax.barh(0, n, left=left, color=STATUS_COLORS[s], label=f"{s.label} ({n})")
             left += n
     ax.set_yticks([0, 1], ["used (ASHA)", "without ASHA"])
     ax.set_xlabel("epochs trained, summed over trials")

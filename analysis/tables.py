@@ -1,6 +1,6 @@
 """Numbers derived from a search's trials and history tables (pandas only, no Ray, no plots).
 
-The tables come from trainable.results.load_experiment:
+The tables come from vidtune.trainable.tune.experiment.load_experiment:
 trials  - one row per trial: trial_id, order, status, parameters, best_val_acc, best_epoch,
           final_val_acc, epochs, time_s, start, end;
 history - one row per reported epoch: trial_id, epoch, val_acc, ..., timestamp.
@@ -8,33 +8,10 @@ history - one row per reported epoch: trial_id, epoch, val_acc, ..., timestamp.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
-
-# In the order they are listed and drawn; "stopped" means stopped early by ASHA.
-STATUSES = ("completed", "stopped", "diverged", "errored", "running", "pending")
-STATUS_LABELS = {
-    "completed": "completed",
-    "stopped": "stopped by ASHA",
-    "diverged": "diverged",
-    "errored": "errored",
-    "running": "running",
-    "pending": "pending",
-}
-UNFINISHED = ("running", "pending")
-
-
-@dataclass(frozen=True)
-class BestResult:
-    """The highest val_acc reported by any trial at any epoch."""
-
-    val_acc: float
-    trial_id: str
-    epoch: int
-    params: dict[str, Any]
+from vidtune.trainable.core.trials import TrialStatus, count_statuses
 
 
 @dataclass(frozen=True)
@@ -55,42 +32,13 @@ class ComputeUsage:
         return self.saved_epochs / self.full_epochs if self.full_epochs else 0.0
 
 
-def to_native(value: Any) -> Any:
-    """numpy scalars -> Python scalars (for JSON, Optuna and printing)."""
-    return value.item() if hasattr(value, "item") else value
+def status_counts(trials: pd.DataFrame) -> dict[TrialStatus, int]:
+    """{status: number of trials}, in TrialStatus order, statuses with no trial left out."""
+    return count_statuses(trials["status"]) if len(trials) else {}
 
 
-def trial_params(row: pd.Series, param_names: tuple[str, ...] | list[str]) -> dict[str, Any]:
-    """The sampled parameters of one trials row, NaN (not sampled) left out."""
-    out = {}
-    for name in param_names:
-        value = to_native(row.get(name))
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            continue
-        out[name] = value
-    return out
-
-
-def best_result(trials: pd.DataFrame, history: pd.DataFrame,
-                param_names: tuple[str, ...] | list[str]) -> BestResult | None:
-    """The maximum val_acc over all reported epochs of all trials; None before any report."""
-    acc = pd.to_numeric(history["val_acc"], errors="coerce") if len(history) else pd.Series(dtype=float)
-    if acc.notna().sum() == 0:
-        return None
-    row = history.loc[acc.idxmax()]
-    trial = trials[trials["trial_id"] == row["trial_id"]]
-    params = trial_params(trial.iloc[0], param_names) if len(trial) else {}
-    return BestResult(float(acc.max()), str(row["trial_id"]), int(row["epoch"]), params)
-
-
-def status_counts(trials: pd.DataFrame) -> dict[str, int]:
-    """{status: number of trials}, in STATUSES order, statuses with no trial left out."""
-    counts = trials["status"].value_counts() if len(trials) else pd.Series(dtype=int)
-    return {s: int(counts[s]) for s in STATUSES if counts.get(s, 0)}
-
-
-def format_counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{STATUS_LABELS[s]} {n}" for s, n in counts.items()) or "no trials"
+def format_counts(counts: dict[TrialStatus, int]) -> str:
+    return ", ".join(f"{s.label} {n}" for s, n in counts.items()) or "no trials"
 
 
 def asha_milestones(grace_period: int, reduction_factor: float, max_epochs: int) -> list[int]:
@@ -115,7 +63,7 @@ def compute_usage(trials: pd.DataFrame, max_epochs: int) -> ComputeUsage:
 def trial_scores(trials: pd.DataFrame) -> pd.Series:
     """Each trial's best val_acc, a diverged trial that never reported a sane epoch scoring 0."""
     score = pd.to_numeric(trials["best_val_acc"], errors="coerce")
-    diverged = (trials["status"] == "diverged") & (trials["epochs"] > 0)
+    diverged = (trials["status"] == TrialStatus.DIVERGED) & (trials["epochs"] > 0)
     return score.where(~(diverged & score.isna()), 0.0)
 
 

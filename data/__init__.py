@@ -1,10 +1,10 @@
 """Video data: a synthetic temporal benchmark, real video folders, cached uint8 stores, loaders."""
 
-from data.arrays import VideoArrays
-from data.config import SYNTHETIC, DataConfig, default_cache_dir
-from data.loaders import ClipLoader, Loaders, load_arrays, make_loaders, to_float
-from data.split import stratified_split
-from data.synthetic import CLASS_NAMES, make_synthetic, render_clip
+from vidtune.data.arrays import VideoArrays
+from vidtune.data.config import SYNTHETIC, DataConfig, default_cache_dir
+from vidtune.data.loaders import ClipLoader, Loaders, load_arrays, make_loaders, to_float
+from vidtune.data.split import stratified_split
+from vidtune.data.synthetic import CLASS_NAMES, make_synthetic, render_clip
 
 __all__ = [
     "CLASS_NAMES",

@@ -16,12 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from data.arrays import VideoArrays
-from data.config import DataConfig
-from data.split import stratified_split
-from data.store import open_store, write_store
-from data.synthetic import make_synthetic
+from vidtune.data.arrays import VideoArrays
+from vidtune.data.config import DataConfig
+from vidtune.data.split import stratified_split
+from vidtune.data.store import open_store, write_store
+from vidtune.data.synthetic import make_synthetic
 
 MEAN = 0.5   # uint8 / 255 is shifted and scaled to roughly [-1, 1]
 STD = 0.5
@@ -56,7 +55,7 @@ def load_arrays(cfg: DataConfig, progress: bool = True) -> VideoArrays:
             arrays = open_store(path, key)
             assert arrays is not None
         return arrays
-    from data.video_folder import load_video_folder
+    from vidtune.data.video_folder import load_video_folder
 
     arrays, _report = load_video_folder(cfg.source, cfg.frames, cfg.height, cfg.width,
                                         cache_dir=cfg.cache_dir, progress=progress)

@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from data.arrays import VideoArrays
+from vidtune.data.arrays import VideoArrays
 
 MANIFEST = "manifest.json"
 CLIPS = "clips.u8"

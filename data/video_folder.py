@@ -21,10 +21,9 @@ from typing import Any
 import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
-
-from data.arrays import VideoArrays
-from data.config import default_cache_dir
-from data.store import open_store, read_manifest, write_store
+from vidtune.data.arrays import VideoArrays
+from vidtune.data.config import default_cache_dir
+from vidtune.data.store import open_store, read_manifest, write_store
 
 VIDEO_EXTENSIONS = frozenset(
     ".mp4 .avi .webm .mkv .mov .m4v .gif .mpg .mpeg .ogv .wmv .flv".split()

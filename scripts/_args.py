@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from data import SYNTHETIC, DataConfig
+from vidtune.data import SYNTHETIC, DataConfig
 
 _D = DataConfig()
 
@@ -32,6 +33,13 @@ def data_config(args: argparse.Namespace) -> DataConfig:
     return DataConfig(source=args.data, frames=args.frames, height=args.height, width=args.width,
                       num_clips=args.num_clips, noise=args.noise, seed=args.data_seed,
                       val_fraction=args.val_fraction, cache_dir=args.cache_dir)
+
+
+def print_epoch(metrics: dict[str, float], total: int) -> None:
+    """One line per epoch on stderr, for `vidtune train` and `vidtune retrain`."""
+    print(f"epoch {int(metrics['epoch']):>3}/{total}  train_loss {metrics['train_loss']:.4f}  "
+          f"val_loss {metrics['val_loss']:.4f}  val_acc {metrics['val_acc']:.4f}  "
+          f"({metrics['epoch_time_s']:.1f}s)", file=sys.stderr, flush=True)
 
 
 def fail(parser: argparse.ArgumentParser, exc: Exception) -> None:

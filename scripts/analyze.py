@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from scripts._args import fail
+from vidtune.scripts._args import fail
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     p.add_argument("--out", default=None, metavar="DIR",
                    help="where to write (default RESULTS_DIR/analysis)")
     args = p.parse_args(argv)
-    from analysis import analyze_many, summary_lines
+    from vidtune.analysis import analyze_many, summary_lines
 
     try:
         analyses, comparison = analyze_many(args.results_dirs, args.out)

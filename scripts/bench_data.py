@@ -28,11 +28,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-
-from data import DataConfig, load_arrays, make_loaders
-from trainable.config import ModelConfig, TrainConfig
-from trainable.loop import evaluate, make_optimizer, pick_device, train_one_epoch
-from trainable.model import build_model
+from vidtune.data import DataConfig, load_arrays, make_loaders
+from vidtune.trainable.core.config import ModelConfig, TrainConfig
+from vidtune.trainable.core.loop import evaluate, make_optimizer, pick_device, train_one_epoch
+from vidtune.trainable.core.model import build_model
 
 GOAL_SHARE = 0.05                     # data loading <= 5 % of epoch time
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"

@@ -43,10 +43,9 @@ import numpy as np
 import pandas as pd
 import ray
 import torch
-
-from analysis.tables import asha_milestones
-from data import DataConfig, load_arrays, make_loaders
-from scripts.bench_data import (
+from vidtune.analysis.tables import asha_milestones
+from vidtune.data import DataConfig, load_arrays, make_loaders
+from vidtune.scripts.bench_data import (
     DataShare,
     data_share_rows,
     describe_data,
@@ -56,11 +55,11 @@ from scripts.bench_data import (
     verdict,
     write_section,
 )
-from search_spaces import get_space
-from trainable.results import load_experiment
-from trainable.search import make_trainable, run_search, trial_setup
-from trainable.search_config import SearchConfig
-from trainable.trial import limit_resources, run_trial, trial_configs
+from vidtune.search_spaces import get_space
+from vidtune.trainable.core.search_config import SearchConfig
+from vidtune.trainable.core.trial import limit_resources, run_trial, trial_configs
+from vidtune.trainable.tune.driver import make_trainable, run_search
+from vidtune.trainable.tune.experiment import load_experiment
 
 KEY = "bench_search"
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
@@ -226,7 +225,7 @@ def _steady(xs: list[float]) -> list[float]:
 
 def plain_loop(cfg: SearchConfig) -> tuple[list[float], list[float]]:
     """run_trial in this process, threads = cpus_per_trial: (epoch_time_s, between reports)."""
-    setup = trial_setup(cfg)
+    setup = cfg
     stamps: list[float] = []
     epoch_s: list[float] = []
 
@@ -427,8 +426,7 @@ def render(plan: Plan, times: EpochTimes, share: DataShare, runs: list[tuple[Sea
            noop: NoopOverhead | None, pack: tuple[int, int], cuda: dict[int, float] | str,
            took: dict[str, float]) -> str:
     model_cfg, _ = trial_configs(dict(get_space(plan.overhead_space).default),
-                                 trial_setup(SearchConfig(space=plan.overhead_space,
-                                                          data=plan.overhead_data)), 10)
+                                 SearchConfig(space=plan.overhead_space, data=plan.overhead_data), 10)
     asha, capped, rand = (list(col) for col in zip(*runs, strict=True))
     gap, epoch_ratio = versus(asha, rand)
     cap_gap, cap_ratio = versus(capped, rand)
@@ -614,7 +612,7 @@ def main(argv: list[str] | None = None) -> str:
                           gpus_per_trial=1.0 if cuda else 0.0, data=plan.overhead_data)
 
         with stage(took, "part 2"):
-            model_cfg, _ = trial_configs(dict(get_space(plan.overhead_space).default), trial_setup(one), 10)
+            model_cfg, _ = trial_configs(dict(get_space(plan.overhead_space).default), one, 10)
             threads = torch.get_num_threads()
             share = measure_data_share(plan.overhead_data, model_cfg, one.batch_size,
                                        plan.data_repeats, threads=plan.cpus)

@@ -6,14 +6,14 @@ import importlib
 import sys
 
 COMMANDS = {
-    "search": ("scripts.search", "run a hyperparameter search (Optuna TPE + Ray Tune + ASHA)"),
-    "resume": ("scripts.resume", "continue an interrupted search"),
-    "spaces": ("scripts.spaces", "list the named search spaces"),
-    "train": ("scripts.train", "train one configuration and save the model"),
-    "evaluate": ("scripts.evaluate", "evaluate a saved model on a data set"),
-    "retrain": ("scripts.retrain", "retrain the best configuration of a search and export it"),
-    "predict": ("scripts.predict", "classify video files with a saved model"),
-    "analyze": ("scripts.analyze", "tables and plots of a search's trials"),
+    "search": ("vidtune.scripts.search", "run a hyperparameter search (Optuna TPE + Ray Tune + ASHA)"),
+    "resume": ("vidtune.scripts.resume", "continue an interrupted search"),
+    "spaces": ("vidtune.scripts.spaces", "list the named search spaces"),
+    "train": ("vidtune.scripts.train", "train one configuration and save the model"),
+    "evaluate": ("vidtune.scripts.evaluate", "evaluate a saved model on a data set"),
+    "retrain": ("vidtune.scripts.retrain", "retrain the best configuration of a search and export it"),
+    "predict": ("vidtune.scripts.predict", "classify video files with a saved model"),
+    "analyze": ("vidtune.scripts.analyze", "tables and plots of a search's trials"),
 }
 
 

@@ -8,8 +8,28 @@ its split settings (--val-fraction, --data-seed).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from scripts._args import add_data_args, fail
+from vidtune.scripts._args import add_data_args, fail
+
+if TYPE_CHECKING:
+    from vidtune.trainable.best.predict import Evaluation
+
+
+def print_evaluation(ev: Evaluation, confusion_png: str | None) -> None:
+    r = ev.result
+    name = "val_acc" if ev.split == "val" else "acc (all clips)"
+    total = sum(map(sum, r.confusion))
+    print(f"{name} {r.accuracy:.4f}  loss {r.loss:.4f}  ({total} clips of {ev.data.source})")
+    if not ev.held_out:
+        print("note: the model was trained on these clips: not a held-out accuracy")
+    width = max(map(len, ev.class_names))
+    print("per-class accuracy:")
+    for i, (cls, acc) in enumerate(zip(ev.class_names, r.per_class_accuracy, strict=True)):
+        print(f"  {cls:<{width}}  {acc:.3f}  ({r.confusion[i][i]}/{sum(r.confusion[i])})")
+    if confusion_png:
+        print(f"confusion matrix: {confusion_png}")
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
@@ -25,18 +45,22 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     p.set_defaults(data=None, frames=None, height=None, width=None, num_clips=None, noise=None,
                    data_seed=None, val_fraction=None, cache_dir=None)
     args = p.parse_args(argv)
-    from trainable.predict import evaluate_model, print_evaluation
+    from vidtune.trainable.best.predict import evaluate_model
 
     try:
         evaluation = evaluate_model(
-            args.model, data=args.data, split=args.split,
-            confusion_png=None if args.no_png else args.confusion_png,
-            frames=args.frames, height=args.height, width=args.width, num_clips=args.num_clips,
+            args.model, data=args.data, split=args.split, frames=args.frames, height=args.height, width=args.width, num_clips=args.num_clips,
             noise=args.noise, seed=args.data_seed, val_fraction=args.val_fraction,
             cache_dir=args.cache_dir)
     except ValueError as exc:
         fail(p, exc)
-    print_evaluation(evaluation)
+    png = None
+    if not args.no_png:
+        from vidtune.analysis.plots import plot_confusion
+
+        png = args.confusion_png or str(Path(args.model) / "confusion.png")
+        plot_confusion(evaluation.result.confusion, evaluation.class_names, png)
+    print_evaluation(evaluation, png)
 
 
 if __name__ == "__main__":

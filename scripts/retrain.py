@@ -1,15 +1,32 @@
 """Retrain the best trial of a search from scratch and save it as a model folder.
 
 The best trial is the one with the best final val_acc among the trials that trained the most
-epochs (see trainable.results.best_trial). With the default epochs and seed (the search's
+epochs (see vidtune.trainable.tune.experiment.best_trial). With the default epochs and seed (the search's
 max_epochs and seed) the retrained model reproduces that trial's validation accuracy.
 """
 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from scripts._args import fail
+from vidtune.scripts._args import fail, print_epoch
+
+if TYPE_CHECKING:
+    from vidtune.trainable.best.retrain import RetrainOutcome
+
+
+def print_retrain(outcome: RetrainOutcome) -> None:
+    m = outcome.metrics
+    if outcome.train_on == "train":
+        print(f"final val_acc {m['val_acc']:.4f}"
+              + (f" (the trial reported {outcome.choice.best.val_acc:.4f} with the same epochs "
+                 "and seed)" if outcome.reproduces else ""))
+    else:
+        print(f"final val_acc {m['val_acc']:.4f}: NOT a held-out number, the val clips were "
+              "trained on (--train-on train+val)")
+    files = "weights.pt, config.json, metrics.json" + (", model.pt2" if outcome.exported else "")
+    print(f"model saved to {outcome.out} ({files})")
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
@@ -24,11 +41,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
                    help="initialisation and batch-order seed (default: the search's seed)")
     p.add_argument("--out", default=None, help="model folder (default RESULTS_DIR/best_model)")
     args = p.parse_args(argv)
-    from trainable.retrain import print_retrain, retrain_best
+    from vidtune.trainable.best.retrain import retrain_best
 
     try:
         outcome = retrain_best(args.results_dir, epochs=args.epochs, train_on=args.train_on,
-                               seed=args.seed, out=args.out)
+                               seed=args.seed, out=args.out,
+                               log=lambda line: print(line, flush=True), on_epoch=print_epoch)
     except ValueError as exc:
         fail(p, exc)
     print_retrain(outcome)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from scripts._args import add_data_args, data_config, fail
-from trainable.search_config import SearchConfig
+from vidtune.scripts._args import add_data_args, data_config, fail
+from vidtune.trainable.core.search_config import SearchConfig
 
 _S = SearchConfig()
 
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
         cfg = search_config(args)          # validated here, before Ray starts
     except ValueError as exc:
         fail(p, exc)
-    from trainable.search import print_outcome, run_search
+    from vidtune.trainable.tune.driver import print_outcome, run_search
 
     try:
         outcome = run_search(cfg)

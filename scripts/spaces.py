@@ -9,7 +9,7 @@ import json
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     p = argparse.ArgumentParser(prog=prog, description=__doc__)
     p.parse_args(argv)
-    from search_spaces import list_spaces
+    from vidtune.search_spaces import list_spaces
 
     for space in list_spaces():
         print(f"{space.name}: {space.description.strip()}")

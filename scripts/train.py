@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
-from scripts._args import add_data_args, data_config, fail
-from trainable import ModelConfig, TrainConfig
+from vidtune.scripts._args import add_data_args, data_config, fail, print_epoch
+from vidtune.trainable.core import ModelConfig, TrainConfig
 
 _M, _T = ModelConfig(), TrainConfig()
 
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     p.add_argument("--out", default=None, help="save the trained model to this folder")
     add_data_args(p)
     args = p.parse_args(argv)
-    from trainable.standalone import train_model
+    from vidtune.trainable.best.standalone import train_model
 
     try:
         widths = tuple(int(w) for w in args.conv_widths.split(","))
@@ -37,7 +38,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
                                 lstm_layers=args.lstm_layers, dropout=args.dropout)
         train_cfg = TrainConfig(lr=args.lr, weight_decay=args.weight_decay,
                                 batch_size=args.batch_size, epochs=args.epochs, seed=args.seed)
-        metrics = train_model(model_cfg, train_cfg, data_config(args), out=args.out)
+        metrics = train_model(model_cfg, train_cfg, data_config(args), out=args.out,
+                              log=lambda line: print(line, file=sys.stderr), on_epoch=print_epoch)
     except ValueError as exc:
         fail(p, exc)
     print(f"final val_acc {metrics['val_acc']:.4f}")

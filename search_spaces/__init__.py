@@ -1,13 +1,19 @@
 """Named Optuna define-by-run search spaces."""
 
-from search_spaces._registry import (
+from vidtune.search_spaces._registry import (
     SearchSpace,
     get_space,
     list_spaces,
     register,
     space_distributions,
 )
-from search_spaces.spaces import SEED_DEFAULT, default_space, tiny_space, to_hparams, wide_space
+from vidtune.search_spaces.spaces import (
+    SEED_DEFAULT,
+    default_space,
+    tiny_space,
+    to_hparams,
+    wide_space,
+)
 
 __all__ = [
     "SEED_DEFAULT",

@@ -6,8 +6,7 @@ import os
 
 import pytest
 import torch
-
-from data import DataConfig
+from vidtune.data import DataConfig
 
 # Two cores in CI: keep torch from oversubscribing when Ray workers run beside pytest.
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))

@@ -23,9 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.image import imread
-
-from analysis import (
-    STATUSES,
+from vidtune.analysis import (
     Analysis,
     analyze,
     asha_milestones,
@@ -37,9 +35,12 @@ from analysis import (
     plot_params_vs_score,
     space_distributions,
 )
-from analysis.analyze import PLOTS
-from analysis.tables import best_so_far_by_time, best_so_far_by_trial
-from data import DataConfig
+from vidtune.analysis.analyze import PLOTS
+from vidtune.analysis.tables import best_so_far_by_time, best_so_far_by_trial
+from vidtune.data import DataConfig
+from vidtune.trainable.core.trials import TrialStatus
+
+STATUSES = tuple(s.value for s in TrialStatus)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = {"num_clips": 80, "frames": 4, "height": 16, "width": 16, "noise": 0.2}
@@ -92,15 +93,14 @@ def searches(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     watcher thread after its first trial reported an epoch, and the finished one here.
     """
     import ray
-
-    from data import load_arrays
-    from trainable.search import run_search
-    from trainable.search_config import SearchConfig
+    from vidtune.data import load_arrays
+    from vidtune.trainable.core.search_config import SearchConfig
+    from vidtune.trainable.tune.driver import run_search
 
     tmp = tmp_path_factory.mktemp("analysis")
     data = DataConfig(**DATA, cache_dir=str(tmp / "cache"))
     load_arrays(data)             # the clip cache, built once before two searches read it
-    cmd = [sys.executable, "-m", "scripts.cli", "search", "--space", "tiny", "--num-samples", "8",
+    cmd = [sys.executable, "-m", "vidtune.scripts.cli", "search", "--space", "tiny", "--num-samples", "8",
            "--max-epochs", str(MAX_EPOCHS), "--reduction-factor", "2", "--num-cpus", "1",
            "--results-dir", str(tmp), "--name", "b", "--cache-dir", data.cache_dir,
            *[a for k, v in DATA.items() for a in (f"--{k.replace('_', '-')}", str(v))]]
@@ -138,7 +138,7 @@ def analyzed(search: str) -> Analysis:
 @pytest.fixture(scope="module")
 def cli(search: str, interrupted: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """`vidtune analyze INTERRUPTED FINISHED --out OUT`: (OUT, what it printed)."""
-    from scripts.analyze import main
+    from vidtune.scripts.analyze import main
 
     out = tmp_path_factory.mktemp("cli")
     stdout = io.StringIO()
@@ -218,13 +218,13 @@ def test_report_is_self_contained(analyzed):
 def test_cli_prints_the_best_and_the_retrain_pick(analyzed, cli):
     out, printed = cli
     assert f"best val_acc {analyzed.best.val_acc:.4f}" in printed
-    assert f"retrain pick: trial {analyzed.pick['trial_id']}" in printed
+    assert f"retrain pick: trial {analyzed.pick.trial_id}" in printed
     assert "trials: " in printed and "compute: " in printed
     assert (out / "a" / "report.html").is_file()
 
 
 def test_not_a_results_folder_is_a_one_line_error(tmp_path, capsys):
-    from scripts.analyze import main
+    from vidtune.scripts.analyze import main
 
     for folder in (tmp_path, tmp_path / "missing"):
         with pytest.raises(SystemExit) as exc:

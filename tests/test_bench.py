@@ -8,9 +8,8 @@ from __future__ import annotations
 import re
 
 import pytest
-
-from analysis.tables import asha_milestones
-from scripts import bench_data, bench_search
+from vidtune.analysis.tables import asha_milestones
+from vidtune.scripts import bench_data, bench_search
 
 
 def section(text: str, key: str) -> str:

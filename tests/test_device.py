@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 from torch.cuda._utils import _get_device_index
-
-from trainable.loop import pick_device
-from trainable.trial import Grant, TrialSetup, limit_resources, memory_cap, run_trial
+from vidtune.trainable.core.loop import pick_device
+from vidtune.trainable.core.search_config import SearchConfig
+from vidtune.trainable.core.trial import Grant, limit_resources, memory_cap, run_trial
 
 
 def test_torch_rejects_an_index_less_cuda_device():
@@ -47,7 +47,7 @@ def test_memory_cap_only_for_a_fraction_of_a_gpu():
 
 
 def test_cpu_trial_reports_what_it_was_given(tiny_data):
-    setup = TrialSetup(data=tiny_data, max_epochs=1, constants={"spatial_pool": 2}, cpus=1)
+    setup = SearchConfig(space="tiny", data=tiny_data, max_epochs=1, grace_period=1, cpus_per_trial=1)
     threads = torch.get_num_threads()
     try:
         device, grant = limit_resources(setup)

@@ -1,9 +1,15 @@
 import numpy as np
 import pytest
 import torch
-
-from data import make_loaders
-from trainable import DivergedError, ModelConfig, TrainConfig, build_model, evaluate, fit
+from vidtune.data import make_loaders
+from vidtune.trainable.core import (
+    DivergedError,
+    ModelConfig,
+    TrainConfig,
+    build_model,
+    evaluate,
+    fit,
+)
 
 TINY = ModelConfig(conv_widths=(8, 16), lstm_hidden=32, spatial_pool=2)
 

@@ -1,7 +1,12 @@
 import pytest
 import torch
-
-from trainable import ModelConfig, VideoModel, build_model, count_parameters, split_params
+from vidtune.trainable.core import (
+    ModelConfig,
+    VideoModel,
+    build_model,
+    count_parameters,
+    split_params,
+)
 
 
 def test_default_model_matches_the_seed():

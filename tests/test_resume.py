@@ -15,8 +15,7 @@ import optuna
 import pandas as pd
 import pytest
 import torch
-
-from trainable.checkpoint import load_first_readable, save_state, sibling_checkpoints
+from vidtune.trainable.core.checkpoint import load_first_readable, save_state, sibling_checkpoints
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +23,7 @@ NUM_SAMPLES, MAX_EPOCHS = 8, 5
 
 
 def search_cmd(tmp_path: Path, cache_dir: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "scripts.cli", "search", "--space", "tiny",
+    return [sys.executable, "-m", "vidtune.scripts.cli", "search", "--space", "tiny",
             "--num-samples", str(NUM_SAMPLES), "--max-epochs", str(MAX_EPOCHS),
             "--grace-period", "1", "--reduction-factor", "2", "--num-cpus", "2",
             "--results-dir", str(tmp_path / "results"), "--name", "r",
@@ -86,7 +85,7 @@ def test_sigkill_driver_then_resume(tmp_path, cache_dir):
             os.killpg(proc.pid, signal.SIGKILL)   # the driver and its embedded Ray: a lost machine
         proc.wait()
 
-    resumed = subprocess.run([sys.executable, "-m", "scripts.cli", "resume", str(experiment)],
+    resumed = subprocess.run([sys.executable, "-m", "vidtune.scripts.cli", "resume", str(experiment)],
                              capture_output=True, text=True, env=env(), timeout=400)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "best val_acc" in resumed.stdout
@@ -177,7 +176,7 @@ def test_corrupt_checkpoint_falls_back_to_previous(tmp_path):
 
 
 def test_resume_of_a_non_results_folder_is_a_clear_error(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "scripts.cli", "resume", str(tmp_path)],
+    proc = subprocess.run([sys.executable, "-m", "vidtune.scripts.cli", "resume", str(tmp_path)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "is not a vidtune results folder" in proc.stderr and "Traceback" not in proc.stderr
@@ -196,7 +195,7 @@ def test_ctrl_c_then_resume(tmp_path, cache_dir):
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, out[-2000:]
     assert f"vidtune resume {experiment}" in out
-    resumed = subprocess.run([sys.executable, "-m", "scripts.cli", "resume", str(experiment)],
+    resumed = subprocess.run([sys.executable, "-m", "vidtune.scripts.cli", "resume", str(experiment)],
                              capture_output=True, text=True, env=env(), timeout=400)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     after = progress(experiment)

@@ -17,11 +17,11 @@ import av
 import numpy as np
 import pytest
 import torch
-
-from data import CLASS_NAMES, DataConfig, load_arrays, make_loaders, to_float
-from data.video_folder import decode_video
-from trainable.artifact import EXPORTED, load_artifact, load_exported
-from trainable.results import best_trial, load_experiment
+from vidtune.data import CLASS_NAMES, DataConfig, load_arrays, make_loaders, to_float
+from vidtune.data.video_folder import decode_video
+from vidtune.trainable.best.artifact import EXPORTED, load_artifact, load_exported
+from vidtune.trainable.core.trials import best_trial
+from vidtune.trainable.tune.experiment import load_experiment
 
 pytestmark = pytest.mark.slow
 
@@ -41,9 +41,8 @@ def cpu_only():
 def search(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The experiment folder of a finished tiny search."""
     import ray
-
-    from trainable.search import run_search
-    from trainable.search_config import SearchConfig
+    from vidtune.trainable.core.search_config import SearchConfig
+    from vidtune.trainable.tune.driver import run_search
 
     tmp = tmp_path_factory.mktemp("retrain")
     ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False)
@@ -61,7 +60,7 @@ def search(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="module")
 def retrained(search: str) -> tuple[Path, str]:
     """`vidtune retrain RESULTS_DIR` with its defaults: (model folder, what it printed)."""
-    from scripts.retrain import main
+    from vidtune.scripts.retrain import main
 
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
@@ -81,13 +80,13 @@ def _one_line_error(capsys, *texts: str) -> None:
 def test_retrain_picks_by_the_rule_and_reproduces_the_trial(search, retrained):
     folder, printed = retrained
     experiment = load_experiment(search)
-    best = best_trial(experiment.trials)
-    assert best["epochs"] == MAX_EPOCHS   # the full budget: ASHA let it run to max_epochs
-    assert f"best trial {best['trial_id']}" in printed
+    best = best_trial(experiment.trials, experiment.param_names)
+    assert best.epoch == MAX_EPOCHS   # the full budget: ASHA let it run to max_epochs
+    assert f"best trial {best.trial_id}" in printed
     assert "rule: among the trials that trained the largest number of epochs" in printed
     for name in experiment.param_names:
         assert f'"{name}"' in printed
-    history = experiment.history[experiment.history["trial_id"] == best["trial_id"]]
+    history = experiment.history[experiment.history["trial_id"] == best.trial_id]
     reported = float(history.loc[history["epoch"] == MAX_EPOCHS, "val_acc"].iloc[-1])
 
     metrics = json.loads((folder / "metrics.json").read_text())
@@ -103,10 +102,10 @@ def test_model_folder_holds_weights_config_and_an_exported_program(search, retra
     assert all(isinstance(v, torch.Tensor) for v in weights.values())
     config = json.loads((folder / "config.json").read_text())
     experiment = load_experiment(search)
-    best = best_trial(experiment.trials)
+    best = best_trial(experiment.trials, experiment.param_names)
     source = config["source_trial"]
-    assert source["trial_id"] == best["trial_id"] and source["epochs"] == MAX_EPOCHS
-    assert source["params"] == {k: best[k] for k in experiment.param_names}
+    assert source["trial_id"] == best.trial_id and source["epochs"] == MAX_EPOCHS
+    assert source["params"] == best.params
     assert config["class_names"] == list(CLASS_NAMES)
     assert config["preprocessing"]["frames"] == 4 and config["preprocessing"]["height"] == 16
     assert config["data"] == asdict(experiment.config.data)
@@ -127,7 +126,7 @@ def test_model_folder_holds_weights_config_and_an_exported_program(search, retra
 
 
 def test_evaluate_prints_accuracy_per_class_and_writes_the_confusion_png(retrained, capsys):
-    from scripts.evaluate import main
+    from vidtune.scripts.evaluate import main
 
     folder, _ = retrained
     metrics = json.loads((folder / "metrics.json").read_text())
@@ -167,7 +166,7 @@ def _encode(path: Path, clip: np.ndarray) -> bool:
 
 
 def test_predict_top_k_from_video_files_and_reports_unreadable_ones(retrained, tmp_path, capsys):
-    from scripts.predict import main
+    from vidtune.scripts.predict import main
 
     folder, _ = retrained
     model, config = load_artifact(folder)
@@ -210,7 +209,7 @@ def test_predict_top_k_from_video_files_and_reports_unreadable_ones(retrained, t
 
 
 def test_retrain_on_train_plus_val_says_val_is_not_held_out(search, tmp_path, capsys):
-    from scripts.retrain import main
+    from vidtune.scripts.retrain import main
 
     out = tmp_path / "all"
     main([search, "--train-on", "train+val", "--epochs", "1", "--seed", "3", "--out", str(out)])
@@ -225,7 +224,7 @@ def test_retrain_on_train_plus_val_says_val_is_not_held_out(search, tmp_path, ca
 
 
 def test_bad_results_folders_give_one_line_errors(search, tmp_path, capsys):
-    from scripts.retrain import main
+    from vidtune.scripts.retrain import main
 
     def fails(argv, *texts):
         with pytest.raises(SystemExit) as info:
@@ -251,8 +250,8 @@ def test_bad_results_folders_give_one_line_errors(search, tmp_path, capsys):
 
 
 def test_missing_model_and_bad_arguments_give_one_line_errors(tmp_path, capsys):
-    from scripts.evaluate import main as evaluate
-    from scripts.predict import main as predict
+    from vidtune.scripts.evaluate import main as evaluate
+    from vidtune.scripts.predict import main as predict
 
     for main, argv in [(evaluate, [str(tmp_path / "none")]),
                        (predict, [str(tmp_path / "none"), "v.mp4"])]:
@@ -267,7 +266,7 @@ def test_missing_model_and_bad_arguments_give_one_line_errors(tmp_path, capsys):
 
 
 def test_predict_rejects_top_k_below_one(retrained, tmp_path, capsys):
-    from scripts.predict import main
+    from vidtune.scripts.predict import main
 
     with pytest.raises(SystemExit) as info:
         main([str(retrained[0]), str(tmp_path / "v.mp4"), "--top-k", "0"], prog="vidtune predict")

@@ -10,10 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import ray
-
-from data import DataConfig
-from trainable.search import run_search
-from trainable.search_config import SearchConfig
+from vidtune.data import DataConfig
+from vidtune.trainable.core.search_config import SearchConfig
+from vidtune.trainable.tune.driver import run_search
 
 pytestmark = pytest.mark.slow
 
@@ -53,12 +52,12 @@ def test_tiny_search_end_to_end(tmp_path, cache_dir, local_ray):
     for df in runs.values():
         assert {"val_acc", "val_loss", "train_loss", "epoch", "diverged"} <= set(df.columns)
         assert list(df["epoch"]) == list(range(1, len(df) + 1))
-    assert outcome.best is not None and outcome.best["val_acc"] > 0.25   # chance is 0.1
+    assert outcome.best is not None and outcome.best.val_acc > 0.25   # chance is 0.1
     best_in_files = max(df["val_acc"].max() for df in runs.values())
-    assert outcome.best["val_acc"] == pytest.approx(best_in_files)
+    assert outcome.best.val_acc == pytest.approx(best_in_files)
     # The seed default configuration is always the first trial.
-    from search_spaces import get_space
-    from trainable.results import load_experiment
+    from vidtune.search_spaces import get_space
+    from vidtune.trainable.tune.experiment import load_experiment
 
     trials = load_experiment(outcome.experiment_path).trials.sort_values("order")
     first = trials.iloc[0]
@@ -102,7 +101,7 @@ def test_four_quarter_gpu_trials_run_at_once(tmp_path, cache_dir):
     last_start = max(start for start, _ in spans)
     assert all(start <= last_start <= end for start, end in spans), spans
     # Each trial records the share Ray gave it (no CUDA here: no memory cap to set).
-    from trainable.results import load_experiment
+    from vidtune.trainable.tune.experiment import load_experiment
 
     trials = load_experiment(outcome.experiment_path).trials
     assert list(trials["gpu_share"]) == [0.25] * 4 and list(trials["gpu_cap_mb"]) == [0.0] * 4
@@ -148,7 +147,7 @@ def test_existing_experiment_is_not_overwritten(tmp_path, cache_dir, local_ray):
     (["--frames", "0"], "frames is 0"),
 ])
 def test_bad_arguments_fail_before_ray_starts(args, message, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "scripts.cli", "search", *args,
+    proc = subprocess.run([sys.executable, "-m", "vidtune.scripts.cli", "search", *args,
                            "--results-dir", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert message in proc.stderr
@@ -157,11 +156,11 @@ def test_bad_arguments_fail_before_ray_starts(args, message, tmp_path):
 
 
 def test_help_on_every_command():
-    from scripts.cli import COMMANDS
+    from vidtune.scripts.cli import COMMANDS
 
     for command in ["--help", *COMMANDS]:
         args = [command] if command == "--help" else [command, "--help"]
-        proc = subprocess.run([sys.executable, "-m", "scripts.cli", *args], capture_output=True,
+        proc = subprocess.run([sys.executable, "-m", "vidtune.scripts.cli", *args], capture_output=True,
                               text=True, timeout=120)
         assert proc.returncode == 0, (command, proc.stderr)
         assert "usage" in proc.stdout

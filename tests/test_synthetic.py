@@ -1,8 +1,14 @@
 import numpy as np
 import pytest
-
-from data import CLASS_NAMES, DataConfig, load_arrays, make_synthetic, render_clip, stratified_split
-from data.store import open_store
+from vidtune.data import (
+    CLASS_NAMES,
+    DataConfig,
+    load_arrays,
+    make_synthetic,
+    render_clip,
+    stratified_split,
+)
+from vidtune.data.store import open_store
 
 
 def test_generator_is_deterministic():

@@ -6,10 +6,9 @@ import json
 
 import pytest
 import torch
-
-from scripts.evaluate import main as evaluate_main
-from scripts.train import main as train_main
-from trainable.artifact import load_artifact
+from vidtune.scripts.evaluate import main as evaluate_main
+from vidtune.scripts.train import main as train_main
+from vidtune.trainable.best.artifact import load_artifact
 
 TINY = ["--conv-widths", "8,16", "--lstm-hidden", "32", "--epochs", "6", "--lr", "3e-3",
         "--num-clips", "200", "--frames", "6", "--height", "16", "--width", "16", "--noise", "0.2"]

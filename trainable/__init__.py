@@ -1,21 +1,13 @@
-"""The model, its configs and the pure-PyTorch loop; Ray lives only in tune_adapter/search."""
+"""The trainable: everything between a sampled configuration and a trained model, by layer.
 
-from trainable.config import ModelConfig, TrainConfig, split_params, to_dict
-from trainable.loop import DivergedError, EvalResult, FitResult, evaluate, fit, pick_device
-from trainable.model import VideoModel, build_model, count_parameters
+- core/  configs (model, train, search), the VideoModel, the pure-PyTorch loop, checkpoints,
+         one trial as plain Python, and the vocabulary of trial outcomes. No Ray.
+- tune/  the Ray Tune layer: the search driver, the thin trainable adapter, resumable ASHA,
+         the Optuna mirror, and the reader of Ray's results files. The only place that
+         imports Ray.
+- best/  what comes after a search: retrain the best trial, model folders (save, load,
+         export), train/evaluate one configuration, predict on video files.
 
-__all__ = [
-    "DivergedError",
-    "EvalResult",
-    "FitResult",
-    "ModelConfig",
-    "TrainConfig",
-    "VideoModel",
-    "build_model",
-    "count_parameters",
-    "evaluate",
-    "fit",
-    "pick_device",
-    "split_params",
-    "to_dict",
-]
+Imports only go down this list's reverse: best -> tune -> core (and core -> data,
+search_spaces). Nothing here prints: the commands in vidtune.scripts do.
+"""

@@ -8,45 +8,29 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-
-from data import DataConfig, make_loaders
-from search_spaces import to_hparams
-from trainable.config import ModelConfig, TrainConfig, split_params
-from trainable.loop import DivergedError, fit, pick_device
-from trainable.model import build_model
+from vidtune.data import make_loaders
+from vidtune.search_spaces import get_space, to_hparams
+from vidtune.trainable.core.config import ModelConfig, TrainConfig, split_params
+from vidtune.trainable.core.loop import DivergedError, fit, pick_device
+from vidtune.trainable.core.model import build_model
+from vidtune.trainable.core.search_config import SearchConfig
 
 Report = Callable[[dict[str, Any], dict[str, Any] | None], None]   # (metrics, resumable state)
 
 
-@dataclass(frozen=True)
-class TrialSetup:
-    """Everything a trial needs besides its sampled parameters. Same for all trials."""
-
-    data: DataConfig
-    max_epochs: int
-    seed: int = 0
-    batch_size: int = 32
-    constants: dict[str, Any] = field(default_factory=dict)   # fixed hyperparameters of the space
-    cpus: float = 1.0
-    gpu_fraction: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.max_epochs < 1:
-            raise ValueError(f"max_epochs is {self.max_epochs}, but must be >= 1")
+def _hparams(params: dict[str, Any], cfg: SearchConfig) -> dict[str, Any]:
+    """The search's batch size, then the space's constants, then the sampled values (last wins)."""
+    return {"batch_size": cfg.batch_size, **get_space(cfg.space).constants, **to_hparams(params)}
 
 
-def _hparams(params: dict[str, Any], setup: TrialSetup) -> dict[str, Any]:
-    """The setup's batch size, then the space's constants, then the sampled values (last wins)."""
-    return {"batch_size": setup.batch_size, **setup.constants, **to_hparams(params)}
-
-
-def trial_configs(params: dict[str, Any], setup: TrialSetup, num_classes: int) -> tuple[ModelConfig, TrainConfig]:
-    hp = _hparams(params, setup)
-    hp.update(epochs=setup.max_epochs, seed=setup.seed, num_classes=num_classes)
+def trial_configs(params: dict[str, Any], cfg: SearchConfig, num_classes: int) -> tuple[ModelConfig, TrainConfig]:
+    """A trial's sampled parameters -> the configs it trains with (retrain uses the same)."""
+    hp = _hparams(params, cfg)
+    hp.update(epochs=cfg.max_epochs, seed=cfg.seed, num_classes=num_classes)
     return split_params(hp)
 
 
@@ -80,30 +64,30 @@ def memory_cap(device: torch.device, share: float) -> tuple[int, float] | None:
     return device.index, share
 
 
-def limit_resources(setup: TrialSetup) -> tuple[torch.device, Grant]:
+def limit_resources(cfg: SearchConfig) -> tuple[torch.device, Grant]:
     """Keep a trial within its share: torch threads = its CPUs, CUDA memory = its GPU fraction.
 
     Ray's resources are only logical: without this a 0.25-GPU trial could take the whole card.
     """
-    threads = max(1, int(setup.cpus))
+    threads = max(1, int(cfg.cpus_per_trial))
     torch.set_num_threads(threads)
     device = pick_device()
     if device.type != "cuda":   # a fake GPU in tests: Ray's share is recorded, nothing to cap
-        return device, Grant(str(device), threads, setup.gpu_fraction)
+        return device, Grant(str(device), threads, cfg.gpus_per_trial)
     props = torch.cuda.get_device_properties(device.index)
     total = float(props.total_memory)
-    cap = memory_cap(device, setup.gpu_fraction)
+    cap = memory_cap(device, cfg.gpus_per_trial)
     if cap is not None:
         torch.cuda.set_per_process_memory_fraction(cap[1], cap[0])
     mb = 1024.0**2
-    return device, Grant(str(device), threads, setup.gpu_fraction, props.name, round(total / mb, 1),
+    return device, Grant(str(device), threads, cfg.gpus_per_trial, props.name, round(total / mb, 1),
                          round(total * cap[1] / mb, 1) if cap else 0.0)
 
 
-def run_trial(params: dict[str, Any], setup: TrialSetup, report: Report,
+def run_trial(params: dict[str, Any], cfg: SearchConfig, report: Report,
               resume: dict[str, Any] | None = None, device: torch.device | None = None,
               grant: Grant | None = None) -> None:
-    """Train one configuration for up to setup.max_epochs, reporting after every epoch.
+    """Train one configuration for up to cfg.max_epochs, reporting after every epoch.
 
     Each report carries epoch, train_loss, val_loss, val_acc, epoch_time_s and diverged (0/1),
     plus what the trial was given (`grant`: device, threads, GPU share and memory cap).
@@ -111,8 +95,8 @@ def run_trial(params: dict[str, Any], setup: TrialSetup, report: Report,
     raising, so the search goes on.
     """
     given = grant.metrics() if grant is not None else {}
-    loaders = make_loaders(setup.data, batch_size=int(_hparams(params, setup)["batch_size"]), progress=False)
-    model_cfg, train_cfg = trial_configs(params, setup, len(loaders.class_names))
+    loaders = make_loaders(cfg.data, batch_size=int(_hparams(params, cfg)["batch_size"]), progress=False)
+    model_cfg, train_cfg = trial_configs(params, cfg, len(loaders.class_names))
     model = build_model(model_cfg, seed=train_cfg.seed)
 
     if resume is not None and resume["epoch"] >= train_cfg.epochs:

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-
-from trainable.config import ModelConfig
+from vidtune.trainable.core.config import ModelConfig
 
 
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:

@@ -25,8 +25,7 @@ from typing import Any
 
 from ray.tune import Callback
 from ray.tune.schedulers import AsyncHyperBandScheduler
-
-from trainable.search_config import is_uri
+from vidtune.trainable.core.search_config import is_uri
 
 logger = logging.getLogger(__name__)
 

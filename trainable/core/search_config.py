@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from data import DataConfig
-from search_spaces import get_space
+from vidtune.data import DataConfig
+from vidtune.search_spaces import get_space
 
 CONFIG_FILE = "vidtune.json"
 SAMPLERS = ("tpe", "random")
@@ -114,9 +114,58 @@ class SearchConfig:
         return cls(**d)
 
     @classmethod
-    def load(cls, folder: str | Path) -> SearchConfig:
-        path = Path(folder) / CONFIG_FILE
-        if not path.is_file():
-            raise ValueError(f"{folder} is not a vidtune results folder (no {CONFIG_FILE}); "
+    def load(cls, path: str | Path) -> SearchConfig:
+        """The config saved in an experiment folder (path or URI), pointed at where it is now.
+
+        A folder moved or copied since the search ran still loads: its storage root and name
+        are taken from the path, not from the saved file.
+        """
+        text = read_text(str(path), CONFIG_FILE)
+        if text is None:
+            raise ValueError(f"{path} is not a vidtune results folder (no {CONFIG_FILE}); "
                              "pass the folder that `vidtune search` printed")
-        return cls.from_json(json.loads(path.read_text()))
+        cfg = cls.from_json(json.loads(text))
+        if is_uri(str(path)):
+            root, name = str(path).rstrip("/").rsplit("/", 1)
+            return replace(cfg, storage=root, name=name)
+        folder = Path(path).expanduser().resolve()
+        if cfg.storage:
+            return replace(cfg, storage=str(folder.parent), name=folder.name)
+        return replace(cfg, results_dir=str(folder.parent), name=folder.name)
+
+
+def beside_results(experiment_path: str, name: str) -> Path:
+    """A local folder for what a command derives from a search: RESULTS_DIR/<name>, or, for
+    remote storage (a URI), ./<experiment name>-<name> in the working directory."""
+    if is_uri(experiment_path):
+        return Path.cwd() / f"{experiment_path.rstrip('/').rsplit('/', 1)[-1]}-{name}"
+    return Path(experiment_path).expanduser() / name
+
+
+def read_text(folder: str, name: str) -> str | None:
+    """A small file of an experiment folder (local path or URI); None if it is not there."""
+    if is_uri(folder):
+        import pyarrow.fs
+
+        fs, base = pyarrow.fs.FileSystem.from_uri(folder)
+        try:
+            with fs.open_input_stream(f"{base.rstrip('/')}/{name}") as f:
+                return f.read().decode()
+        except (FileNotFoundError, OSError):
+            return None
+    path = Path(folder).expanduser() / name
+    return path.read_text() if path.is_file() else None
+
+
+def write_text(folder: str, name: str, text: str) -> None:
+    """Write a small file into an experiment folder (local path or URI)."""
+    if is_uri(folder):
+        import pyarrow.fs
+
+        fs, base = pyarrow.fs.FileSystem.from_uri(folder)
+        fs.create_dir(base, recursive=True)
+        with fs.open_output_stream(f"{base}/{name}") as f:
+            f.write(text.encode())
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    (Path(folder) / name).write_text(text)

@@ -9,9 +9,9 @@ from typing import Any
 
 import ray
 from ray import tune
-
-from trainable.checkpoint import load_first_readable, save_state, sibling_checkpoints
-from trainable.trial import TrialSetup, limit_resources, run_trial
+from vidtune.trainable.core.checkpoint import load_first_readable, save_state, sibling_checkpoints
+from vidtune.trainable.core.search_config import SearchConfig
+from vidtune.trainable.core.trial import limit_resources, run_trial
 
 
 def _restore_state() -> dict[str, Any] | None:
@@ -27,8 +27,8 @@ def _restore_state() -> dict[str, Any] | None:
         return found[0] if found else None
 
 
-def tune_trainable(config: dict[str, Any], setup: TrialSetup) -> None:
-    device, grant = limit_resources(setup)
+def tune_trainable(config: dict[str, Any], search: SearchConfig) -> None:
+    device, grant = limit_resources(search)
     node_id = ray.get_runtime_context().get_node_id()
     started_at = time.time()   # float wall clock: Ray's own timestamp is whole seconds
 
@@ -41,4 +41,4 @@ def tune_trainable(config: dict[str, Any], setup: TrialSetup) -> None:
             save_state(folder, state, metrics)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
-    run_trial(config, setup, report, resume=_restore_state(), device=device, grant=grant)
+    run_trial(config, search, report, resume=_restore_state(), device=device, grant=grant)

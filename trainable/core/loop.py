@@ -18,8 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-
-from trainable.config import TrainConfig
+from vidtune.trainable.core.config import TrainConfig
 
 
 class DivergedError(RuntimeError):

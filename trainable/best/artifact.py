@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from data import DataConfig
-from trainable.config import ModelConfig, TrainConfig, to_dict
-from trainable.model import VideoModel
+from vidtune.data import DataConfig
+from vidtune.trainable.core.config import ModelConfig, TrainConfig, to_dict
+from vidtune.trainable.core.model import VideoModel
 
 WEIGHTS, CONFIG, METRICS = "weights.pt", "config.json", "metrics.json"
 EXPORTED = "model.pt2"

@@ -6,18 +6,16 @@ Video files go through exactly the training preprocessing: data.video_folder.dec
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import torch
-
-from data import DataConfig, to_float
-from data.video_folder import VideoDecodeError, decode_video
-from trainable.artifact import data_config_of, load_artifact
-from trainable.loop import EvalResult
-from trainable.standalone import evaluate_artifact
+from vidtune.data import DataConfig, to_float
+from vidtune.data.video_folder import VideoDecodeError, decode_video
+from vidtune.trainable.best.artifact import data_config_of, load_artifact
+from vidtune.trainable.best.standalone import evaluate_artifact
+from vidtune.trainable.core.loop import EvalResult
 
 
 @dataclass(frozen=True)
@@ -54,25 +52,6 @@ def predict_videos(folder: str | Path, paths: list[str | Path], top_k: int = 3) 
     return out
 
 
-def print_predictions(predictions: list[VideoPrediction], file: TextIO | None = None,
-                      err: TextIO | None = None) -> int:
-    """Print each video's top classes (errors to `err`); returns the number of failed videos."""
-    file, err = file or sys.stdout, err or sys.stderr
-    failed = 0
-    for pred in predictions:
-        if pred.error is not None:
-            failed += 1
-            print(f"error: cannot read {pred.path}: {pred.error}", file=err, flush=True)
-            continue
-        width = max(len(name) for name, _ in pred.top)
-        print(pred.path, file=file)
-        for rank, (name, prob) in enumerate(pred.top, start=1):
-            print(f"  {rank}. {name:<{width}}  {prob:.3f}", file=file)
-    if failed:
-        print(f"{failed} of {len(predictions)} videos could not be read", file=err)
-    return failed
-
-
 @dataclass(frozen=True)
 class Evaluation:
     result: EvalResult
@@ -80,15 +59,12 @@ class Evaluation:
     split: str
     data: DataConfig
     held_out: bool               # False when the model was trained on these very clips
-    confusion_png: str | None
 
 
 def evaluate_model(folder: str | Path, data: str | None = None, split: str = "val",
-                   confusion_png: str | Path | None = "", **data_overrides: Any) -> Evaluation:
+                   **data_overrides: Any) -> Evaluation:
     """Evaluate the model in `folder` on its own data config, or on `data` (a folder or
     'synthetic') with the model's clip size and, unless overridden, its split settings.
-
-    confusion_png: "" (default) writes folder/confusion.png, None writes none.
     """
     _, config = load_artifact(folder)
     trained = data_config_of(config)
@@ -105,26 +81,4 @@ def evaluate_model(folder: str | Path, data: str | None = None, split: str = "va
     result, class_names = evaluate_artifact(folder, data_cfg, split=split)
     same_data = replace(data_cfg.resolved(), cache_dir=None) == replace(trained.resolved(), cache_dir=None)
     held_out = not (same_data and (split == "all" or config.get("train_on") == "train+val"))
-    png = None
-    if confusion_png is not None:
-        png = str(Path(folder) / "confusion.png") if confusion_png == "" else str(confusion_png)
-        from analysis.plots import plot_confusion
-
-        plot_confusion(result.confusion, class_names, png)
-    return Evaluation(result, class_names, split, data_cfg, held_out, png)
-
-
-def print_evaluation(ev: Evaluation, file: TextIO | None = None) -> None:
-    file = file or sys.stdout
-    r = ev.result
-    name = "val_acc" if ev.split == "val" else "acc (all clips)"
-    total = sum(map(sum, r.confusion))
-    print(f"{name} {r.accuracy:.4f}  loss {r.loss:.4f}  ({total} clips of {ev.data.source})", file=file)
-    if not ev.held_out:
-        print("note: the model was trained on these clips: not a held-out accuracy", file=file)
-    width = max(map(len, ev.class_names))
-    print("per-class accuracy:", file=file)
-    for i, (cls, acc) in enumerate(zip(ev.class_names, r.per_class_accuracy, strict=True)):
-        print(f"  {cls:<{width}}  {acc:.3f}  ({r.confusion[i][i]}/{sum(r.confusion[i])})", file=file)
-    if ev.confusion_png:
-        print(f"confusion matrix: {ev.confusion_png}", file=file)
+    return Evaluation(result, class_names, split, data_cfg, held_out)

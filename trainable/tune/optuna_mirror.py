@@ -22,8 +22,7 @@ from typing import Any
 
 import optuna
 from ray.tune import Callback
-
-from search_spaces import space_distributions
+from vidtune.search_spaces import space_distributions
 
 logger = logging.getLogger(__name__)
 

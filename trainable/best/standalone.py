@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -10,30 +9,32 @@ from typing import Any
 
 import numpy as np
 import torch
+from vidtune.data import ClipLoader, DataConfig, make_loaders
+from vidtune.trainable.best.artifact import (
+    data_config_of,
+    load_artifact,
+    save_artifact,
+    train_config_of,
+)
+from vidtune.trainable.core.config import ModelConfig, TrainConfig
+from vidtune.trainable.core.loop import EvalResult, evaluate, fit, pick_device
+from vidtune.trainable.core.model import build_model, count_parameters
 
-from data import ClipLoader, DataConfig, make_loaders
-from trainable.artifact import data_config_of, load_artifact, save_artifact, train_config_of
-from trainable.config import ModelConfig, TrainConfig
-from trainable.loop import EvalResult, evaluate, fit, pick_device
-from trainable.model import build_model, count_parameters
-
-
-def print_epoch(metrics: dict[str, float], total: int, file=sys.stderr) -> None:
-    print(f"epoch {int(metrics['epoch']):>3}/{total}  train_loss {metrics['train_loss']:.4f}  "
-          f"val_loss {metrics['val_loss']:.4f}  val_acc {metrics['val_acc']:.4f}  "
-          f"({metrics['epoch_time_s']:.1f}s)", file=file, flush=True)
+Log = Callable[[str], None]                       # a line for the user (the command prints it)
+EpochLog = Callable[[dict[str, float], int], None]   # (an epoch's metrics, total epochs)
 
 
 def train_model(model_cfg: ModelConfig, train_cfg: TrainConfig, data_cfg: DataConfig,
-                out: str | Path | None = None, quiet: bool = False,
-                on_epoch: Callable[[dict[str, float]], None] | None = None,
-                extra: dict[str, Any] | None = None, all_clips: bool = False) -> dict[str, Any]:
+                out: str | Path | None = None, extra: dict[str, Any] | None = None,
+                all_clips: bool = False, log: Log | None = None,
+                on_epoch: EpochLog | None = None) -> dict[str, Any]:
     """Train from scratch; save an artifact folder to `out` if given. Returns final metrics.
 
     all_clips trains on train + val: the val metrics are then not held out (val_held_out False).
+    `log` gets a line about the run, `on_epoch` each epoch's metrics (the commands print them).
     """
     data_cfg = data_cfg.resolved()
-    loaders = make_loaders(data_cfg, batch_size=train_cfg.batch_size, progress=not quiet)
+    loaders = make_loaders(data_cfg, batch_size=train_cfg.batch_size, progress=log is not None)
     train_loader = loaders.train
     if all_clips:
         arrays = loaders.train.arrays
@@ -42,17 +43,15 @@ def train_model(model_cfg: ModelConfig, train_cfg: TrainConfig, data_cfg: DataCo
     model_cfg = replace(model_cfg, num_classes=len(loaders.class_names))
     model = build_model(model_cfg, seed=train_cfg.seed)
     device = pick_device()
-    if not quiet:
+    if log is not None:
         clips = (f"all {len(train_loader.indices)} clips (train + val)" if all_clips else
                  f"{len(loaders.train.indices)} train / {len(loaders.val.indices)} val clips")
-        print(f"training {count_parameters(model):,} parameters on {device} for {train_cfg.epochs} "
-              f"epochs ({clips})", file=sys.stderr)
+        log(f"training {count_parameters(model):,} parameters on {device} for {train_cfg.epochs} "
+            f"epochs ({clips})")
 
-    def report(metrics: dict[str, float], _state_fn) -> None:
-        if not quiet:
-            print_epoch(metrics, train_cfg.epochs)
+    def report(metrics: dict[str, float], _state_fn: Callable[[], dict[str, Any]]) -> None:
         if on_epoch is not None:
-            on_epoch(metrics)
+            on_epoch(metrics, train_cfg.epochs)
 
     result = fit(model, train_loader, loaders.val, train_cfg, model_cfg.num_classes, device, report)
     ev = evaluate(model, loaders.val, device, model_cfg.num_classes)

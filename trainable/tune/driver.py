@@ -10,7 +10,7 @@ import json
 import os
 import sys
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +21,14 @@ from ray.tune import CheckpointConfig, CLIReporter, FailureConfig, RunConfig, Tu
 from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
-
-from data import load_arrays
-from search_spaces import get_space, space_distributions
-from trainable.optuna_mirror import OptunaMirror
-from trainable.scheduler import ResumableASHA, RungKeeper
-from trainable.search_config import CONFIG_FILE, SearchConfig, is_uri
-from trainable.trial import TrialSetup
-from trainable.tune_adapter import tune_trainable
+from vidtune.data import load_arrays
+from vidtune.search_spaces import get_space, space_distributions
+from vidtune.trainable.core.search_config import CONFIG_FILE, SearchConfig, is_uri, write_text
+from vidtune.trainable.core.trials import Best, TrialStatus, best_reported
+from vidtune.trainable.tune.adapter import tune_trainable
+from vidtune.trainable.tune.asha import ResumableASHA, RungKeeper
+from vidtune.trainable.tune.experiment import load_experiment
+from vidtune.trainable.tune.optuna_mirror import OptunaMirror
 
 METRIC, MODE = "val_acc", "max"
 BEST_FILE = "best.json"
@@ -39,15 +39,8 @@ def trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def trial_setup(cfg: SearchConfig) -> TrialSetup:
-    space = get_space(cfg.space)
-    return TrialSetup(data=cfg.data, max_epochs=cfg.max_epochs, seed=cfg.seed,
-                      batch_size=cfg.batch_size, constants=dict(space.constants),
-                      cpus=cfg.cpus_per_trial, gpu_fraction=cfg.gpus_per_trial)
-
-
 def make_trainable(cfg: SearchConfig):
-    trainable = tune.with_parameters(tune_trainable, setup=trial_setup(cfg))
+    trainable = tune.with_parameters(tune_trainable, search=cfg)
     return tune.with_resources(trainable, {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
 
 
@@ -143,20 +136,6 @@ def check_shared_path(path: str, nodes: list[dict]) -> None:
                          "use a network filesystem mounted on every node, or a URI")
 
 
-def _write_text(folder: str, name: str, text: str) -> None:
-    """Write a small file into the experiment folder, local path or URI."""
-    if is_uri(folder):
-        import pyarrow.fs
-
-        fs, base = pyarrow.fs.FileSystem.from_uri(folder)
-        fs.create_dir(base, recursive=True)
-        with fs.open_output_stream(f"{base}/{name}") as f:
-            f.write(text.encode())
-        return
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    (Path(folder) / name).write_text(text)
-
-
 def trial_table(cfg: SearchConfig) -> CLIReporter:
     """The live trial table: sampled parameters, the latest epoch's metrics, every 15 s."""
     params = list(space_distributions(cfg.space))
@@ -195,32 +174,26 @@ def _tuner(cfg: SearchConfig) -> tune.Tuner:
 @dataclass(frozen=True)
 class SearchOutcome:
     experiment_path: str
-    best: dict[str, Any] | None          # trial_id, val_acc, epoch, params
+    best: Best | None                    # the highest val_acc any trial reported
     num_trials: int
     num_errors: int
     unfinished: int = 0                  # trials not finished + trials not started (Ctrl-C)
 
 
-def summarize(cfg: SearchConfig, grid) -> SearchOutcome:
-    best = None
+def outcome_of(cfg: SearchConfig) -> SearchOutcome:
+    """What the search's folder holds now; writes best.json beside it."""
     try:
-        result = grid.get_best_result(metric=METRIC, mode=MODE, scope="all")
-        df = result.metrics_dataframe
-        row = df.loc[df[METRIC].idxmax()]
-        best = {"trial_id": result.metrics.get("trial_id"), "val_acc": float(row[METRIC]),
-                "epoch": int(row["epoch"]), "params": dict(result.config)}
-    except (RuntimeError, KeyError, ValueError, AttributeError):
-        pass
-    from trainable.results import load_experiment
-
-    try:
-        trials = load_experiment(cfg.experiment_path).trials
-        unfinished = cfg.num_samples - len(trials) + int(trials["status"].isin(["running", "pending"]).sum())
+        exp = load_experiment(cfg.experiment_path)
     except ValueError:
-        unfinished = cfg.num_samples
-    outcome = SearchOutcome(cfg.experiment_path, best, len(grid), grid.num_errors, unfinished)
-    _write_text(cfg.experiment_path, BEST_FILE, json.dumps(best, indent=2))
-    return outcome
+        return SearchOutcome(cfg.experiment_path, None, 0, 0, cfg.num_samples)
+    trials = exp.trials
+    statuses = [TrialStatus(s) for s in trials["status"]] if len(trials) else []
+    best = best_reported(trials, exp.history, exp.param_names)
+    unfinished = cfg.num_samples - len(trials) + sum(s.unfinished for s in statuses)
+    write_text(cfg.experiment_path, BEST_FILE,
+               json.dumps(None if best is None else best.to_json(), indent=2))
+    return SearchOutcome(cfg.experiment_path, best, len(trials),
+                         sum(s is TrialStatus.ERRORED for s in statuses), unfinished)
 
 
 def print_outcome(outcome: SearchOutcome, file=sys.stdout) -> None:
@@ -229,8 +202,8 @@ def print_outcome(outcome: SearchOutcome, file=sys.stdout) -> None:
         print("no trial reported a validation accuracy", file=file)
     else:
         b = outcome.best
-        print(f"best val_acc {b['val_acc']:.4f} (trial {b['trial_id']}, epoch {b['epoch']})", file=file)
-        print("best config: " + json.dumps(b["params"], sort_keys=True), file=file)
+        print(f"best val_acc {b.val_acc:.4f} (trial {b.trial_id}, epoch {b.epoch})", file=file)
+        print("best config: " + json.dumps(b.params, sort_keys=True), file=file)
     print(f"results: {outcome.experiment_path}", file=file)
     if outcome.unfinished:
         print(f"interrupted with {outcome.unfinished} trials to go; continue with:\n"
@@ -255,35 +228,18 @@ def run_search(cfg: SearchConfig) -> SearchOutcome:
         raise ValueError(f"{cfg.experiment_path} already holds a search; resume it with "
                          f"`vidtune resume {cfg.experiment_path}` or choose another --name")
     _prepare(cfg)
-    _write_text(cfg.experiment_path, CONFIG_FILE, json.dumps(cfg.to_json(), indent=2))
+    write_text(cfg.experiment_path, CONFIG_FILE, json.dumps(cfg.to_json(), indent=2))
     print(f"search {cfg.name}: {cfg.num_samples} trials of space {cfg.space!r}, "
           f"up to {cfg.max_epochs} epochs each -> {cfg.experiment_path}", file=sys.stderr)
-    grid = _tuner(cfg).fit()
-    return summarize(cfg, grid)
-
-
-def load_search_config(path: str) -> SearchConfig:
-    """The SearchConfig saved in an experiment folder, pointed at where the folder is now."""
-    if is_uri(path):
-        import pyarrow.fs
-
-        fs, base = pyarrow.fs.FileSystem.from_uri(path)
-        with fs.open_input_stream(f"{base.rstrip('/')}/{CONFIG_FILE}") as f:
-            cfg = SearchConfig.from_json(json.loads(f.read()))
-        root, name = path.rstrip("/").rsplit("/", 1)
-        return SearchConfig.from_json({**cfg.to_json(), "storage": root, "name": name})
-    folder = Path(path).expanduser().resolve()
-    cfg = SearchConfig.load(folder)
-    if cfg.storage:
-        return SearchConfig.from_json({**cfg.to_json(), "storage": str(folder.parent), "name": folder.name})
-    return SearchConfig.from_json({**cfg.to_json(), "results_dir": str(folder.parent), "name": folder.name})
+    _tuner(cfg).fit()
+    return outcome_of(cfg)
 
 
 def resume_search(path: str, address: str = "") -> SearchOutcome:
     """Continue an interrupted search: finished trials kept, running ones from their checkpoints."""
-    cfg = load_search_config(path)
+    cfg = SearchConfig.load(path)
     if address:
-        cfg = SearchConfig.from_json({**cfg.to_json(), "address": address, "num_cpus": 0, "num_gpus": -1})
+        cfg = replace(cfg, address=address, num_cpus=0, num_gpus=-1)
     if not tune.Tuner.can_restore(cfg.experiment_path):
         raise ValueError(f"{path} has no Ray Tune experiment state to resume from "
                          "(was the search killed before its first trial started?)")
@@ -291,5 +247,5 @@ def resume_search(path: str, address: str = "") -> SearchOutcome:
     print(f"resuming {cfg.name} from {cfg.experiment_path}", file=sys.stderr)
     tuner = tune.Tuner.restore(cfg.experiment_path, trainable=make_trainable(cfg),
                                resume_unfinished=True, resume_errored=True)
-    grid = tuner.fit()
-    return summarize(cfg, grid)
+    tuner.fit()
+    return outcome_of(cfg)

@@ -1,0 +1,45 @@
+"""The pure-PyTorch core: configs, the VideoModel, the loop, checkpoints, one trial. No Ray.
+
+- config.py         ModelConfig, TrainConfig (frozen, validated)
+- search_config.py  SearchConfig: everything `vidtune search` takes, validated before Ray
+- model.py          VideoModel: per-frame CNN -> LSTM -> linear head
+- loop.py           fit / evaluate, seeded and resumable to the exact batch order
+- checkpoint.py     a trial's state on disk, with fallback to an older readable one
+- trial.py          one trial as plain Python: parameters in, per-epoch reports out
+- trials.py         TrialStatus, classify, Best and the two best-trial rules
+"""
+
+from vidtune.trainable.core.config import ModelConfig, TrainConfig, split_params, to_dict
+from vidtune.trainable.core.loop import (
+    DivergedError,
+    EvalResult,
+    FitResult,
+    evaluate,
+    fit,
+    pick_device,
+)
+from vidtune.trainable.core.model import VideoModel, build_model, count_parameters
+from vidtune.trainable.core.search_config import SearchConfig
+from vidtune.trainable.core.trials import Best, TrialStatus, best_reported, best_trial, classify
+
+__all__ = [
+    "Best",
+    "DivergedError",
+    "EvalResult",
+    "FitResult",
+    "ModelConfig",
+    "SearchConfig",
+    "TrainConfig",
+    "TrialStatus",
+    "VideoModel",
+    "best_reported",
+    "best_trial",
+    "build_model",
+    "classify",
+    "count_parameters",
+    "evaluate",
+    "fit",
+    "pick_device",
+    "split_params",
+    "to_dict",
+]

@@ -1,0 +1,10 @@
+"""The Ray Tune layer, the only place that imports Ray.
+
+- driver.py         run_search / resume_search: Optuna TPE proposes, Tune runs, ASHA stops
+- adapter.py        the thin function trainable: checkpoint restore, tune.report
+- asha.py           ResumableASHA and RungKeeper (rungs survive a resume, ray#30838)
+- optuna_mirror.py  the study mirrored into SQLite once each trial has finished
+- experiment.py     a results folder as pandas tables (reads Ray's files, imports no Ray)
+
+Nothing is imported here, so reading a results folder does not import Ray.
+"""

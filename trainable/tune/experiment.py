@@ -1,0 +1,157 @@
+"""A results folder (finished, interrupted or still running) as pandas tables.
+
+This module knows the files Ray Tune 2.60 writes, so it lives in the Ray layer, but it
+imports no Ray: `vidtune analyze` and `retrain` read a folder without starting anything.
+It reads the newest experiment_state-*.json once (trial ids, statuses, configs, last
+results, error files) and each trial's progress.csv (one row per report).
+
+trials:  one row per trial, in creation order: trial_id, order, status, the sampled
+         parameters, best_val_acc, best_epoch, final_val_acc, epochs, time_s, start, end,
+         and what it was given: device, gpu_share, gpu_cap_mb, gpu_name.
+history: one row per reported epoch: trial_id, epoch, val_acc, val_loss, train_loss,
+         time_total_s, timestamp.
+
+status is a vidtune.trainable.core.trials.TrialStatus value (classify() decides it).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from vidtune.trainable.core.search_config import SearchConfig, is_uri
+from vidtune.trainable.core.trials import classify
+
+GRANT_COLUMNS = ["device", "gpu_share", "gpu_cap_mb", "gpu_name"]
+HISTORY_COLUMNS = ["trial_id", "epoch", "val_acc", "val_loss", "train_loss", "time_total_s", "timestamp"]
+STATE_GLOB = "experiment_state-*.json"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    path: str
+    config: SearchConfig
+    trials: pd.DataFrame
+    history: pd.DataFrame
+    param_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial as Ray's experiment snapshot holds it."""
+
+    trial_id: str
+    status: str                      # Ray's: PENDING, RUNNING, PAUSED, TERMINATED, ERROR
+    config: dict[str, Any]
+    last_result: dict[str, Any]
+    folder: str                      # relative to the experiment folder
+    error_file: str | None
+
+
+class _Folder:
+    """Listing and reading inside an experiment folder, local or behind a URI (pyarrow)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fs: Any = None
+        if is_uri(path):
+            import pyarrow.fs
+
+            self.fs, self.base = pyarrow.fs.FileSystem.from_uri(path)
+
+    def newest_state(self) -> str | None:
+        if self.fs is None:
+            names = sorted(p.name for p in Path(self.path).glob(STATE_GLOB))
+        else:
+            import pyarrow.fs
+
+            infos = self.fs.get_file_info(pyarrow.fs.FileSelector(self.base))
+            names = sorted(i.base_name for i in infos
+                           if i.base_name.startswith("experiment_state-") and i.base_name.endswith(".json"))
+        return names[-1] if names else None
+
+    def read(self, name: str) -> bytes | None:
+        try:
+            if self.fs is None:
+                return (Path(self.path) / name).read_bytes()
+            with self.fs.open_input_stream(f"{self.base.rstrip('/')}/{name}") as f:
+                return f.read()
+        except (FileNotFoundError, OSError):
+            return None
+
+
+def read_trial_records(path: str) -> list[TrialRecord]:
+    """The trials of the newest experiment snapshot, in creation order. ValueError if none."""
+    folder = _Folder(path)
+    name = folder.newest_state()
+    raw = folder.read(name) if name else None
+    if raw is None:
+        raise ValueError(f"{path} holds no Ray Tune experiment state yet (no {STATE_GLOB}): "
+                         "the search stopped before its first trial started")
+    records = []
+    for state, runtime in json.loads(raw)["trial_data"]:
+        state, runtime = json.loads(state), json.loads(runtime)
+        records.append(TrialRecord(
+            trial_id=state["trial_id"], status=state["status"], config=dict(state["config"]),
+            last_result=dict(runtime.get("last_result") or {}),
+            folder=state.get("relative_logdir") or f"trial_{state['trial_id']}",
+            error_file=runtime.get("error_filename")))
+    return records
+
+
+def _progress(folder: _Folder, record: TrialRecord) -> pd.DataFrame:
+    raw = folder.read(f"{record.folder}/progress.csv")
+    if not raw:
+        return pd.DataFrame(columns=HISTORY_COLUMNS)
+    try:
+        return pd.read_csv(io.BytesIO(raw))
+    except (pd.errors.EmptyDataError, pd.errors.ParserError):   # being written right now
+        return pd.DataFrame(columns=HISTORY_COLUMNS)
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Load a results folder. ValueError naming the folder if it is not one."""
+    path = str(path) if is_uri(str(path)) else str(Path(path).expanduser().resolve())
+    config = SearchConfig.load(path)
+    records = read_trial_records(path)
+    folder = _Folder(path)
+    rows, histories, params = [], [], []
+    for order, record in enumerate(records):
+        for key in record.config:
+            if key not in params:
+                params.append(key)
+        df = _progress(folder, record)
+        if df.empty or "val_acc" not in df:
+            df = pd.DataFrame(columns=HISTORY_COLUMNS)
+        df = df.assign(trial_id=record.trial_id)
+        # A trial resumed from a checkpoint may report an epoch twice: keep the latest.
+        df = df.drop_duplicates(subset=["epoch"], keep="last") if len(df) else df
+        histories.append(df.reindex(columns=HISTORY_COLUMNS))
+        last = record.last_result or (df.iloc[-1].to_dict() if len(df) else {})
+        valid = df[df["diverged"] == 0] if "diverged" in df and len(df) else df
+        best_idx = valid["val_acc"].astype(float).idxmax() if len(valid) else None
+        rows.append({
+            "trial_id": record.trial_id,
+            "order": order,
+            "status": classify(record.status, last, config.max_epochs).value,
+            **record.config,
+            "best_val_acc": float(valid.loc[best_idx, "val_acc"]) if best_idx is not None else math.nan,
+            "best_epoch": int(valid.loc[best_idx, "epoch"]) if best_idx is not None else 0,
+            "final_val_acc": float(df["val_acc"].iloc[-1]) if len(df) else math.nan,
+            "epochs": int(df["epoch"].max()) if len(df) else 0,
+            "time_s": float(last.get("time_total_s", 0.0) or 0.0),
+            "start": float(df["timestamp"].min() - df["time_this_iter_s"].iloc[0])
+            if len(df) and "time_this_iter_s" in df else math.nan,
+            "end": float(df["timestamp"].max()) if len(df) else math.nan,
+            # What the trial was given (core.trial.Grant): the cap is visible in trials.csv.
+            **{k: last.get(k) for k in GRANT_COLUMNS},
+        })
+    trials = pd.DataFrame(rows)
+    history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame(columns=HISTORY_COLUMNS)
+    history = history.astype({"epoch": "int64", "val_acc": "float64"}, errors="ignore")
+    return Experiment(path, config, trials, history, tuple(params))
