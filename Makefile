@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install search test lint bench clean
+.PHONY: install search test lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,14 +20,25 @@ search: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(MAKE) --no-print-directory typecheck
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# mypy on the core and tune layers. The packages map into `vidtune` through setuptools'
+# package-dir, which mypy cannot follow, so it reads them through a tree of symlinks.
+MYPY_TREE := .mypy_tree
+typecheck: $(STAMP)
+	rm -rf $(MYPY_TREE) && mkdir -p $(MYPY_TREE)/vidtune
+	ln -s ../../vidtune/__init__.py $(MYPY_TREE)/vidtune/__init__.py
+	for d in data search_spaces trainable analysis scripts; do ln -s ../../$$d $(MYPY_TREE)/vidtune/$$d; done
+	cd $(MYPY_TREE) && ../$(BIN)/mypy --config-file ../pyproject.toml --cache-dir ../.mypy_cache \
+		-p vidtune.trainable.core -p vidtune.trainable.tune
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_data.py
 	$(BIN)/python scripts/bench_search.py
 
 clean:
-	rm -rf $(VENV) results .cache
+	rm -rf $(VENV) results .cache $(MYPY_TREE) .mypy_cache

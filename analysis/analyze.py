@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
 from vidtune.analysis import plots
 from vidtune.analysis.importance import (
     Importances,

@@ -17,6 +17,7 @@ from typing import Any
 import optuna
 import pandas as pd
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
+
 from vidtune.analysis.tables import trial_scores
 from vidtune.trainable.core.trials import TrialStatus
 

@@ -20,6 +20,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
 from vidtune.analysis.tables import ComputeUsage, trial_scores
 from vidtune.trainable.core.trials import TrialStatus
 
@@ -125,7 +126,7 @@ def plot_learning_curves(history: pd.DataFrame, trials: pd.DataFrame, milestones
         _empty(ax, "no epoch reported yet")
     else:
         ax.set_xlim(0.8, max(max_epochs, int(h["epoch"].max())) + 0.2)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.xaxis.get_major_locator().set_params(integer=True)  # type: ignore[call-arg]
         handles = [Line2D([], [], color=STATUS_COLORS[s], marker="o", label=s.label)
                    for s in TrialStatus if s in {status.get(t, TrialStatus.PENDING) for t in h["trial_id"]}]
         if milestones:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pandas as pd
+
 from vidtune.trainable.core.trials import TrialStatus, count_statuses
 
 

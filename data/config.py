@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 SYNTHETIC = "synthetic"
@@ -17,15 +17,25 @@ def default_cache_dir() -> Path:
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: str = SYNTHETIC        # "synthetic" or a folder root/<class>/<video files>
-    frames: int = 8                # T: frames per clip (uniformly sampled from real videos)
-    height: int = 32               # H
-    width: int = 32                # W
-    num_clips: int = 1000          # synthetic only: clips in the whole set (train + val)
-    noise: float = 0.6             # synthetic only: difficulty (pixel noise and distractors), 0..1
-    seed: int = 0                  # synthetic content and the train/val split
-    val_fraction: float = 0.2
-    cache_dir: str | None = None   # default: $VIDTUNE_CACHE or ~/.cache/vidtune
+    """Where clips come from and their size. Each field's metadata is its command-line flag."""
+
+    source: str = field(default=SYNTHETIC, metadata={
+        "flag": "--data", "metavar": "DIR",
+        "help": "'synthetic' (the benchmark) or a folder root/<class>/<video files>"})
+    frames: int = field(default=8, metadata={"help": "frames per clip, T"})
+    height: int = field(default=32, metadata={"help": "frame height, H"})
+    width: int = field(default=32, metadata={"help": "frame width, W"})
+    num_clips: int = field(default=1000, metadata={
+        "help": "synthetic only: clips in train + val"})
+    noise: float = field(default=0.6, metadata={
+        "help": "synthetic only: difficulty in [0, 1] (pixel noise and distractors)"})
+    seed: int = field(default=0, metadata={
+        "flag": "--data-seed", "help": "synthetic content and the train/val split"})
+    val_fraction: float = field(default=0.2, metadata={
+        "help": "share of each class held out for validation"})
+    cache_dir: str | None = field(default=None, metadata={
+        "help": "where decoded/generated clips are cached (default $VIDTUNE_CACHE or "
+                "~/.cache/vidtune)"})
 
     def __post_init__(self) -> None:
         for name in ("frames", "height", "width"):

@@ -11,11 +11,12 @@ import hashlib
 import json
 import sys
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
 from vidtune.data.arrays import VideoArrays
 from vidtune.data.config import DataConfig
 from vidtune.data.split import stratified_split
@@ -100,7 +101,6 @@ class Loaders:
     train: ClipLoader
     val: ClipLoader
     class_names: tuple[str, ...]
-    clip_shape: tuple[int, int, int]   # (T, H, W)
 
 
 def make_loaders(cfg: DataConfig, batch_size: int, progress: bool = True) -> Loaders:
@@ -116,9 +116,4 @@ def make_loaders(cfg: DataConfig, batch_size: int, progress: bool = True) -> Loa
         train=ClipLoader(arrays, train_idx, batch_size, shuffle=True, seed=cfg.seed),
         val=ClipLoader(arrays, val_idx, batch_size, shuffle=False),
         class_names=arrays.class_names,
-        clip_shape=arrays.clip_shape,
     )
-
-
-def data_config_dict(cfg: DataConfig) -> dict:
-    return asdict(cfg)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from vidtune.data.arrays import VideoArrays
 
 MANIFEST = "manifest.json"

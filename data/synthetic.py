@@ -11,6 +11,7 @@ trivial, so architecture and learning rate matter.
 from __future__ import annotations
 
 import numpy as np
+
 from vidtune.data.arrays import VideoArrays
 
 CLASS_NAMES: tuple[str, ...] = (

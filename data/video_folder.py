@@ -21,6 +21,7 @@ from typing import Any
 import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
+
 from vidtune.data.arrays import VideoArrays
 from vidtune.data.config import default_cache_dir
 from vidtune.data.store import open_store, read_manifest, write_store

@@ -1,38 +1,79 @@
-"""Argument groups shared by several commands."""
+"""Command-line flags built from the config dataclasses, and helpers shared by the commands.
+
+Each field of DataConfig and SearchConfig carries its help text in its metadata; the flag is
+--field-name (or metadata["flag"]). So a setting is written once, in its config class.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import types
+import typing
+from dataclasses import MISSING, Field, fields, is_dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from vidtune.data import SYNTHETIC, DataConfig
+from vidtune.data import DataConfig
 
-_D = DataConfig()
+if TYPE_CHECKING:
+    from vidtune.trainable.tune.driver import SearchOutcome
+
+C = TypeVar("C")
+
+
+def _flag(f: Field[Any]) -> str:
+    return str(f.metadata.get("flag", "--" + f.name.replace("_", "-")))
+
+
+def _dest(f: Field[Any]) -> str:
+    return _flag(f).lstrip("-").replace("-", "_")
+
+
+def _scalar(hint: Any) -> type:
+    """int, float, str or bool from a field's type (str | None -> str)."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if hint not in (int, float, str, bool):
+        raise TypeError(f"no flag for a field of type {hint!r}")
+    return hint
+
+
+def config_fields(cls: type) -> list[tuple[Field[Any], type]]:
+    """The fields of a config dataclass that are flags (those with help), with their types."""
+    hints = typing.get_type_hints(cls)
+    return [(f, _scalar(hints[f.name])) for f in fields(cls) if "help" in f.metadata]
+
+
+def add_config_args(parser: argparse.ArgumentParser, cls: type, default_group: str) -> None:
+    """One flag per field of `cls`, in argument groups named by metadata["group"]."""
+    groups: dict[str, Any] = {}
+    for f, kind in config_fields(cls):
+        title = str(f.metadata.get("group", default_group))
+        group = groups.setdefault(title, parser.add_argument_group(title))
+        default = None if f.default is MISSING else f.default
+        if kind is bool:
+            group.add_argument(_flag(f), dest=_dest(f), action="store_true", help=f.metadata["help"])
+            continue
+        shown = "" if default in (None, "") else " (default %(default)s)"
+        group.add_argument(_flag(f), dest=_dest(f), type=kind, default=default,
+                           metavar=f.metadata.get("metavar"), help=f.metadata["help"] + shown)
+
+
+def config_from_args(cls: type[C], args: argparse.Namespace, **nested: Any) -> C:
+    """`cls` from the parsed flags (fields left None keep their defaults) and nested configs."""
+    assert is_dataclass(cls)
+    values = {f.name: getattr(args, _dest(f)) for f, _ in config_fields(cls)
+              if getattr(args, _dest(f), None) is not None}
+    return cls(**values, **nested)
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("data")
-    g.add_argument("--data", default=SYNTHETIC, metavar="DIR",
-                   help="'synthetic' (default) or a folder root/<class>/<video files>")
-    g.add_argument("--frames", type=int, default=_D.frames, help="frames per clip T (default %(default)s)")
-    g.add_argument("--height", type=int, default=_D.height, help="frame height (default %(default)s)")
-    g.add_argument("--width", type=int, default=_D.width, help="frame width (default %(default)s)")
-    g.add_argument("--num-clips", type=int, default=_D.num_clips,
-                   help="synthetic: clips in train+val (default %(default)s)")
-    g.add_argument("--noise", type=float, default=_D.noise,
-                   help="synthetic: difficulty in [0, 1] (default %(default)s)")
-    g.add_argument("--data-seed", type=int, default=_D.seed,
-                   help="synthetic content and train/val split (default %(default)s)")
-    g.add_argument("--val-fraction", type=float, default=_D.val_fraction,
-                   help="share of clips held out for validation (default %(default)s)")
-    g.add_argument("--cache-dir", default=None,
-                   help="where decoded/generated clips are cached (default $VIDTUNE_CACHE or ~/.cache/vidtune)")
+    add_config_args(parser, DataConfig, "data")
 
 
 def data_config(args: argparse.Namespace) -> DataConfig:
-    return DataConfig(source=args.data, frames=args.frames, height=args.height, width=args.width,
-                      num_clips=args.num_clips, noise=args.noise, seed=args.data_seed,
-                      val_fraction=args.val_fraction, cache_dir=args.cache_dir)
+    return config_from_args(DataConfig, args)
 
 
 def print_epoch(metrics: dict[str, float], total: int) -> None:
@@ -42,6 +83,21 @@ def print_epoch(metrics: dict[str, float], total: int) -> None:
           f"({metrics['epoch_time_s']:.1f}s)", file=sys.stderr, flush=True)
 
 
-def fail(parser: argparse.ArgumentParser, exc: Exception) -> None:
+def print_outcome(outcome: SearchOutcome) -> None:
+    """The end of `vidtune search` and `vidtune resume`: counts, the best, where to resume."""
+    print(f"\n{outcome.num_trials} trials, {outcome.num_errors} errored")
+    if outcome.best is None:
+        print("no trial reported a validation accuracy")
+    else:
+        b = outcome.best
+        print(f"best val_acc {b.val_acc:.4f} (trial {b.trial_id}, epoch {b.epoch})")
+        print("best config: " + json.dumps(b.params, sort_keys=True))
+    print(f"results: {outcome.experiment_path}")
+    if outcome.unfinished:
+        print(f"interrupted with {outcome.unfinished} trials to go; continue with:\n"
+              f"  vidtune resume {outcome.experiment_path}")
+
+
+def fail(parser: argparse.ArgumentParser, exc: Exception) -> typing.NoReturn:
     """Print a clean one-line error (no traceback) and exit 2, as argparse does."""
     parser.exit(2, f"{parser.prog}: error: {exc}\n")

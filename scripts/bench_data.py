@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
+
 from vidtune.data import DataConfig, load_arrays, make_loaders
 from vidtune.trainable.core.config import ModelConfig, TrainConfig
 from vidtune.trainable.core.loop import evaluate, make_optimizer, pick_device, train_one_epoch

@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 import ray
 import torch
+
 from vidtune.analysis.tables import asha_milestones
 from vidtune.data import DataConfig, load_arrays, make_loaders
 from vidtune.scripts.bench_data import (

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from vidtune.scripts._args import fail
+from vidtune.scripts._args import fail, print_outcome
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     p.add_argument("results_dir", help="the experiment folder printed by `vidtune search`")
     p.add_argument("--address", default="", help="resume on a Ray cluster ('auto' or HOST:PORT)")
     args = p.parse_args(argv)
-    from vidtune.trainable.tune.driver import print_outcome, resume_search
+    from vidtune.trainable.tune.driver import resume_search
 
     try:
         outcome = resume_search(args.results_dir, address=args.address)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
+
 from vidtune.search_spaces._registry import SearchSpace, register
 
 SEED_DEFAULT = {"conv_blocks": 3, "conv_base": 32, "lstm_hidden": 256, "lr": 1e-3}

@@ -6,6 +6,7 @@ import os
 
 import pytest
 import torch
+
 from vidtune.data import DataConfig
 
 # Two cores in CI: keep torch from oversubscribing when Ray workers run beside pytest.

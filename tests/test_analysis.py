@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.image import imread
+
 from vidtune.analysis import (
     Analysis,
     analyze,
@@ -93,6 +94,7 @@ def searches(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     watcher thread after its first trial reported an epoch, and the finished one here.
     """
     import ray
+
     from vidtune.data import load_arrays
     from vidtune.trainable.core.search_config import SearchConfig
     from vidtune.trainable.tune.driver import run_search

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from vidtune.analysis.tables import asha_milestones
 from vidtune.scripts import bench_data, bench_search
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch.cuda._utils import _get_device_index
+
 from vidtune.trainable.core.loop import pick_device
 from vidtune.trainable.core.search_config import SearchConfig
 from vidtune.trainable.core.trial import Grant, limit_resources, memory_cap, run_trial

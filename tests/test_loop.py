@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+
 from vidtune.data import make_loaders
 from vidtune.trainable.core import (
     DivergedError,

@@ -1,5 +1,6 @@
 import pytest
 import torch
+
 from vidtune.trainable.core import (
     ModelConfig,
     VideoModel,

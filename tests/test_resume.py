@@ -15,6 +15,7 @@ import optuna
 import pandas as pd
 import pytest
 import torch
+
 from vidtune.trainable.core.checkpoint import load_first_readable, save_state, sibling_checkpoints
 
 pytestmark = pytest.mark.slow

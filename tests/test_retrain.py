@@ -17,6 +17,7 @@ import av
 import numpy as np
 import pytest
 import torch
+
 from vidtune.data import CLASS_NAMES, DataConfig, load_arrays, make_loaders, to_float
 from vidtune.data.video_folder import decode_video
 from vidtune.trainable.best.artifact import EXPORTED, load_artifact, load_exported
@@ -41,6 +42,7 @@ def cpu_only():
 def search(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The experiment folder of a finished tiny search."""
     import ray
+
     from vidtune.trainable.core.search_config import SearchConfig
     from vidtune.trainable.tune.driver import run_search
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import ray
+
 from vidtune.data import DataConfig
 from vidtune.trainable.core.search_config import SearchConfig
 from vidtune.trainable.tune.driver import run_search

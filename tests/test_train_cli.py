@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+
 from vidtune.scripts.evaluate import main as evaluate_main
 from vidtune.scripts.train import main as train_main
 from vidtune.trainable.best.artifact import load_artifact

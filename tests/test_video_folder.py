@@ -8,6 +8,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+
 from vidtune.data.video_folder import (
     VIDEO_EXTENSIONS,
     DecodeReport,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from vidtune.data import DataConfig
 from vidtune.trainable.core.config import ModelConfig, TrainConfig, to_dict
 from vidtune.trainable.core.model import VideoModel

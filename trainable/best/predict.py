@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from vidtune.data import DataConfig, to_float
 from vidtune.data.video_folder import VideoDecodeError, decode_video
 from vidtune.trainable.best.artifact import data_config_of, load_artifact
@@ -77,7 +78,9 @@ def evaluate_model(folder: str | Path, data: str | None = None, split: str = "va
             raise ValueError(f"the model takes clips of {trained.frames}x{trained.height}x"
                              f"{trained.width} (frames x height x width); {name} "
                              f"{overrides[name]} does not fit")
-    data_cfg = replace(trained, **overrides, **({"source": data} if data is not None else {}))
+    if data is not None:
+        overrides["source"] = data
+    data_cfg = replace(trained, **overrides)
     result, class_names = evaluate_artifact(folder, data_cfg, split=split)
     same_data = replace(data_cfg.resolved(), cache_dir=None) == replace(trained.resolved(), cache_dir=None)
     held_out = not (same_data and (split == "all" or config.get("train_on") == "train+val"))

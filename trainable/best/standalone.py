@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from vidtune.data import ClipLoader, DataConfig, make_loaders
 from vidtune.trainable.best.artifact import (
     data_config_of,

@@ -8,16 +8,15 @@ state dict produced by state_fn(): model, optimizer, scaler, epochs done, RNG an
 from __future__ import annotations
 
 import math
-import random
 import time
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
+
 from vidtune.trainable.core.config import TrainConfig
 
 
@@ -37,12 +36,6 @@ class EvalResult:
 class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
     stopped_early: bool = False
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def pick_device(device: str | None = None) -> torch.device:

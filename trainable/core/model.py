@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+
 from vidtune.trainable.core.config import ModelConfig
 
 

@@ -22,29 +22,43 @@ def is_uri(path: str) -> bool:
     return bool(_URI.match(path))
 
 
+def _arg(default: Any, help: str, group: str = "search", **extra: Any) -> Any:
+    """A field whose metadata is its command-line flag (scripts/_args.py builds the parser)."""
+    return field(default=default, metadata={"help": help, "group": group, **extra})
+
+
 @dataclass(frozen=True)
 class SearchConfig:
-    space: str = "default"
-    num_samples: int = 12            # trials in total, the seed default included
-    max_epochs: int = 6              # ASHA max_t: a trial that is never stopped trains this long
-    grace_period: int = 1            # ASHA: epochs before the first stopping decision
-    reduction_factor: float = 3      # ASHA: keep the top 1/reduction_factor at each rung
-    promotion_cap: bool = False      # ASHA: at most max(1, n // reduction_factor) of n trials pass a rung
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0      # e.g. 0.25 packs four trials on one GPU
-    max_concurrent: int = 0          # 0: as many as resources allow
-    max_failures: int = 2            # retries of a crashed trial, from its last checkpoint
-    sampler: str = "tpe"             # "tpe" (Optuna TPE) or "random" (Optuna RandomSampler, baselines)
-    scheduler: str = "asha"          # "asha" or "none" (every trial trains max_epochs, baselines)
-    batch_size: int = 32
-    seed: int = 0                    # TPE sampler, trial initialisation and data order
-    name: str = ""                   # experiment name; "" gives search-YYYYmmdd-HHMMSS
-    results_dir: str = "results"     # local results root (used when storage is not given)
-    storage: str = ""                # shared path or URI for multi-node runs (e.g. /nfs/x, s3://b/x)
-    optuna_storage: str = ""         # database URL of the mirrored Optuna study ("" -> optuna.db in the results)
-    address: str = ""                # "" runs an embedded local Ray; "auto" or HOST:PORT joins a cluster
-    num_cpus: int = 0                # embedded Ray only: CPUs to use (0: all)
-    num_gpus: float = -1             # embedded Ray only: GPUs to expose (-1: autodetect)
+    """Everything `vidtune search` takes. Each field is one flag (--num-samples for num_samples)."""
+
+    space: str = _arg("default", "named search space, see `vidtune spaces`")
+    num_samples: int = _arg(12, "trials in total, the seed configuration included")
+    max_epochs: int = _arg(6, "epochs of a trial that ASHA never stops")
+    grace_period: int = _arg(1, "epochs before ASHA's first stopping decision", "ASHA")
+    reduction_factor: float = _arg(3.0, "ASHA keeps the top 1/N of the trials at each rung", "ASHA")
+    promotion_cap: bool = _arg(False, "let at most 1/N of the trials at a rung through, whatever "
+                               "order they arrive in (fewer epochs, lower best accuracy: see "
+                               "docs/benchmarks.md)", "ASHA", flag="--asha-cap")
+    sampler: str = _arg("tpe", f"proposals: {' or '.join(SAMPLERS)} (random: a baseline)")
+    scheduler: str = _arg("asha", f"early stopping: {' or '.join(SCHEDULERS)} (none: every trial "
+                          "trains max_epochs)", "ASHA")
+    batch_size: int = _arg(32, "batch size (the 'wide' space samples it)")
+    seed: int = _arg(0, "TPE sampler, trial initialisation and batch order")
+    max_concurrent: int = _arg(0, "cap on trials at once; 0: what the resources allow")
+    max_failures: int = _arg(2, "retries of a crashed trial, from its last checkpoint")
+    cpus_per_trial: float = _arg(1.0, "CPUs per trial (= its torch threads)", "resources")
+    gpus_per_trial: float = _arg(0.0, "GPUs per trial; fractions pack trials on a GPU, e.g. 0.25",
+                                 "resources")
+    address: str = _arg("", "Ray cluster to join: 'auto' or HOST:PORT (default: an embedded "
+                        "local Ray)", "resources")
+    num_cpus: int = _arg(0, "embedded Ray: CPUs to use (0: all)", "resources")
+    num_gpus: float = _arg(-1.0, "embedded Ray: GPUs to expose (-1: autodetect)", "resources")
+    name: str = _arg("", "experiment name (default search-<timestamp>)", "storage")
+    results_dir: str = _arg("results", "local results root", "storage")
+    storage: str = _arg("", "shared path or URI for multi-node clusters (e.g. /mnt/nfs/x, "
+                        "s3://bucket/x)", "storage")
+    optuna_storage: str = _arg("", "database URL of the mirrored Optuna study (default: sqlite "
+                               "optuna.db in the results)", "storage")
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:

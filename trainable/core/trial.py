@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+
 from vidtune.data import make_loaders
 from vidtune.search_spaces import get_space, to_hparams
 from vidtune.trainable.core.config import ModelConfig, TrainConfig, split_params

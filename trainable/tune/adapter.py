@@ -9,6 +9,7 @@ from typing import Any
 
 import ray
 from ray import tune
+
 from vidtune.trainable.core.checkpoint import load_first_readable, save_state, sibling_checkpoints
 from vidtune.trainable.core.search_config import SearchConfig
 from vidtune.trainable.core.trial import limit_resources, run_trial

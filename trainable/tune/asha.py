@@ -25,6 +25,7 @@ from typing import Any
 
 from ray.tune import Callback
 from ray.tune.schedulers import AsyncHyperBandScheduler
+
 from vidtune.trainable.core.search_config import is_uri
 
 logger = logging.getLogger(__name__)
@@ -85,9 +86,10 @@ class ResumableASHA(AsyncHyperBandScheduler):
         milestone, recorded = new
         old = {t: v for t, v in recorded.items() if t != trial_id}   # the rung it was compared with
         cutoff = self._brackets[0].cutoff(old)
+        sign = float(self._metric_op or 1.0)   # Ray stores max-mode values as is, min-mode negated
         line = {"trial_id": trial_id, "milestone": milestone,
-                "value": self._metric_op * recorded[trial_id],
-                "cutoff": None if cutoff is None else self._metric_op * float(cutoff),
+                "value": sign * recorded[trial_id],
+                "cutoff": None if cutoff is None else sign * float(cutoff),  # type: ignore[arg-type]
                 "rung_size": len(old), "action": action, "driver_pid": os.getpid()}
         try:
             with open(self.decisions_path, "a") as f:

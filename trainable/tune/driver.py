@@ -21,6 +21,7 @@ from ray.tune import CheckpointConfig, CLIReporter, FailureConfig, RunConfig, Tu
 from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
+
 from vidtune.data import load_arrays
 from vidtune.search_spaces import get_space, space_distributions
 from vidtune.trainable.core.search_config import CONFIG_FILE, SearchConfig, is_uri, write_text
@@ -194,20 +195,6 @@ def outcome_of(cfg: SearchConfig) -> SearchOutcome:
                json.dumps(None if best is None else best.to_json(), indent=2))
     return SearchOutcome(cfg.experiment_path, best, len(trials),
                          sum(s is TrialStatus.ERRORED for s in statuses), unfinished)
-
-
-def print_outcome(outcome: SearchOutcome, file=sys.stdout) -> None:
-    print(f"\n{outcome.num_trials} trials, {outcome.num_errors} errored", file=file)
-    if outcome.best is None:
-        print("no trial reported a validation accuracy", file=file)
-    else:
-        b = outcome.best
-        print(f"best val_acc {b.val_acc:.4f} (trial {b.trial_id}, epoch {b.epoch})", file=file)
-        print("best config: " + json.dumps(b.params, sort_keys=True), file=file)
-    print(f"results: {outcome.experiment_path}", file=file)
-    if outcome.unfinished:
-        print(f"interrupted with {outcome.unfinished} trials to go; continue with:\n"
-              f"  vidtune resume {outcome.experiment_path}", file=file)
 
 
 def _prepare(cfg: SearchConfig) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
 from vidtune.trainable.core.search_config import SearchConfig, is_uri
 from vidtune.trainable.core.trials import classify
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import optuna
 from ray.tune import Callback
+
 from vidtune.search_spaces import space_distributions
 
 logger = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class OptunaMirror(Callback):
             url = self.storage_url or default_storage_url(trial.remote_experiment_path)
             self._study = optuna.create_study(study_name=self.study_name, storage=url,
                                               direction="maximize", load_if_exists=True)
-            self._written = {t.user_attrs.get(RAY_ID) for t in self._study.get_trials(deepcopy=False)}
+            self._written = {str(t.user_attrs.get(RAY_ID)) for t in self._study.get_trials(deepcopy=False)}
         return self._study
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:

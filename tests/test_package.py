@@ -1,0 +1,104 @@
+"""The house: one `vidtune` namespace, Ray in one layer, imports that only go down."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("data", "search_spaces", "trainable", "analysis", "scripts", "vidtune")
+# Each package (or layer) and the vidtune packages it may import. Lower layers come first.
+ALLOWED = {
+    "data": {"data"},
+    "search_spaces": {"search_spaces"},
+    "trainable/core": {"data", "search_spaces", "trainable/core"},
+    "trainable/tune": {"data", "search_spaces", "trainable/core", "trainable/tune"},
+    "trainable/best": {"data", "search_spaces", "trainable/core", "trainable/tune", "trainable/best"},
+    "analysis": {"data", "search_spaces", "trainable/core", "trainable/tune", "trainable/best",
+                 "analysis"},
+}
+
+
+def _sources() -> list[Path]:
+    return [p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")]
+
+
+def _imports(path: Path) -> list[str]:
+    """Every module name imported by a file (module level, functions and TYPE_CHECKING alike)."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.append(node.module)
+    return out
+
+
+def _layer(module: str) -> str | None:
+    """vidtune.trainable.tune.driver -> 'trainable/tune'; vidtune.data.x -> 'data'."""
+    parts = module.split(".")
+    if parts[0] != "vidtune" or len(parts) < 2:
+        return None
+    if parts[1] == "trainable" and len(parts) > 2:
+        return f"trainable/{parts[2]}"
+    return parts[1]
+
+
+def test_nothing_imports_the_bare_folder_names():
+    bare = [(str(p.relative_to(ROOT)), m) for p in [*_sources(), *ROOT.glob("tests/*.py")]
+            for m in _imports(p) if m.split(".")[0] in PACKAGES[:-1]]
+    assert not bare, f"import these as vidtune.<package>: {bare}"
+
+
+def test_ray_is_imported_only_in_the_tune_layer():
+    outside = [str(p.relative_to(ROOT)) for p in _sources()
+               if any(m.split(".")[0] == "ray" for m in _imports(p))
+               and not p.is_relative_to(ROOT / "trainable" / "tune")]
+    assert not outside, f"Ray imported outside trainable/tune: {outside}"
+
+
+@pytest.mark.parametrize("layer", sorted(ALLOWED))
+def test_imports_only_go_down(layer):
+    bad = []
+    for path in (ROOT / layer).rglob("*.py"):
+        for module in _imports(path):
+            target = _layer(module)
+            if target is not None and target not in ALLOWED[layer] and target != "trainable":
+                bad.append(f"{path.relative_to(ROOT)} imports {module}")
+    assert not bad, bad
+
+
+def test_import_vidtune_is_light_and_the_api_resolves():
+    code = ("import sys, vidtune; light = not {'torch', 'ray'} & set(sys.modules); "
+            "missing = [n for n in vidtune.__all__ if getattr(vidtune, n, None) is None]; "
+            "print(light, missing)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd="/")
+    assert out.stdout.split() == ["True", "[]"], out.stdout + out.stderr
+
+
+def test_only_vidtune_is_installed_as_a_top_level_name(tmp_path):
+    """A wheel of this project holds vidtune/... and its metadata, nothing else at the top."""
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                            "-q", "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = tmp_path.glob("vidtune-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names}
+    assert tops == {"vidtune", next(t for t in tops if t.endswith(".dist-info"))}, tops
+    # Every package folder of the repository made it in, mapped under vidtune/.
+    for pkg in PACKAGES[:-1]:
+        for init in (ROOT / pkg).rglob("__init__.py"):
+            assert f"vidtune/{init.relative_to(ROOT).as_posix()}" in names, init
+
+
+def test_installed_distribution_maps_only_vidtune():
+    from importlib.metadata import packages_distributions
+
+    ours = sorted(name for name, dists in packages_distributions().items() if "vidtune" in dists)
+    assert ours == ["vidtune"], ours
