@@ -5,12 +5,22 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from vidtune.data import DataConfig
-from vidtune.search_spaces import get_space
+from vidtune.search_spaces import (
+    SearchSpace,
+    SpaceSpec,
+    get_space,
+    resolve_spec,
+    sha256_of,
+    source_of,
+    space_label,
+)
+from vidtune.trainable.core.space_check import check_space
 
 CONFIG_FILE = "vidtune.json"
 SAMPLERS = ("tpe", "random")
@@ -31,7 +41,8 @@ def _arg(default: Any, help: str, group: str = "search", **extra: Any) -> Any:
 class SearchConfig:
     """Everything `vidtune search` takes. Each field is one flag (--num-samples for num_samples)."""
 
-    space: str = _arg("default", "named search space, see `vidtune spaces`")
+    space: SpaceSpec = _arg("default", "named search space (see `vidtune spaces`) or a define-by-run "
+                            "function: path/to/spaces.py:my_space or module:my_space")
     num_samples: int = _arg(12, "trials in total, the seed configuration included")
     max_epochs: int = _arg(6, "epochs of a trial that ASHA never stops")
     grace_period: int = _arg(1, "epochs before ASHA's first stopping decision", "ASHA")
@@ -60,9 +71,14 @@ class SearchConfig:
     optuna_storage: str = _arg("", "database URL of the mirrored Optuna study (default: sqlite "
                                "optuna.db in the results)", "storage")
     data: DataConfig = field(default_factory=DataConfig)
+    # The space file's sha256 when the search started (resolved() sets it): a recorded search
+    # refuses a space file that has moved or changed since. Not a flag.
+    space_sha256: str = ""
 
     def __post_init__(self) -> None:
-        get_space(self.space)  # raises with the list of known spaces
+        object.__setattr__(self, "space", _space_spec(self.space))
+        if not self.space_sha256:   # a new search; a recorded one is checked by search_space()
+            check_space(get_space(self.space))   # names the known spaces, the file and line
         positive = ("num_samples", "max_epochs", "grace_period", "batch_size")
         for name in positive:
             if getattr(self, name) < 1:
@@ -101,13 +117,29 @@ class SearchConfig:
                              "root/<class>/<video files> or 'synthetic'")
 
     def resolved(self) -> SearchConfig:
-        """Absolute paths (trials chdir into their own folder) and a concrete name."""
+        """Absolute paths (trials chdir into their own folder), a concrete name, and the
+        content hash of a user's space file (recorded in vidtune.json)."""
         name = self.name or time.strftime("search-%Y%m%d-%H%M%S")
         storage = self.storage
         if storage and not is_uri(storage):
             storage = str(Path(storage).expanduser().resolve())
+        space, sha = self.space, self.space_sha256
+        if isinstance(space, str) and ":" in space:
+            space = resolve_spec(space)
+            source = source_of(space)
+            sha = sha or (sha256_of(source) if source else "")
         return replace(self, name=name, storage=storage, data=self.data.resolved(),
-                       results_dir=str(Path(self.results_dir).expanduser().resolve()))
+                       results_dir=str(Path(self.results_dir).expanduser().resolve()),
+                       space=space, space_sha256=sha)
+
+    def search_space(self) -> SearchSpace:
+        """The space. For a recorded search, a space file moved or changed since is an error."""
+        return get_space(self.space, self.space_sha256)
+
+    @property
+    def space_label(self) -> str:
+        """The space in one line of text: its name or spec, or 'declared'."""
+        return space_label(self.space)
 
     @property
     def storage_root(self) -> str:
@@ -146,6 +178,19 @@ class SearchConfig:
         if cfg.storage:
             return replace(cfg, storage=str(folder.parent), name=folder.name)
         return replace(cfg, results_dir=str(folder.parent), name=folder.name)
+
+
+def _space_spec(space: Any) -> str | dict[str, Any]:
+    """A name, a "file.py:function" spec or a declaration (a plain dict); a function given in
+    Python becomes its spec, so that trials and a resumed search can load it again."""
+    if isinstance(space, str):
+        return space
+    if isinstance(space, Mapping):
+        return json.loads(json.dumps(space))    # a plain copy: it is saved in vidtune.json
+    if callable(space):
+        return get_space(space).name
+    raise ValueError(f"space is {space!r}; give a name (see `vidtune spaces`), "
+                     "'path/to/spaces.py:my_space', a function or a declaration (a dict)")
 
 
 def beside_results(experiment_path: str, name: str) -> Path:

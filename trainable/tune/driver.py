@@ -23,8 +23,9 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from vidtune.data import load_arrays
-from vidtune.search_spaces import get_space, space_distributions
+from vidtune.search_spaces import trace_space
 from vidtune.trainable.core.search_config import CONFIG_FILE, SearchConfig, is_uri, write_text
+from vidtune.trainable.core.space_check import first_trial
 from vidtune.trainable.core.trials import Best, TrialStatus, best_reported
 from vidtune.trainable.tune.adapter import tune_trainable
 from vidtune.trainable.tune.asha import ResumableASHA, RungKeeper
@@ -57,19 +58,20 @@ def trial_slots(cfg: SearchConfig) -> int:
 
 
 def make_searcher(cfg: SearchConfig, slots: int) -> ConcurrencyLimiter:
-    """Seeded TPE over the named space, the seed default first.
+    """Seeded TPE over the space, its first trial first (the seed configuration by default).
 
     The ConcurrencyLimiter matters twice: TPE proposes only as many configs as can run (later
     ones learn from earlier results), and Tune starts `slots` trials at once instead of one
     at a time (it keeps a single pending trial for an unwrapped custom searcher).
     """
-    space = get_space(cfg.space)
+    space = cfg.search_space()
+    first = first_trial(space)
     if cfg.sampler == "random":   # the baseline the benchmarks compare TPE against
         sampler: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=cfg.seed)
     else:
         sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=max(2, min(10, cfg.num_samples // 3)))
     searcher = OptunaSearch(space=space.define, metric=METRIC, mode=MODE, sampler=sampler,
-                            points_to_evaluate=[dict(space.default)])
+                            points_to_evaluate=[first] if first else None)
     return ConcurrencyLimiter(searcher, max_concurrent=slots)
 
 
@@ -138,8 +140,14 @@ def check_shared_path(path: str, nodes: list[dict]) -> None:
 
 
 def trial_table(cfg: SearchConfig) -> CLIReporter:
-    """The live trial table: sampled parameters, the latest epoch's metrics, every 15 s."""
-    params = list(space_distributions(cfg.space))
+    """The live trial table: sampled parameters, the latest epoch's metrics, every 15 s.
+
+    Only the parameters every trial samples: CLIReporter's best-trial line raises KeyError on
+    a trial config without one of its columns (a conditional parameter, e.g. dropout only with
+    two LSTM layers).
+    """
+    trace = trace_space(cfg.search_space())
+    params = [name for name, s in trace.sampled.items() if s.runs == trace.num_runs]
     return CLIReporter(
         parameter_columns=params,
         metric_columns={"epoch": "epoch", "train_loss": "train_loss", "val_loss": "val_loss",
@@ -216,7 +224,7 @@ def run_search(cfg: SearchConfig) -> SearchOutcome:
                          f"`vidtune resume {cfg.experiment_path}` or choose another --name")
     _prepare(cfg)
     write_text(cfg.experiment_path, CONFIG_FILE, json.dumps(cfg.to_json(), indent=2))
-    print(f"search {cfg.name}: {cfg.num_samples} trials of space {cfg.space!r}, "
+    print(f"search {cfg.name}: {cfg.num_samples} trials of space {cfg.space_label!r}, "
           f"up to {cfg.max_epochs} epochs each -> {cfg.experiment_path}", file=sys.stderr)
     _tuner(cfg).fit()
     return outcome_of(cfg)
@@ -230,6 +238,7 @@ def resume_search(path: str, address: str = "") -> SearchOutcome:
     if not tune.Tuner.can_restore(cfg.experiment_path):
         raise ValueError(f"{path} has no Ray Tune experiment state to resume from "
                          "(was the search killed before its first trial started?)")
+    cfg.search_space()   # a space file moved or changed since the search started: an error
     _prepare(cfg)
     print(f"resuming {cfg.name} from {cfg.experiment_path}", file=sys.stderr)
     tuner = tune.Tuner.restore(cfg.experiment_path, trainable=make_trainable(cfg),

@@ -23,7 +23,7 @@ from typing import Any
 import optuna
 from ray.tune import Callback
 
-from vidtune.search_spaces import space_distributions
+from vidtune.search_spaces import SpaceSpec, space_distributions
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def default_storage_url(experiment_path: str) -> str:
 
 
 class OptunaMirror(Callback):
-    def __init__(self, study_name: str, space: str, max_epochs: int, storage_url: str = "") -> None:
+    def __init__(self, study_name: str, space: SpaceSpec, max_epochs: int, storage_url: str = "") -> None:
         self.study_name, self.space, self.max_epochs = study_name, space, max_epochs
         self.storage_url = storage_url        # "" -> sqlite in the experiment folder
         self._values: dict[str, dict[int, float]] = {}   # trial -> {epoch: val_acc}
