@@ -62,15 +62,25 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
                           text=True, timeout=120, cwd=cwd)
 
 
-def search_fails(tmp_path: Path, *args: str) -> str:
-    """`vidtune search ARGS` must fail before Ray starts, with one line and no traceback."""
-    results = tmp_path / "results"
-    proc = cli("search", *args, "--results-dir", str(results))
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr and "Ray" not in proc.stderr, proc.stderr
-    assert not results.exists(), "something started"
-    (line,) = proc.stderr.strip().splitlines()
-    return line
+@pytest.fixture
+def search_fails(tmp_path, capsys):
+    """`vidtune search ARGS` must exit 2 with one line on stderr, having started nothing.
+
+    In this process, for speed; test_syntax_error_shows_the_users_line runs a real one.
+    """
+    from vidtune.scripts.cli import main
+
+    def run(*args: str) -> str:
+        results = tmp_path / "results"
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_:
+            main(["search", *args, "--results-dir", str(results)])
+        assert exit_.value.code == 2
+        assert not results.exists(), "something started"
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        return line
+
+    return run
 
 
 # -- define-by-run spaces in a user's file ------------------------------------------------------
@@ -188,25 +198,29 @@ def test_a_relative_space_file_is_made_absolute_and_hashed(tmp_path, monkeypatch
 
 # -- the error cases, through `vidtune search` (before Ray starts) ----------------------------------
 
-def test_missing_space_file(tmp_path):
-    line = search_fails(tmp_path, "--space", str(tmp_path / "nope.py:my_space"))
+def test_missing_space_file(tmp_path, search_fails):
+    line = search_fails("--space", str(tmp_path / "nope.py:my_space"))
     assert f"space file '{tmp_path / 'nope.py'}' does not exist" in line
     assert "e.g. --space path/to/spaces.py:my_space" in line
 
 
-def test_syntax_error_shows_the_users_line(tmp_path):
+def test_syntax_error_shows_the_users_line(tmp_path, search_fails):
     path = write(tmp_path, "spaces.py", """\
         import optuna
 
         def my_space(trial):
             trial.suggest_float("lr" 1e-4, 1e-2)
         """)
-    line = search_fails(tmp_path, "--space", f"{path}:my_space")
+    line = search_fails("--space", f"{path}:my_space")
     assert line.startswith(f"vidtune search: error: {path} line 4: syntax error:")
     assert '`trial.suggest_float("lr" 1e-4, 1e-2)`' in line and "fix the space file" in line
+    # The same in a real process: one line, no traceback, nothing started.
+    proc = cli("search", "--space", f"{path}:my_space", "--results-dir", str(tmp_path / "r"))
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [line]
+    assert not (tmp_path / "r").exists()
 
 
-def test_error_at_import_shows_the_users_line(tmp_path):
+def test_error_at_import_shows_the_users_line(tmp_path, search_fails):
     path = write(tmp_path, "spaces.py", """\
         import optuna
         WIDTHS = [16, 32]
@@ -215,24 +229,24 @@ def test_error_at_import_shows_the_users_line(tmp_path):
         def my_space(trial):
             pass
         """)
-    line = search_fails(tmp_path, "--space", f"{path}:my_space")
+    line = search_fails("--space", f"{path}:my_space")
     assert f"{path} line 3: NameError: name 'WIDTH' is not defined" in line
     assert "`LARGEST = WIDTH[-1]`" in line
 
 
-def test_error_while_sampling_shows_the_users_line(tmp_path):
+def test_error_while_sampling_shows_the_users_line(tmp_path, search_fails):
     path = write(tmp_path, "spaces.py", """\
         def my_space(trial):
             blocks = trial.suggest_int("conv_blocks", 1, 2)
             trial.suggest_categorical("conv_base", [8, 16])
             trial.suggest_float("lr", 1e-4, 1e-2 / undefined_scale, log=True)
         """)
-    line = search_fails(tmp_path, "--space", f"{path}:my_space")
+    line = search_fails("--space", f"{path}:my_space")
     assert f"{path} line 4: NameError: name 'undefined_scale' is not defined" in line
 
 
 @pytest.mark.parametrize("signature", ["my_space(trial, epochs)", "my_space()"])
-def test_function_with_the_wrong_signature(tmp_path, signature):
+def test_function_with_the_wrong_signature(tmp_path, signature, search_fails):
     path = write(tmp_path, "spaces.py", f"""\
         import optuna
 
@@ -240,24 +254,24 @@ def test_function_with_the_wrong_signature(tmp_path, signature):
         def {signature}:
             pass
         """)
-    line = search_fails(tmp_path, "--space", f"{path}:my_space")
+    line = search_fails("--space", f"{path}:my_space")
     assert f"{path} line 4: {signature} is not a search space: it must take one argument, the " \
            "Optuna trial: def my_space(trial): ..." in line
 
 
-def test_missing_function_lists_the_files_functions(tmp_path):
+def test_missing_function_lists_the_files_functions(tmp_path, search_fails):
     path = write(tmp_path, "spaces.py", SPACES)
-    line = search_fails(tmp_path, "--space", f"{path}:motion")
+    line = search_fails("--space", f"{path}:motion")
     assert f"{path} has no function 'motion'; its functions: motion_space, with_first" in line
 
 
-def test_unknown_hyperparameter_names_file_line_and_known_names(tmp_path):
+def test_unknown_hyperparameter_names_file_line_and_known_names(tmp_path, search_fails):
     path = write(tmp_path, "spaces.py", """\
         def my_space(trial):
             trial.suggest_float("lr", 1e-4, 1e-2, log=True)
             trial.suggest_int("lstm_hiden", 16, 64)
         """)
-    line = search_fails(tmp_path, "--space", f"{path}:my_space")
+    line = search_fails("--space", f"{path}:my_space")
     assert f"{path} line 3: unknown hyperparameter 'lstm_hiden' in space {path}:my_space; known: " \
            "batch_size, conv_base, conv_blocks, conv_widths, dropout, grad_clip, lr, lstm_hidden, " \
            "lstm_layers, spatial_pool, weight_decay" in line
@@ -276,18 +290,18 @@ def test_unknown_hyperparameter_names_file_line_and_known_names(tmp_path):
      "parameter 'conv_widths': choice (16, 32) is not a number, string or bool; give conv widths "
      "as strings like '32-64-128'"),
 ])
-def test_bad_range_or_empty_choice_names_the_parameter_and_line(tmp_path, call, message):
+def test_bad_range_or_empty_choice_names_the_parameter_and_line(tmp_path, call, message, search_fails):
     path = write(tmp_path, "spaces.py", f"""\
         def my_space(trial):
             trial.suggest_int("lstm_layers", 1, 2)
             {call}
         """)
-    line = search_fails(tmp_path, "--space", f"{path}:my_space")
+    line = search_fails("--space", f"{path}:my_space")
     assert f"{path} line 3: " + message.format(spec=f"{path}:my_space") in line
 
 
-def test_a_module_space_that_cannot_be_imported(tmp_path):
-    line = search_fails(tmp_path, "--space", "no_such_module_xyz:my_space")
+def test_a_module_space_that_cannot_be_imported(tmp_path, search_fails):
+    line = search_fails("--space", "no_such_module_xyz:my_space")
     assert "cannot import module 'no_such_module_xyz' of space 'no_such_module_xyz:my_space'" in line
     assert "put it on PYTHONPATH" in line
 

@@ -43,8 +43,8 @@ class SearchConfig:
 
     space: SpaceSpec = _arg("default", "named search space (see `vidtune spaces`) or a define-by-run "
                             "function: path/to/spaces.py:my_space or module:my_space")
-    num_samples: int = _arg(12, "trials in total, the seed configuration included")
-    max_epochs: int = _arg(6, "epochs of a trial that ASHA never stops")
+    num_samples: int = _arg(12, "trials in total, the seed configuration included", "budget")
+    max_epochs: int = _arg(6, "epochs of a trial that ASHA never stops", "budget")
     grace_period: int = _arg(1, "epochs before ASHA's first stopping decision", "ASHA")
     reduction_factor: float = _arg(3.0, "ASHA keeps the top 1/N of the trials at each rung", "ASHA")
     promotion_cap: bool = _arg(False, "let at most 1/N of the trials at a rung through, whatever "
@@ -158,6 +158,28 @@ class SearchConfig:
         d = dict(d)
         d["data"] = DataConfig(**d.get("data", {}))
         return cls(**d)
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> SearchConfig:
+        """A search file (.toml) or an earlier search's vidtune.json, with keyword arguments
+        overriding it as flags do on the command line (data= takes a dict of DataConfig fields
+        or a DataConfig). Errors point at the file's line. See trainable/core/config_file.py."""
+        from vidtune.trainable.core.config_file import file_keys, locate, read_config_file
+
+        values, data, reader = read_config_file(path, cls)
+        data_over = overrides.pop("data", None)
+        keys = file_keys(values, data, reader)
+        keys = {k: s for k, s in keys.items()
+                if k not in overrides and not (s == "data" and (isinstance(data_over, DataConfig)
+                                                               or k in (data_over or {})))}
+        try:
+            if isinstance(data_over, DataConfig):
+                data_cfg = data_over
+            else:
+                data_cfg = DataConfig(**{**data, **dict(data_over or {})})
+            return cls(**{**values, **overrides}, data=data_cfg)
+        except ValueError as exc:
+            raise locate(exc, reader, keys) from None
 
     @classmethod
     def load(cls, path: str | Path) -> SearchConfig:
