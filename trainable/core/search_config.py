@@ -71,12 +71,20 @@ class SearchConfig:
     optuna_storage: str = _arg("", "database URL of the mirrored Optuna study (default: sqlite "
                                "optuna.db in the results)", "storage")
     data: DataConfig = field(default_factory=DataConfig)
+    warm_start: tuple[str, ...] = _arg((), "earlier searches (results folders) whose finished "
+                                       "trials TPE learns from before its first proposal",
+                                       metavar="DIR", nargs="+")
     # The space file's sha256 when the search started (resolved() sets it): a recorded search
     # refuses a space file that has moved or changed since. Not a flag.
     space_sha256: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "space", _space_spec(self.space))
+        warm = (self.warm_start,) if isinstance(self.warm_start, str) else tuple(self.warm_start)
+        if not all(isinstance(p, str) and p for p in warm):
+            raise ValueError(f"warm_start is {self.warm_start!r}; give results folders of earlier "
+                             "searches, e.g. ('results/search-1',)")
+        object.__setattr__(self, "warm_start", warm)
         if not self.space_sha256:   # a new search; a recorded one is checked by search_space()
             check_space(get_space(self.space))   # names the known spaces, the file and line
         positive = ("num_samples", "max_epochs", "grace_period", "batch_size")
@@ -128,9 +136,10 @@ class SearchConfig:
             space = resolve_spec(space)
             source = source_of(space)
             sha = sha or (sha256_of(source) if source else "")
+        warm = tuple(p if is_uri(p) else str(Path(p).expanduser().resolve()) for p in self.warm_start)
         return replace(self, name=name, storage=storage, data=self.data.resolved(),
                        results_dir=str(Path(self.results_dir).expanduser().resolve()),
-                       space=space, space_sha256=sha)
+                       space=space, space_sha256=sha, warm_start=warm)
 
     def search_space(self) -> SearchSpace:
         """The space. For a recorded search, a space file moved or changed since is an error."""

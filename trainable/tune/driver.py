@@ -31,6 +31,7 @@ from vidtune.trainable.tune.adapter import tune_trainable
 from vidtune.trainable.tune.asha import ResumableASHA, RungKeeper
 from vidtune.trainable.tune.experiment import load_experiment
 from vidtune.trainable.tune.optuna_mirror import OptunaMirror
+from vidtune.trainable.tune.warm_start import WarmStart, load_warm_start
 
 METRIC, MODE = "val_acc", "max"
 BEST_FILE = "best.json"
@@ -57,21 +58,32 @@ def trial_slots(cfg: SearchConfig) -> int:
     return max(1, min(slots, cfg.num_samples))
 
 
-def make_searcher(cfg: SearchConfig, slots: int) -> ConcurrencyLimiter:
-    """Seeded TPE over the space, its first trial first (the seed configuration by default).
+def make_searcher(cfg: SearchConfig, slots: int, warm: WarmStart | None = None) -> ConcurrencyLimiter:
+    """Seeded TPE over the space, its first trial first (the seed configuration by default),
+    after the warm start's earlier trials.
 
     The ConcurrencyLimiter matters twice: TPE proposes only as many configs as can run (later
     ones learn from earlier results), and Tune starts `slots` trials at once instead of one
     at a time (it keeps a single pending trial for an unwrapped custom searcher).
     """
     space = cfg.search_space()
+    warm = warm or WarmStart()
     first = first_trial(space)
+    if warm.has_tried(first):   # the same benchmark already ran it: TPE knows its value
+        first = {}
     if cfg.sampler == "random":   # the baseline the benchmarks compare TPE against
         sampler: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=cfg.seed)
     else:
         sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=max(2, min(10, cfg.num_samples // 3)))
     searcher = OptunaSearch(space=space.define, metric=METRIC, mode=MODE, sampler=sampler,
                             points_to_evaluate=[first] if first else None)
+    if warm.trials:
+        assert searcher._ot_study is not None   # created in __init__, as the space is given
+        # Into the study before the first suggest. OptunaSearch.add_evaluated_point refuses a
+        # define-by-run space (ray/tune/search/optuna/optuna_search.py), so the trials go to
+        # the Optuna study it created in __init__. The study is pickled with the searcher, so a
+        # resumed search keeps them.
+        searcher._ot_study.add_trials(list(warm.trials))
     return ConcurrencyLimiter(searcher, max_concurrent=slots)
 
 
@@ -156,12 +168,12 @@ def trial_table(cfg: SearchConfig) -> CLIReporter:
     )
 
 
-def _tuner(cfg: SearchConfig) -> tune.Tuner:
+def _tuner(cfg: SearchConfig, warm: WarmStart | None = None) -> tune.Tuner:
     scheduler = make_scheduler(cfg)
     return tune.Tuner(
         make_trainable(cfg),
         tune_config=TuneConfig(
-            search_alg=make_searcher(cfg, trial_slots(cfg)), scheduler=scheduler, metric=METRIC, mode=MODE,
+            search_alg=make_searcher(cfg, trial_slots(cfg), warm), scheduler=scheduler, metric=METRIC, mode=MODE,
             num_samples=cfg.num_samples, trial_dirname_creator=trial_dirname,
             # A finished trial's worker runs the next one: saves a process start (seconds on
             # a small machine) per trial. All trials ask for the same resources.
@@ -222,11 +234,14 @@ def run_search(cfg: SearchConfig) -> SearchOutcome:
     if not is_uri(cfg.experiment_path) and Path(cfg.experiment_path, CONFIG_FILE).exists():
         raise ValueError(f"{cfg.experiment_path} already holds a search; resume it with "
                          f"`vidtune resume {cfg.experiment_path}` or choose another --name")
+    warm = load_warm_start(cfg)   # before Ray starts: a folder that is not a search is an error
     _prepare(cfg)
     write_text(cfg.experiment_path, CONFIG_FILE, json.dumps(cfg.to_json(), indent=2))
     print(f"search {cfg.name}: {cfg.num_samples} trials of space {cfg.space_label!r}, "
           f"up to {cfg.max_epochs} epochs each -> {cfg.experiment_path}", file=sys.stderr)
-    _tuner(cfg).fit()
+    for note in warm.notes:
+        print(note, file=sys.stderr)
+    _tuner(cfg, warm).fit()
     return outcome_of(cfg)
 
 
