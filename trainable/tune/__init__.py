@@ -5,6 +5,7 @@
 - asha.py           ResumableASHA and RungKeeper (rungs survive a resume, ray#30838)
 - optuna_mirror.py  the study mirrored into SQLite once each trial has finished
 - experiment.py     a results folder as pandas tables (reads Ray's files, imports no Ray)
+- warm_start.py     earlier searches' finished trials as Optuna trials for a warm start
 
 Nothing is imported here, so reading a results folder does not import Ray.
 """
