@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -118,13 +119,20 @@ def test_each_finished_trial_goes_to_tpe_with_its_final_val_acc(old_search, cach
         assert t.params == params
         history = exp.history[exp.history["trial_id"] == row["trial_id"]]
         assert t.intermediate_values == dict(zip(history["epoch"], history["val_acc"], strict=True))
-    # The same benchmark already ran tiny's first trial: the new search does not run it again.
+    # The earlier search ran tiny's first trial with the same data, epochs and seed: a rerun
+    # would repeat it exactly (CPU), so the new search does not run it again ...
     from vidtune.search_spaces import get_space
 
-    assert warm.has_tried(get_space("tiny").default)
+    first = get_space("tiny").default
+    assert warm.has_tried(first)
     cfg = SearchConfig(space="tiny", max_epochs=3, data=data(cache_dir))
     assert make_searcher(cfg, 1, warm).searcher._points_to_evaluate == []
-    assert make_searcher(cfg, 1).searcher._points_to_evaluate == [get_space("tiny").default]
+    assert make_searcher(cfg, 1).searcher._points_to_evaluate == [first]
+    # ... but with another seed the same config trains differently: it goes first again.
+    other = replace(cfg, seed=1, warm_start=(str(old_search),))
+    again = load_warm_start(other)
+    assert len(again.trials) == 6 and not again.has_tried(first)
+    assert make_searcher(other, 1, again).searcher._points_to_evaluate == [first]
 
 
 @pytest.mark.slow

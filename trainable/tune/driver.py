@@ -69,7 +69,7 @@ def make_searcher(cfg: SearchConfig, slots: int, warm: WarmStart | None = None) 
     space = cfg.search_space()
     warm = warm or WarmStart()
     first = first_trial(space)
-    if warm.has_tried(first):   # the same benchmark already ran it: TPE knows its value
+    if warm.has_tried(first):   # an earlier search ran exactly this trial: TPE knows its value
         first = {}
     if cfg.sampler == "random":   # the baseline the benchmarks compare TPE against
         sampler: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=cfg.seed)

@@ -38,12 +38,13 @@ CLIP = ("frames", "height", "width")
 class WarmStart:
     trials: tuple[optuna.trial.FrozenTrial, ...] = ()
     notes: tuple[str, ...] = ()                       # printed before the search starts
-    tried: tuple[dict[str, Any], ...] = ()            # params already run on this same benchmark
+    tried: tuple[dict[str, Any], ...] = ()            # configs whose rerun would repeat exactly
 
     def has_tried(self, first: dict[str, Any]) -> bool:
-        """Whether an earlier search on the same data and epochs ran this first trial: one
-        whose every parameter `first` sets alike (a partial first trial samples the rest anew,
-        so it is never a repeat; `first` may set a conditional parameter the trial skipped)."""
+        """Whether an earlier search ran this first trial exactly as this search would: same
+        data, epochs, seed and batch size (deterministic on CPU), and every parameter the trial
+        sampled set alike in `first` (a partial first trial samples the rest anew, so it is no
+        repeat). With another seed the same config trains differently: it runs again."""
         return bool(first) and any(all(k in first and first[k] == v for k, v in t.items())
                                    for t in self.tried)
 
@@ -90,6 +91,7 @@ def load_warm_start(cfg: SearchConfig) -> WarmStart:
             notes.append(f"warning: warm start from {exp.path}, which searched "
                          f"{'; '.join(differ)}: its accuracies may not carry over")
         configs = {r.trial_id: r.config for r in read_trial_records(exp.path)}
+        repeats = not differ and (exp.config.seed, exp.config.batch_size) == (cfg.seed, cfg.batch_size)
         for row in exp.trials.to_dict("records"):
             status = TrialStatus(row["status"])
             final = float(row["final_val_acc"])
@@ -118,7 +120,7 @@ def load_warm_start(cfg: SearchConfig) -> WarmStart:
                 user_attrs={WARM_ATTR: exp.path, "ray_trial_id": row["trial_id"],
                             "status": status.value},
             ))
-            if not differ and params == config:   # the whole config, on the same benchmark
+            if repeats and params == config:
                 tried.append(params)
     notes.insert(0, f"warm start: {len(trials)} finished trials from {len(cfg.warm_start)} "
                     f"earlier search{'es' if len(cfg.warm_start) > 1 else ''}")
