@@ -1,7 +1,7 @@
 """Benchmark: a search warm-started from another seed's finished search against the same search
 started cold; epochs to reach the cold search's best val acc (analysis/bench/warm_start.py).
 
-    python scripts/bench_warm_start.py            # 3 seeds x 2 searches of 16 trials, ~10 min on 2 cores
+    python scripts/bench_warm_start.py            # 4 seeds x 2 searches of 16 trials, ~10 min on 2 cores
     python scripts/bench_warm_start.py --smoke    # tiny sizes, about a minute: checks the script runs
 
 Writes a markdown section to --out (not docs/benchmarks.md) and prints it.
@@ -20,8 +20,10 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> str:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the benchmark runs")
-    p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 3; smoke 2)")
+    p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 4; smoke 2)")
     p.add_argument("--num-samples", type=int, default=None, help="trials per search (default 16)")
+    p.add_argument("--max-concurrent", type=int, default=None,
+                   help="trials at once (default 1: deterministic epoch counts)")
     p.add_argument("--out", default="warm_start_bench.md", help="where the markdown goes")
     p.add_argument("--keep", default=None, help="keep the searches in this folder (default: a temp dir)")
     args = p.parse_args(argv)
@@ -34,7 +36,7 @@ def main(argv: list[str] | None = None) -> str:
         run_warm_start_bench,
     )
 
-    plan = make_plan(args.smoke, args.seeds, args.num_samples)
+    plan = make_plan(args.smoke, args.seeds, args.num_samples, args.max_concurrent)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         pairs = run_warm_start_bench(plan, args.keep or tmp)

@@ -38,22 +38,26 @@ class Plan:
     num_samples: int
     max_epochs: int
     seeds: tuple[int, ...]
-    max_concurrent: int = 2          # as `vidtune search` runs on a 2-core machine
+    # One trial at a time: the searches are then deterministic on CPU (seeded TPE, seeded
+    # trials, ASHA's decisions in one order), so the epoch counts repeat exactly. With two at
+    # once, the order of reports follows the machine's load.
+    max_concurrent: int = 1
     grace_period: int = 1
     reduction_factor: float = 3.0
 
 
-def make_plan(smoke: bool, seeds: int | None = None, num_samples: int | None = None) -> Plan:
+def make_plan(smoke: bool, seeds: int | None = None, num_samples: int | None = None,
+              max_concurrent: int | None = None) -> Plan:
     if smoke:
         plan = Plan(DataConfig(num_clips=100, frames=4, height=16, width=16, noise=0.2),
                     "tiny", num_samples=3, max_epochs=2, seeds=(0, 1))
     else:
         # bench_search's reduced config: 500 clips of 6x16x16, 150 of them val.
         plan = Plan(DataConfig(num_clips=500, frames=6, height=16, width=16, val_fraction=0.3),
-                    "default", num_samples=16, max_epochs=6, seeds=(0, 1, 2))
+                    "default", num_samples=16, max_epochs=6, seeds=(0, 1, 2, 3))
     return Plan(plan.data, plan.space, num_samples or plan.num_samples, plan.max_epochs,
-                tuple(range(seeds)) if seeds else plan.seeds, plan.max_concurrent,
-                plan.grace_period, plan.reduction_factor)
+                tuple(range(seeds)) if seeds else plan.seeds,
+                max_concurrent or plan.max_concurrent, plan.grace_period, plan.reduction_factor)
 
 
 @dataclass(frozen=True)
@@ -166,8 +170,9 @@ def render(plan: Plan, pairs: list[Pair], machine: str, wall_s: float) -> str:
         "",
         f"Synthetic, {d.num_clips} clips of {d.frames}x{d.height}x{d.width} (T x H x W), noise "
         f"{d.noise}, val fraction {d.val_fraction}; space `{plan.space}`; {plan.num_samples} "
-        f"trials per search, up to {plan.max_epochs} epochs, 1 CPU each, {plan.max_concurrent} at "
-        f"once; TPE + ASHA (grace period {plan.grace_period}, reduction factor "
+        f"trials per search, up to {plan.max_epochs} epochs, 1 CPU each, "
+        f"{'one trial at a time' if plan.max_concurrent == 1 else f'{plan.max_concurrent} at once'}; "
+        f"TPE + ASHA (grace period {plan.grace_period}, reduction factor "
         f"{plan.reduction_factor:g}). Warm: the same search warm-started from the finished cold "
         "search of another seed. Epochs: every epoch any trial trained, in report order, up to "
         "the first report of at least the cold search's best val acc (the earlier search's "
