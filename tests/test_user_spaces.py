@@ -140,6 +140,7 @@ def test_vidtune_spaces_lists_user_spaces_with_their_distributions(tmp_path):
 def test_a_function_given_in_python_is_recorded_by_its_file(tmp_path, monkeypatch):
     path = write(tmp_path, "my_spaces.py", SPACES)
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "my_spaces", raising=False)
     import my_spaces  # the user's own import
 
     cfg = SearchConfig(space=my_spaces.motion_space)
@@ -309,6 +310,7 @@ def test_a_module_space_that_cannot_be_imported(tmp_path, search_fails):
 def test_a_module_space_on_pythonpath(tmp_path, monkeypatch):
     write(tmp_path, "team_spaces.py", SPACES)
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "team_spaces", raising=False)
     cfg = SearchConfig(space="team_spaces:motion_space").resolved()
     assert cfg.space == "team_spaces:motion_space"
     assert cfg.space_sha256 == __import__("hashlib").sha256((tmp_path / "team_spaces.py").read_bytes()).hexdigest()

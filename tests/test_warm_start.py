@@ -160,13 +160,14 @@ def test_overlapping_space_and_other_data_drop_with_notes_and_warn(old_search, c
 @pytest.mark.slow
 def test_warm_started_search_from_python(old_search, cache_dir, tmp_path, monkeypatch, capfd):
     """The Python API with a space given as a function and a warm-start path."""
-    (tmp_path / "team_spaces.py").write_text(OVERLAP)
+    (tmp_path / "overlap_spaces.py").write_text(OVERLAP)
     monkeypatch.syspath_prepend(str(tmp_path))
-    import team_spaces
+    monkeypatch.delitem(sys.modules, "overlap_spaces", raising=False)   # this test's own file
+    import overlap_spaces
 
     import vidtune
 
-    cfg = vidtune.SearchConfig(space=team_spaces.overlap, num_samples=3, max_epochs=2,
+    cfg = vidtune.SearchConfig(space=overlap_spaces.overlap, num_samples=3, max_epochs=2,
                                grace_period=2, max_concurrent=1, warm_start=[str(old_search)],
                                results_dir=str(tmp_path / "results"), name="warm",
                                data=data(cache_dir))
@@ -187,7 +188,7 @@ def test_warm_started_search_from_python(old_search, cache_dir, tmp_path, monkey
     assert max(t.number for t in warm) < min(t.number for t in own[1:])
     assert all("lstm_layers" in t.params for t in own)
     saved = json.loads((Path(outcome.experiment_path) / "vidtune.json").read_text())
-    assert saved["space"] == f"{tmp_path / 'team_spaces.py'}:overlap"
+    assert saved["space"] == f"{tmp_path / 'overlap_spaces.py'}:overlap"
     assert saved["warm_start"] == [str(old_search)]
 
 
