@@ -30,6 +30,31 @@ def _dest(f: Field[Any]) -> str:
     return _flag(f).lstrip("-").replace("-", "_")
 
 
+def _parser(f: Field[Any], kind: type) -> Any:
+    """The field's own parser (metadata["type"], e.g. parse_duration) or its type; a
+    ValueError becomes argparse's one-line error with the parser's message."""
+    parse = f.metadata.get("type", kind)
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
+
+
+def duration(text: str) -> float:
+    """argparse type for --time-budget: '15m' -> 900.0, with the parser's message on error."""
+    from vidtune.trainable.core.search_config import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _scalar(hint: Any) -> type:
     """int, float, str or bool from a field's type (str | None -> str)."""
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
@@ -55,8 +80,9 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, default_group: s
         if kind is bool:
             group.add_argument(_flag(f), dest=_dest(f), action="store_true", help=f.metadata["help"])
             continue
-        shown = "" if default in (None, "") else " (default %(default)s)"
-        group.add_argument(_flag(f), dest=_dest(f), type=kind, default=default,
+        shown = "" if default in (None, "", 0.0) and "type" in f.metadata or default in (None, "") \
+            else " (default %(default)s)"
+        group.add_argument(_flag(f), dest=_dest(f), type=_parser(f, kind), default=default,
                            metavar=f.metadata.get("metavar"), help=f.metadata["help"] + shown)
 
 
@@ -93,7 +119,11 @@ def print_outcome(outcome: SearchOutcome) -> None:
         print(f"best val_acc {b.val_acc:.4f} (trial {b.trial_id}, epoch {b.epoch})")
         print("best config: " + json.dumps(b.params, sort_keys=True))
     print(f"results: {outcome.experiment_path}")
-    if outcome.unfinished:
+    if outcome.budget_ended:
+        print(f"time budget spent ({outcome.wall_s:.0f} s of {outcome.budget_s:.0f} s)"
+              + (f", {outcome.unfinished} trials unfinished" if outcome.unfinished else "")
+              + f"; to search on: vidtune resume {outcome.experiment_path} --time-budget 10m")
+    elif outcome.unfinished:
         print(f"interrupted with {outcome.unfinished} trials to go; continue with:\n"
               f"  vidtune resume {outcome.experiment_path}")
 

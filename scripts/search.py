@@ -7,6 +7,7 @@ embedded Ray; results under ./results/<name>. Add --address to run on a Ray clus
 from __future__ import annotations
 
 import argparse
+import sys
 
 from vidtune.scripts._args import (
     add_config_args,
@@ -27,9 +28,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     p.add_argument("--smoke-test", action="store_true",
                    help="a tiny search (tiny space, 4 trials, 2 epochs, 100 small clips) to check a set-up")
     args = p.parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
     if args.smoke_test:
         args.space, args.num_samples, args.max_epochs = "tiny", 4, 2
         args.num_clips, args.frames, args.height, args.width = 100, 4, 16, 16
+    if args.time_budget and not any(a.startswith("--num-samples") for a in given):
+        args.num_samples = 0   # a budget without --num-samples: as many trials as fit
     try:
         cfg = config_from_args(SearchConfig, args, data=data_config(args))   # validated before Ray
     except ValueError as exc:
@@ -41,8 +45,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     except ValueError as exc:
         fail(p, exc)
     print_outcome(outcome)
-    if outcome.unfinished:
-        raise SystemExit(130)
+    if outcome.unfinished and not outcome.budget_ended:
+        raise SystemExit(130)   # Ctrl-C; a spent time budget is a planned end
     print(f"analyze: vidtune analyze {outcome.experiment_path}")
     print(f"retrain: vidtune retrain {outcome.experiment_path}")
 

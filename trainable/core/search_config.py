@@ -22,6 +22,26 @@ def is_uri(path: str) -> bool:
     return bool(_URI.match(path))
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(h|m|s|)")
+
+
+def parse_duration(text: str) -> float:
+    """'15m', '90s', '1h30m', '2h', '300' (seconds) -> seconds. ValueError naming the text."""
+    spec = str(text).strip().lower()
+    parts = _DURATION.findall(spec)
+    if not spec or "".join(n + u for n, u in parts) != spec or (len(parts) > 1 and "" in
+                                                                [u for _, u in parts]):
+        raise ValueError(f"duration {text!r} is not understood; write e.g. 15m, 90s, 1h30m or 2h")
+    return sum(float(n) * {"h": 3600, "m": 60, "s": 1, "": 1}[u] for n, u in parts)
+
+
+def format_duration(seconds: float) -> str:
+    """900 -> '15m', 5400 -> '1h30m', 75 -> '1m15s'."""
+    s = int(round(seconds))
+    h, m, sec = s // 3600, s % 3600 // 60, s % 60
+    return "".join(f"{v}{u}" for v, u in ((h, "h"), (m, "m"), (sec, "s")) if v) or "0s"
+
+
 def _arg(default: Any, help: str, group: str = "search", **extra: Any) -> Any:
     """A field whose metadata is its command-line flag (scripts/_args.py builds the parser)."""
     return field(default=default, metadata={"help": help, "group": group, **extra})
@@ -32,8 +52,13 @@ class SearchConfig:
     """Everything `vidtune search` takes. Each field is one flag (--num-samples for num_samples)."""
 
     space: str = _arg("default", "named search space, see `vidtune spaces`")
-    num_samples: int = _arg(12, "trials in total, the seed configuration included")
+    num_samples: int = _arg(12, "trials in total, the seed configuration included; with "
+                            "--time-budget an optional cap (0: none)")
     max_epochs: int = _arg(6, "epochs of a trial that ASHA never stops")
+    time_budget_s: float = _arg(0.0, "wall time for the search, e.g. 15m, 90s, 1h30m: no trial "
+                                "starts that cannot reach its first rung in time, and at the end "
+                                "the search stops as Ctrl-C does (resumable)", flag="--time-budget",
+                                type=parse_duration, metavar="DURATION")
     grace_period: int = _arg(1, "epochs before ASHA's first stopping decision", "ASHA")
     reduction_factor: float = _arg(3.0, "ASHA keeps the top 1/N of the trials at each rung", "ASHA")
     promotion_cap: bool = _arg(False, "let at most 1/N of the trials at a rung through, whatever "
@@ -46,6 +71,8 @@ class SearchConfig:
     seed: int = _arg(0, "TPE sampler, trial initialisation and batch order")
     max_concurrent: int = _arg(0, "cap on trials at once; 0: what the resources allow")
     max_failures: int = _arg(2, "retries of a crashed trial, from its last checkpoint")
+    keep_checkpoints: int = _arg(3, "finished trials whose last checkpoint is kept, the best "
+                                 "first (running trials keep theirs for resume)", "storage")
     cpus_per_trial: float = _arg(1.0, "CPUs per trial (= its torch threads)", "resources")
     gpus_per_trial: float = _arg(0.0, "GPUs per trial; fractions pack trials on a GPU, e.g. 0.25",
                                  "resources")
@@ -53,6 +80,9 @@ class SearchConfig:
                         "local Ray)", "resources")
     num_cpus: int = _arg(0, "embedded Ray: CPUs to use (0: all)", "resources")
     num_gpus: float = _arg(-1.0, "embedded Ray: GPUs to expose (-1: autodetect)", "resources")
+    fixed_threads: bool = _arg(False, "keep each trial at --cpus-per-trial torch threads; by "
+                               "default running trials share CPUs that no trial can use (the "
+                               "end of a search)", "resources")
     name: str = _arg("", "experiment name (default search-<timestamp>)", "storage")
     results_dir: str = _arg("results", "local results root", "storage")
     storage: str = _arg("", "shared path or URI for multi-node clusters (e.g. /mnt/nfs/x, "
@@ -63,10 +93,17 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         get_space(self.space)  # raises with the list of known spaces
-        positive = ("num_samples", "max_epochs", "grace_period", "batch_size")
+        positive = ("max_epochs", "grace_period", "batch_size")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} is {getattr(self, name)}, but must be >= 1")
+        if self.time_budget_s < 0:
+            raise ValueError(f"time_budget_s is {self.time_budget_s}, but must be >= 0 (0: none)")
+        if self.num_samples < 0 or (self.num_samples == 0 and not self.time_budget_s):
+            raise ValueError(f"num_samples is {self.num_samples}; give a number of trials >= 1, "
+                             "or 0 (no cap) together with --time-budget")
+        if self.keep_checkpoints < 0:
+            raise ValueError(f"keep_checkpoints is {self.keep_checkpoints}, but must be >= 0")
         if self.grace_period > self.max_epochs:
             raise ValueError(f"grace_period ({self.grace_period}) is larger than max_epochs "
                              f"({self.max_epochs}); lower --grace-period or raise --max-epochs")

@@ -13,6 +13,7 @@ from ray import tune
 from vidtune.trainable.core.checkpoint import load_first_readable, save_state, sibling_checkpoints
 from vidtune.trainable.core.search_config import SearchConfig
 from vidtune.trainable.core.trial import limit_resources, run_trial
+from vidtune.trainable.tune.threads import ThreadFollower
 
 
 def _restore_state() -> dict[str, Any] | None:
@@ -30,6 +31,8 @@ def _restore_state() -> dict[str, Any] | None:
 
 def tune_trainable(config: dict[str, Any], search: SearchConfig) -> None:
     device, grant = limit_resources(search)
+    follower = None if search.fixed_threads else ThreadFollower(
+        search.name, tune.get_context().get_trial_id(), grant.cpu_threads)
     node_id = ray.get_runtime_context().get_node_id()
     started_at = time.time()   # float wall clock: Ray's own timestamp is whole seconds
 
@@ -42,4 +45,9 @@ def tune_trainable(config: dict[str, Any], search: SearchConfig) -> None:
             save_state(folder, state, metrics)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
-    run_trial(config, search, report, resume=_restore_state(), device=device, grant=grant)
+    try:
+        run_trial(config, search, report, resume=_restore_state(), device=device, grant=grant,
+                  threads=follower)
+    finally:
+        if follower is not None:
+            follower.stop()

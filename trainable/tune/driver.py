@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,17 +21,32 @@ import ray
 from ray import tune
 from ray.tune import CheckpointConfig, CLIReporter, FailureConfig, RunConfig, TuneConfig
 from ray.tune.schedulers import FIFOScheduler
-from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from vidtune.data import load_arrays
 from vidtune.search_spaces import get_space, space_distributions
-from vidtune.trainable.core.search_config import CONFIG_FILE, SearchConfig, is_uri, write_text
+from vidtune.trainable.core.search_config import (
+    CONFIG_FILE,
+    SearchConfig,
+    format_duration,
+    is_uri,
+    read_text,
+    write_text,
+)
 from vidtune.trainable.core.trials import Best, TrialStatus, best_reported
 from vidtune.trainable.tune.adapter import tune_trainable
 from vidtune.trainable.tune.asha import ResumableASHA, RungKeeper
+from vidtune.trainable.tune.budget import (
+    BUDGET_FILE,
+    Budget,
+    BudgetKeeper,
+    GatedLimiter,
+    set_current,
+)
+from vidtune.trainable.tune.checkpoints import CheckpointKeeper
 from vidtune.trainable.tune.experiment import load_experiment
 from vidtune.trainable.tune.optuna_mirror import OptunaMirror
+from vidtune.trainable.tune.threads import ThreadSharer
 
 METRIC, MODE = "val_acc", "max"
 BEST_FILE = "best.json"
@@ -53,24 +70,26 @@ def trial_slots(cfg: SearchConfig) -> int:
     slots = int(total.get("CPU", 1) // cfg.cpus_per_trial)
     if cfg.gpus_per_trial > 0:
         slots = min(slots, int(total.get("GPU", 0) // cfg.gpus_per_trial))
-    return max(1, min(slots, cfg.num_samples))
+    return max(1, min(slots, cfg.num_samples) if cfg.num_samples else slots)
 
 
-def make_searcher(cfg: SearchConfig, slots: int) -> ConcurrencyLimiter:
+def make_searcher(cfg: SearchConfig, slots: int) -> GatedLimiter:
     """Seeded TPE over the named space, the seed default first.
 
     The ConcurrencyLimiter matters twice: TPE proposes only as many configs as can run (later
     ones learn from earlier results), and Tune starts `slots` trials at once instead of one
-    at a time (it keeps a single pending trial for an unwrapped custom searcher).
+    at a time (it keeps a single pending trial for an unwrapped custom searcher). Its gate
+    closes when the time budget cannot pay for another trial.
     """
     space = get_space(cfg.space)
     if cfg.sampler == "random":   # the baseline the benchmarks compare TPE against
         sampler: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=cfg.seed)
     else:
-        sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=max(2, min(10, cfg.num_samples // 3)))
+        expected = cfg.num_samples or 30   # with only a time budget: a guess for the startup size
+        sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=max(2, min(10, expected // 3)))
     searcher = OptunaSearch(space=space.define, metric=METRIC, mode=MODE, sampler=sampler,
                             points_to_evaluate=[dict(space.default)])
-    return ConcurrencyLimiter(searcher, max_concurrent=slots)
+    return GatedLimiter(searcher, max_concurrent=slots)
 
 
 def make_scheduler(cfg: SearchConfig) -> ResumableASHA | FIFOScheduler:
@@ -143,9 +162,21 @@ def trial_table(cfg: SearchConfig) -> CLIReporter:
     return CLIReporter(
         parameter_columns=params,
         metric_columns={"epoch": "epoch", "train_loss": "train_loss", "val_loss": "val_loss",
-                        "val_acc": "val_acc"},
+                        "val_acc": "val_acc", "epoch_time_s": "s/epoch", "cpu_threads": "threads"},
         max_report_frequency=15, sort_by_metric=True,
     )
+
+
+def callbacks(cfg: SearchConfig, scheduler: ResumableASHA | FIFOScheduler) -> list[tune.Callback]:
+    """Saved with the experiment and restored as they are on resume: keep them light."""
+    out: list[tune.Callback] = [OptunaMirror(cfg.name, cfg.space, cfg.max_epochs, cfg.optuna_storage),
+                                CheckpointKeeper(cfg.keep_checkpoints),
+                                BudgetKeeper(cfg.grace_period, cfg.experiment_path)]
+    if isinstance(scheduler, ResumableASHA):
+        out.append(RungKeeper(scheduler))
+    if not cfg.fixed_threads:
+        out.append(ThreadSharer(cfg.name, cfg.cpus_per_trial, cfg.num_samples))
+    return out
 
 
 def _tuner(cfg: SearchConfig) -> tune.Tuner:
@@ -154,7 +185,8 @@ def _tuner(cfg: SearchConfig) -> tune.Tuner:
         make_trainable(cfg),
         tune_config=TuneConfig(
             search_alg=make_searcher(cfg, trial_slots(cfg)), scheduler=scheduler, metric=METRIC, mode=MODE,
-            num_samples=cfg.num_samples, trial_dirname_creator=trial_dirname,
+            num_samples=cfg.num_samples or -1,   # -1: no cap, the time budget ends the search
+            trial_dirname_creator=trial_dirname,
             # A finished trial's worker runs the next one: saves a process start (seconds on
             # a small machine) per trial. All trials ask for the same resources.
             reuse_actors=True,
@@ -164,8 +196,7 @@ def _tuner(cfg: SearchConfig) -> tune.Tuner:
             storage_path=cfg.storage_root,
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
-            callbacks=[OptunaMirror(cfg.name, cfg.space, cfg.max_epochs, cfg.optuna_storage),
-                       *([RungKeeper(scheduler)] if isinstance(scheduler, ResumableASHA) else [])],
+            callbacks=callbacks(cfg, scheduler),
             progress_reporter=trial_table(cfg),
             verbose=1,
         ),
@@ -179,9 +210,12 @@ class SearchOutcome:
     num_trials: int
     num_errors: int
     unfinished: int = 0                  # trials not finished + trials not started (Ctrl-C)
+    budget_s: float = 0.0                # the time budget of this run (0: none)
+    budget_ended: bool = False           # the budget ended this run (not Ctrl-C)
+    wall_s: float = 0.0                  # this run, from start to the end of the summary
 
 
-def outcome_of(cfg: SearchConfig) -> SearchOutcome:
+def outcome_of(cfg: SearchConfig, budget: Budget) -> SearchOutcome:
     """What the search's folder holds now; writes best.json beside it."""
     try:
         exp = load_experiment(cfg.experiment_path)
@@ -190,11 +224,16 @@ def outcome_of(cfg: SearchConfig) -> SearchOutcome:
     trials = exp.trials
     statuses = [TrialStatus(s) for s in trials["status"]] if len(trials) else []
     best = best_reported(trials, exp.history, exp.param_names)
-    unfinished = cfg.num_samples - len(trials) + sum(s.unfinished for s in statuses)
+    # With a budget and no cap, trials never started are not "to go": the budget decides.
+    not_started = max(0, cfg.num_samples - len(trials)) if cfg.num_samples else 0
+    if budget.ended:   # the budget, not the cap, decided how many trials ran
+        not_started = 0
+    unfinished = not_started + sum(s.unfinished for s in statuses)
     write_text(cfg.experiment_path, BEST_FILE,
                json.dumps(None if best is None else best.to_json(), indent=2))
     return SearchOutcome(cfg.experiment_path, best, len(trials),
-                         sum(s is TrialStatus.ERRORED for s in statuses), unfinished)
+                         sum(s is TrialStatus.ERRORED for s in statuses), unfinished,
+                         budget.total_s, budget.ended, time.monotonic() - budget.started)
 
 
 def _prepare(cfg: SearchConfig) -> None:
@@ -209,30 +248,69 @@ def _prepare(cfg: SearchConfig) -> None:
     load_arrays(cfg.data, progress=True)
 
 
+def _plan(cfg: SearchConfig) -> str:
+    trials = f"{cfg.num_samples} trials" if cfg.num_samples else "trials"
+    budget = f" within {format_duration(cfg.time_budget_s)}" if cfg.time_budget_s else ""
+    return f"{trials}{budget} of space {cfg.space!r}, up to {cfg.max_epochs} epochs each"
+
+
 def run_search(cfg: SearchConfig) -> SearchOutcome:
+    """A new search. The time budget, if any, counts from here (Ray's start included)."""
+    budget = Budget(cfg.time_budget_s)
     cfg = cfg.resolved()
     if not is_uri(cfg.experiment_path) and Path(cfg.experiment_path, CONFIG_FILE).exists():
         raise ValueError(f"{cfg.experiment_path} already holds a search; resume it with "
                          f"`vidtune resume {cfg.experiment_path}` or choose another --name")
     _prepare(cfg)
     write_text(cfg.experiment_path, CONFIG_FILE, json.dumps(cfg.to_json(), indent=2))
-    print(f"search {cfg.name}: {cfg.num_samples} trials of space {cfg.space!r}, "
-          f"up to {cfg.max_epochs} epochs each -> {cfg.experiment_path}", file=sys.stderr)
-    _tuner(cfg).fit()
-    return outcome_of(cfg)
+    print(f"search {cfg.name}: {_plan(cfg)} -> {cfg.experiment_path}", file=sys.stderr)
+    return _fit(cfg, budget, lambda: _tuner(cfg))
 
 
-def resume_search(path: str, address: str = "") -> SearchOutcome:
-    """Continue an interrupted search: finished trials kept, running ones from their checkpoints."""
+def budget_spent(path: str) -> tuple[float, float]:
+    """(total_s, spent_s) that budget.json of a search records; (0, 0) without a budget."""
+    text = read_text(path, BUDGET_FILE)
+    if text is None:
+        return 0.0, 0.0
+    d = json.loads(text)
+    return float(d.get("total_s", 0.0)), float(d.get("spent_s", 0.0))
+
+
+def resume_search(path: str, address: str = "", time_budget_s: float | None = None) -> SearchOutcome:
+    """Continue an interrupted search: finished trials kept, running ones from their checkpoints.
+
+    With a time budget, the search goes on for what is left of it; time_budget_s gives it a
+    new one instead (counted from now).
+    """
     cfg = SearchConfig.load(path)
     if address:
         cfg = replace(cfg, address=address, num_cpus=0, num_gpus=-1)
     if not tune.Tuner.can_restore(cfg.experiment_path):
         raise ValueError(f"{path} has no Ray Tune experiment state to resume from "
                          "(was the search killed before its first trial started?)")
+    if time_budget_s is not None:
+        if time_budget_s <= 0:
+            raise ValueError(f"time budget is {time_budget_s}, but must be > 0, e.g. 10m")
+        cfg = replace(cfg, time_budget_s=time_budget_s)
+        budget = Budget(time_budget_s)
+    else:
+        total, spent = budget_spent(cfg.experiment_path)
+        budget = Budget(cfg.time_budget_s, spent if total == cfg.time_budget_s else 0.0)
+        if cfg.time_budget_s and budget.left() <= 0:
+            raise ValueError(f"the time budget of {format_duration(cfg.time_budget_s)} of {path} "
+                             f"is spent; give a new one: vidtune resume {path} --time-budget 10m")
     _prepare(cfg)
-    print(f"resuming {cfg.name} from {cfg.experiment_path}", file=sys.stderr)
-    tuner = tune.Tuner.restore(cfg.experiment_path, trainable=make_trainable(cfg),
-                               resume_unfinished=True, resume_errored=True)
-    tuner.fit()
-    return outcome_of(cfg)
+    left = f", {format_duration(budget.left())} of its time budget left" if cfg.time_budget_s else ""
+    print(f"resuming {cfg.name} from {cfg.experiment_path}{left}", file=sys.stderr)
+    return _fit(cfg, budget, lambda: tune.Tuner.restore(
+        cfg.experiment_path, trainable=make_trainable(cfg), resume_unfinished=True,
+        resume_errored=True))
+
+
+def _fit(cfg: SearchConfig, budget: Budget, tuner: Callable[[], tune.Tuner]) -> SearchOutcome:
+    set_current(budget)
+    try:
+        tuner().fit()
+    finally:
+        set_current(None)
+    return outcome_of(cfg, budget)
