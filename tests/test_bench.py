@@ -8,6 +8,11 @@ from __future__ import annotations
 import re
 
 import pytest
+from vidtune.analysis.bench import (
+    halving_in_hindsight,
+    rank_agreement,
+    write_section,
+)
 from vidtune.analysis.tables import asha_milestones
 from vidtune.scripts import bench_data, bench_search
 
@@ -21,9 +26,9 @@ def section(text: str, key: str) -> str:
 def test_write_section_replaces_only_its_own_block(tmp_path):
     md = tmp_path / "bench.md"
     md.write_text("# Header\n\nintro\n")
-    bench_data.write_section(md, "a", "first A")
-    bench_data.write_section(md, "b", "only B")
-    bench_data.write_section(md, "a", "second A")
+    write_section(md, "a", "first A")
+    write_section(md, "b", "only B")
+    write_section(md, "a", "second A")
     text = md.read_text()
     assert text.startswith("# Header\n\nintro\n")
     assert section(text, "a").strip() == "second A" and "first A" not in text
@@ -76,9 +81,10 @@ def test_halving_in_hindsight_follows_the_rungs():
     assert asha_milestones(1, 2, 8) == [1, 2, 4]
     # Nine curves whose order at epochs 1-3 is the reverse of their order at epoch 6.
     curves = [[0.1 * i] * 3 + [0.1 * (9 - i)] * 3 for i in range(9)]
-    best, epochs = bench_search.halving_in_hindsight(curves, grace=1, rf=3, max_epochs=6)
+    best, epochs = halving_in_hindsight(curves, grace=1, rf=3, max_epochs=6)
     # Epoch 1 keeps trials 8, 7, 6; epoch 3 keeps trial 8, whose best is 0.8 (0.1 at the end).
     assert best == pytest.approx(0.8)
     assert epochs == 6 * 1 + 2 * 3 + 1 * 6      # six stop at epoch 1, two at 3, one runs to 6
-    agree = bench_search.rank_agreement(curves, 6)
+    agree = rank_agreement(curves, 6)
     assert agree[0] == pytest.approx(-1.0) and agree[4] == pytest.approx(1.0)
+
