@@ -3,7 +3,7 @@
 scripts/bench_data.py and scripts/bench_search.py are the entry points (argparse, then one
 call into here); each writes its own section of the markdown file.
 
-- common.py        machine line, verdicts, section writing
+- common.py        machine line, Verdict (PASS / FAIL / not resolvable), section writing
 - data_share.py    bench_data, and part 2 of bench_search: data loading's share of an epoch
 - plan.py          the sizes of a bench_search run (full or --smoke)
 - reports.py       each trial's reports, read through load_experiment
@@ -26,7 +26,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from vidtune.analysis.bench.common import machine_line, verdict, write_section
+    from vidtune.analysis.bench.common import Verdict, machine_line, verdict, write_section
     from vidtune.analysis.bench.curves import halving_in_hindsight, max_overlap, rank_agreement
     from vidtune.analysis.bench.data_share import DataShare, measure_data_share, run_data_bench
     from vidtune.analysis.bench.efficiency import SearchRun
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from vidtune.analysis.bench.search import run_search_bench
 
 _WHERE = {   # public name -> module under vidtune.analysis.bench
+    "Verdict": "common",
     "machine_line": "common",
     "verdict": "common",
     "write_section": "common",
@@ -59,6 +60,7 @@ __all__ = [
     "NoopOverhead",
     "Plan",
     "SearchRun",
+    "Verdict",
     "halving_in_hindsight",
     "machine_line",
     "make_plan",

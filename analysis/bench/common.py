@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,8 +23,26 @@ from vidtune.trainable.core.config import ModelConfig
 SMOKE_NOTE = "*Smoke run: tiny sizes, the figures only show that the script works.*"
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """A goal's outcome as a table prints it.
+
+    ok is None when the measurement cannot decide: the machine's own run-to-run noise is
+    larger than the margin the goal has to resolve. Printing PASS or FAIL there would claim
+    more than was measured, so the cell says "not resolvable" and why.
+    """
+
+    ok: bool | None
+    note: str = ""          # the caveat printed beside the word, e.g. which estimate decided
+
+    def __str__(self) -> str:
+        word = {True: "**PASS**", False: "**FAIL**", None: "**not resolvable**"}[self.ok]
+        return f"{word} ({self.note})" if self.note else word
+
+
 def verdict(ok: bool) -> str:
-    return "**PASS**" if ok else "**FAIL**"
+    """A plain PASS/FAIL cell, for goals whose figure has no noise estimate."""
+    return str(Verdict(ok))
 
 
 def spread(xs: list[float]) -> float:

@@ -24,11 +24,11 @@ from typing import Any
 import torch
 from vidtune.analysis.bench.common import (
     SMOKE_NOTE,
+    Verdict,
     describe_data,
     describe_model,
     machine_line,
     spread,
-    verdict,
     write_section,
 )
 from vidtune.data import DataConfig, Loaders, load_arrays, make_loaders
@@ -70,10 +70,37 @@ class DataShare:
         return self.in_loader_s / self.real_epoch_s
 
     @property
-    def passed(self) -> bool:
+    def difference_is_noise(self) -> bool:
+        """The difference of two epochs lies within the real epochs' own run-to-run spread.
+
+        Then it cannot tell a loading cost from the machine's drift (one repeat: no spread is
+        known, so the difference counts).
+        """
+        return self.repeats > 1 and abs(self.share) <= self.spread
+
+    @property
+    def judged_share(self) -> float:
+        """The figure the goal is judged on: the larger estimate, or the inside-loader share
+        alone where the difference is noise."""
+        if self.difference_is_noise:
+            return self.in_loader_share
+        return max(self.share, self.in_loader_share)
+
+    @property
+    def verdict(self) -> Verdict:
         # Both estimates must meet the goal: the difference of two epochs is noisy, the
         # in-loader time misses indirect costs (cache pollution), neither alone is the truth.
-        return self.share <= GOAL_SHARE and self.in_loader_share <= GOAL_SHARE
+        # A difference within the spread says nothing either way, so the inside-loader
+        # share decides then, and the cell says so.
+        if self.share > GOAL_SHARE and self.difference_is_noise:
+            return Verdict(self.in_loader_share <= GOAL_SHARE,
+                           f"inside-loader share; the epoch difference, {100 * self.share:.1f} %, "
+                           f"is within the {100 * self.spread:.1f} % run-to-run spread")
+        return Verdict(self.share <= GOAL_SHARE and self.in_loader_share <= GOAL_SHARE)
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict.ok is True
 
 
 class TimedLoader:
@@ -198,8 +225,9 @@ def render(r: DataShare, data: DataConfig, model_cfg: ModelConfig, smoke: bool) 
         "|---|---|",
         *data_share_rows(r),
         "",
-        f"Goal: data loading <= {100 * GOAL_SHARE:.0f} % of epoch time (both estimates): "
-        f"{verdict(r.passed)}",
+        f"Goal: data loading <= {100 * GOAL_SHARE:.0f} % of epoch time (both estimates; the "
+        "inside-loader one alone where the difference lies within the run-to-run spread): "
+        f"{r.verdict}",
         "",
         "A difference below zero, or within the run-to-run spread, is measurement noise rather "
         "than a loading cost; the inside-loader share is the steadier of the two estimates.",

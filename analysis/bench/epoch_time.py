@@ -3,7 +3,8 @@
 The plain loop is run_trial in this process with a no-op report; the Ray trial is a real
 one-trial run_search of the same config (report and checkpoint every epoch). Both run the
 same code at the same threads, so any difference is what Ray costs, or the machine's drift:
-the plain loop runs before Ray starts and again after it has stopped.
+the plain loop runs before Ray starts and again after it has stopped, and its own spread
+says how far the machine moved.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from vidtune.analysis.bench.common import Verdict, spread
 from vidtune.analysis.bench.reports import per_trial, report_intervals, span
 from vidtune.search_spaces import get_space
 from vidtune.trainable.core.search_config import SearchConfig
@@ -65,6 +67,24 @@ class EpochTimes:
         """The figure judged: between reports when there is one (it includes checkpointing)."""
         between = self.between_ratio
         return self.epoch_ratio if between is None else max(between, self.epoch_ratio)
+
+    @property
+    def noise(self) -> float:
+        """The plain loop's own spread, (max - min) / median of its epochs 2+ over both runs.
+
+        Nothing but the same loop ran then, so this is how far the machine's speed moved.
+        """
+        return spread([x for run in self.plain_epoch_s for x in _steady(run)])
+
+    @property
+    def verdict(self) -> Verdict:
+        # The goal has to resolve a 5 % cost: a machine whose own speed moves by more than
+        # that cannot tell it from drift, whichever side of the goal the ratio falls.
+        margin = GOAL_RAY_RATIO - 1
+        if self.noise > margin:
+            return Verdict(None, f"the plain loop's own epochs vary by {100 * self.noise:.1f} %, "
+                                 f"more than the {100 * margin:.0f} % the goal has to resolve")
+        return Verdict(self.ratio <= GOAL_RAY_RATIO)
 
 
 def plain_loop(cfg: SearchConfig) -> tuple[list[float], list[float]]:

@@ -1,4 +1,9 @@
-"""The bench_search section of the markdown file: the summary table, then one part each."""
+"""The bench_search section of the markdown file: the summary table, then one part each.
+
+The result column says PASS or FAIL only where the measurement can decide: a goal whose
+figure is within this machine's own run-to-run noise reads "not resolvable", with the noise
+beside it (part 1), and an estimate that is noise is named as such (part 2).
+"""
 
 from __future__ import annotations
 
@@ -65,9 +70,9 @@ def render(plan: Plan, times: EpochTimes, share: DataShare, runs: list[tuple[Sea
         "| figure | measured | goal | result |",
         "|---|---|---|---|",
         f"| 1. epoch inside Ray / plain loop | {times.ratio:.3f}x | <= {GOAL_RAY_RATIO:.2f}x | "
-        f"{verdict(times.ratio <= GOAL_RAY_RATIO)} |",
-        f"| 2. data-loading share of epoch time | {100 * max(share.share, share.in_loader_share):.1f} % | "
-        f"<= {100 * GOAL_SHARE:.0f} % | {verdict(share.passed)} |",
+        f"{times.verdict} |",
+        f"| 2. data-loading share of epoch time | {100 * share.judged_share:.1f} % | "
+        f"<= {100 * GOAL_SHARE:.0f} % | {share.verdict} |",
         f"| 3a. best val acc, ASHA+TPE - random full budget (mean of {len(runs)} seeds) | "
         f"{fmt_pt(gap)} | >= {fmt_pt(-GOAL_ACC_GAP)} | {verdict(gap >= -GOAL_ACC_GAP)} |",
         f"| 3b. epochs, ASHA+TPE / random full budget | {epoch_ratio:.2f} | <= {GOAL_EPOCH_RATIO:.2f} | "
@@ -107,13 +112,19 @@ def render(plan: Plan, times: EpochTimes, share: DataShare, runs: list[tuple[Sea
         "",
         "The figure judged is the larger of the two ratios, each a median over epochs 2+: the Ray "
         "trial's first epoch overlaps Tune's own start-up (its driver, the trial actor's siblings), "
-        "which part 4 counts as per-search overhead.",
+        "which part 4 counts as per-search overhead. It is judged only where the machine holds "
+        f"still: the plain loop's own epochs 2+ (both runs) vary by {100 * times.noise:.1f} % "
+        "((max - min) / median); above the "
+        f"{100 * (GOAL_RAY_RATIO - 1):.0f} % the goal has to resolve, the result is "
+        "\"not resolvable\" whichever side of the goal the ratio falls.",
         "",
         "### 2. Data-loading share of epoch time",
         "",
         f"`scripts/bench_data.py`'s measurement on the same data and model, {share.threads} torch "
         f"threads, {share.train_clips} train / {share.val_clips} val clips, batch {share.batch_size}, "
-        f"median of {share.repeats} repeat(s). The figure judged is the larger of the two shares.",
+        f"median of {share.repeats} repeat(s). The figure judged is the larger of the two shares, "
+        "or the inside-loader share alone where the difference lies within the run-to-run spread "
+        "(then it cannot tell a loading cost from the machine's drift).",
         "",
         "| measure | value |",
         "|---|---|",
