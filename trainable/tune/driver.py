@@ -1,7 +1,8 @@
 """The search driver: Optuna TPE proposes, Ray Tune runs trials, ASHA stops weak ones.
 
 run_search() starts a new experiment; resume_search() continues one after Ctrl-C, a killed
-driver or a lost machine. Both return the ResultGrid and print the best trial.
+driver or a lost machine. Both return a SearchOutcome. run_repeats() trains one fixed config
+several times (benchmarks); shutdown() stops the Ray that a search leaves running.
 """
 
 from __future__ import annotations
@@ -112,6 +113,16 @@ def init_ray(cfg: SearchConfig) -> None:
     if cfg.num_gpus >= 0:
         kwargs["num_gpus"] = cfg.num_gpus
     ray.init(**kwargs)
+
+
+def shutdown() -> None:
+    """Stop the Ray this process started or joined; no-op if none.
+
+    run_search leaves Ray up, so later searches in the same process reuse it (the benchmarks
+    run many); a caller that wants a Ray of other sizes, or none, ends it here.
+    """
+    if ray.is_initialized():
+        ray.shutdown()
 
 
 def check_cluster(cfg: SearchConfig) -> None:
@@ -265,6 +276,24 @@ def run_search(cfg: SearchConfig) -> SearchOutcome:
     write_text(cfg.experiment_path, CONFIG_FILE, json.dumps(cfg.to_json(), indent=2))
     print(f"search {cfg.name}: {_plan(cfg)} -> {cfg.experiment_path}", file=sys.stderr)
     return _fit(cfg, budget, lambda: _tuner(cfg))
+
+
+def run_repeats(cfg: SearchConfig, params: dict[str, Any]) -> SearchOutcome:
+    """cfg.num_samples trials that all train `params`: no searcher, no early stopping.
+
+    For measurements that must vary one thing only, e.g. the benchmark's packed trials
+    against one trial alone. The folder is a results folder like any other (vidtune.json,
+    trial_<id>/), so load_experiment reads it.
+    """
+    cfg = cfg.resolved()
+    _prepare(cfg)
+    write_text(cfg.experiment_path, CONFIG_FILE, json.dumps(cfg.to_json(), indent=2))
+    tune.Tuner(
+        make_trainable(cfg), param_space=dict(params),
+        tune_config=TuneConfig(num_samples=cfg.num_samples, trial_dirname_creator=trial_dirname),
+        run_config=RunConfig(name=cfg.name, storage_path=cfg.storage_root, verbose=0),
+    ).fit()
+    return outcome_of(cfg, Budget(0.0))
 
 
 def budget_spent(path: str) -> tuple[float, float]:

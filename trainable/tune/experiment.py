@@ -9,7 +9,9 @@ trials:  one row per trial, in creation order: trial_id, order, status, the samp
          parameters, best_val_acc, best_epoch, final_val_acc, epochs, time_s, start, end,
          and what it was given: device, gpu_share, gpu_cap_mb, gpu_name.
 history: one row per reported epoch: trial_id, epoch, val_acc, val_loss, train_loss,
-         time_total_s, timestamp.
+         time_total_s, timestamp, and the timings the benchmarks read: epoch_time_s (the
+         loop's own), started_at and reported_at (the adapter's float wall clock; Ray's
+         timestamp is whole seconds).
 
 status is a vidtune.trainable.core.trials.TrialStatus value (classify() decides it).
 """
@@ -29,7 +31,8 @@ from vidtune.trainable.core.search_config import SearchConfig, is_uri
 from vidtune.trainable.core.trials import classify
 
 GRANT_COLUMNS = ["device", "gpu_share", "gpu_cap_mb", "gpu_name"]
-HISTORY_COLUMNS = ["trial_id", "epoch", "val_acc", "val_loss", "train_loss", "time_total_s", "timestamp"]
+HISTORY_COLUMNS = ["trial_id", "epoch", "val_acc", "val_loss", "train_loss", "time_total_s", "timestamp",
+                   "epoch_time_s", "started_at", "reported_at"]
 STATE_GLOB = "experiment_state-*.json"
 
 
