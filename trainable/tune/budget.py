@@ -6,11 +6,14 @@
   trial needs to reach its first ASHA rung (the median over the trials so far), and ends the
   run as Ctrl-C does once the budget is spent, or once the gate is closed and no trial is
   left running. Running trials are saved and `vidtune resume` continues them.
-- GatedLimiter is the ConcurrencyLimiter with the gate in front of the searcher.
+- BudgetedSearch is Tune's SearchGenerator with the gate in front of the searcher.
 
 Ending the run: Tune installs a handler for SIGUSR1 that does what the first Ctrl-C does (set
 its "experiment interrupted" event, save the experiment, return from fit()); the keeper sends
-that signal to its own process.
+that signal to its own process. The event is only looked at between steps, and a step with
+no live trial waits up to 600 s for the searcher to propose one, so BudgetedSearch also says
+it is finished once the budget has ended the run. That is not saved with the experiment
+(Tune saves its own `finished` flag, which stays False), so a resume can search on.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import time
 from typing import Any
 
 from ray.tune import Callback
-from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search import SearchGenerator
 
 from vidtune.trainable.core.search_config import format_duration, write_text
 
@@ -62,13 +65,16 @@ def set_current(budget: Budget | None) -> None:
     _current = budget
 
 
-class GatedLimiter(ConcurrencyLimiter):
-    """A ConcurrencyLimiter that proposes nothing while the budget's gate is closed."""
+class BudgetedSearch(SearchGenerator):
+    """Tune's SearchGenerator, proposing nothing while this run's budget gate is closed."""
 
-    def suggest(self, trial_id: str) -> dict | None:
+    def next_trial(self) -> Any:
         if _current is not None and _current.closed:
             return None
-        return super().suggest(trial_id)
+        return super().next_trial()
+
+    def is_finished(self) -> bool:
+        return super().is_finished() or (_current is not None and _current.ended)
 
 
 def time_to_first_rung(trials: list, grace_period: int) -> float | None:

@@ -22,6 +22,7 @@ import ray
 from ray import tune
 from ray.tune import CheckpointConfig, CLIReporter, FailureConfig, RunConfig, TuneConfig
 from ray.tune.schedulers import FIFOScheduler
+from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from vidtune.data import load_arrays
@@ -40,8 +41,8 @@ from vidtune.trainable.tune.asha import ResumableASHA, RungKeeper
 from vidtune.trainable.tune.budget import (
     BUDGET_FILE,
     Budget,
+    BudgetedSearch,
     BudgetKeeper,
-    GatedLimiter,
     set_current,
 )
 from vidtune.trainable.tune.checkpoints import CheckpointKeeper
@@ -74,7 +75,7 @@ def trial_slots(cfg: SearchConfig) -> int:
     return max(1, min(slots, cfg.num_samples) if cfg.num_samples else slots)
 
 
-def make_searcher(cfg: SearchConfig, slots: int) -> GatedLimiter:
+def make_searcher(cfg: SearchConfig, slots: int) -> BudgetedSearch:
     """Seeded TPE over the named space, the seed default first.
 
     The ConcurrencyLimiter matters twice: TPE proposes only as many configs as can run (later
@@ -90,7 +91,7 @@ def make_searcher(cfg: SearchConfig, slots: int) -> GatedLimiter:
         sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=max(2, min(10, expected // 3)))
     searcher = OptunaSearch(space=space.define, metric=METRIC, mode=MODE, sampler=sampler,
                             points_to_evaluate=[dict(space.default)])
-    return GatedLimiter(searcher, max_concurrent=slots)
+    return BudgetedSearch(ConcurrencyLimiter(searcher, max_concurrent=slots))
 
 
 def make_scheduler(cfg: SearchConfig) -> ResumableASHA | FIFOScheduler:
