@@ -33,7 +33,10 @@ class Trial:
 
 
 def make_asha(*, max_t: int = 4, grace: int = 1, rf: float = 2, cap: bool = False) -> ResumableASHA:
-    """A scheduler as the driver builds it (max 4, rf 2: rungs at 1, 2 and 4); Tune sets the metric."""
+    """A scheduler as the driver builds it (max 4, rf 2: rungs at 1, 2 and 4).
+
+    Tune hands it the metric and mode the same way.
+    """
     asha = ResumableASHA(time_attr="epoch", max_t=max_t, grace_period=grace, reduction_factor=rf,
                          promotion_cap=cap)
     assert asha.set_search_properties("val_acc", "max")
@@ -164,7 +167,7 @@ def test_cap_is_max_one_floor_n_over_rf(rf, expected):
 
 
 def test_cap_stops_trials_the_quantile_would_let_through(tmp_path):
-    """Rising values (a sampler that learns) pass Ray's quantile every time; the cap holds n // rf."""
+    """Rising values (a sampler that learns) pass Ray's quantile every time; the cap holds n//rf."""
     values = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
     ids = [f"t{i}" for i in range(len(values))]
     plain, capped = make_asha(), make_asha(cap=True)
@@ -183,7 +186,8 @@ def test_cap_never_passes_a_trial_the_quantile_stops(tmp_path):
     asha = make_asha(cap=True)
     ids = [f"t{i}" for i in range(6)]
     add(asha, tmp_path, *ids)
-    actions = [report(asha, i, 1, v) for i, v in zip(ids, [0.6, 0.5, 0.4, 0.3, 0.2, 0.1], strict=True)]
+    values = [0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
+    actions = [report(asha, i, 1, v) for i, v in zip(ids, values, strict=True)]
     assert actions == [CONTINUE] + [STOP] * 5          # each is below the median before it
     assert promoted(asha)[1.0] == ["t0"]
 
@@ -239,7 +243,7 @@ def test_no_decision_log_behind_a_uri(tmp_path, monkeypatch):
 # -- state round trip ---------------------------------------------------------------------
 
 def _history(asha: ResumableASHA, folder: Path) -> None:
-    """Four trials at rung 1 (median cutoff); t0, which passes with or without the cap, at rung 2."""
+    """Four trials at rung 1 (median cutoff); t0, which passes with or without the cap, at 2."""
     add(asha, folder, "t0", "t1", "t2", "t3")
     for i, value in enumerate([0.2, 0.8, 0.5, 0.49]):
         report(asha, f"t{i}", 1, value)
@@ -252,7 +256,10 @@ def test_rung_keeper_round_trip_restores_every_record(tmp_path, caplog, cap, tra
     original = make_asha(cap=cap)
     _history(original, tmp_path)
     state = RungKeeper(original).get_state()
-    state = pickle.loads(pickle.dumps(state)) if transport == "pickle" else json.loads(json.dumps(state))
+    if transport == "pickle":      # how Tune saves callback state
+        state = pickle.loads(pickle.dumps(state))
+    else:                          # and a state that went through JSON, with its lists
+        state = json.loads(json.dumps(state))
 
     restored = make_asha(cap=cap)
     with caplog.at_level(logging.INFO, logger=LOGGER):

@@ -38,7 +38,8 @@ class Trial:
     last_result: dict[str, Any] = field(default_factory=dict)
 
 
-def train(mirror: OptunaMirror, trial: Trial, curve: list[float], *, diverged: bool = False) -> None:
+def train(mirror: OptunaMirror, trial: Trial, curve: list[float], *,
+          diverged: bool = False) -> None:
     """Report one epoch per value of curve, as Tune passes results to its callbacks."""
     for epoch, val_acc in enumerate(curve, start=1):
         last = diverged and epoch == len(curve)
