@@ -4,6 +4,7 @@ and the trials' progress.csv read independently of the code under test.
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from collections.abc import Callable
@@ -70,10 +71,26 @@ def read_progress() -> Callable[[str | Path], dict[str, pd.DataFrame]]:
         for path in sorted(Path(experiment).glob("trial_*/progress.csv")):
             if path.stat().st_size == 0:
                 continue
-            df = pd.read_csv(path)
-            (trial_id,) = df["trial_id"].astype(str).unique()
+            # As text: a hex id such as 61e32900 would otherwise be read as the float inf.
+            df = pd.read_csv(path, dtype={"trial_id": str})
+            (trial_id,) = df["trial_id"].unique()
             assert df["epoch"].is_unique and df["epoch"].is_monotonic_increasing, path
             out[trial_id] = df
         return out
+
+    return read
+
+
+@pytest.fixture(scope="session")
+def read_snapshot() -> Callable[[str | Path], list[dict]]:
+    """read(experiment folder) -> the trials of Ray's newest experiment snapshot.
+
+    In creation order, each a dict with Ray's trial_id, status (PENDING, RUNNING, TERMINATED,
+    ERROR) and config: parsed here with json alone, like read_progress.
+    """
+
+    def read(experiment: str | Path) -> list[dict]:
+        newest = max(Path(experiment).glob("experiment_state-*.json"))
+        return [json.loads(state) for state, _ in json.loads(newest.read_text())["trial_data"]]
 
     return read

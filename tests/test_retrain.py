@@ -71,7 +71,7 @@ def retrained(search: str) -> tuple[Path, str]:
 
 
 @pytest.fixture(scope="module")
-def expected_pick(search: str, read_progress) -> pd.Series:
+def expected_pick(search: str, read_progress, read_snapshot) -> pd.Series:
     """The retrain rule worked out here from what the trials wrote, not by best_trial().
 
     Progress from each trial's progress.csv; creation order and Ray's ERROR status from Ray's
@@ -79,9 +79,7 @@ def expected_pick(search: str, read_progress) -> pd.Series:
     that trained the most epochs; of them the best final val_acc; a tie to the earlier trial.
     With 20 val clips, accuracies step by 0.05, so ties do happen.
     """
-    progress = read_progress(search)
-    snapshot = max(Path(search).glob("experiment_state-*.json"))
-    states = [json.loads(state) for state, _ in json.loads(snapshot.read_text())["trial_data"]]
+    progress, states = read_progress(search), read_snapshot(search)
     rows = [{"trial_id": t["trial_id"], "order": order, "config": t["config"],
              "epochs": int(progress[t["trial_id"]]["epoch"].max()),
              "final_val_acc": float(progress[t["trial_id"]]["val_acc"].iloc[-1])}

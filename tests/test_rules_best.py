@@ -162,7 +162,8 @@ def test_best_reported_counts_failed_trials_but_never_a_diverged_report():
     assert best_reported(table, only_a, ()) == Best("a", 0.2, 1, {}, "diverged")
 
 
-def test_best_reported_ties_go_to_the_earlier_report():
+def test_best_reported_ties_go_to_the_earlier_trial_then_epoch():
+    """The first of the tied rows, in the loader's history order: by trial, then by epoch."""
     table = trials(("a", 0, "completed", 0.6, 2), ("b", 1, "completed", 0.6, 2))
     hist = history(("a", 1, 0.4), ("a", 2, 0.6), ("b", 1, 0.6), ("b", 2, 0.6))
     best = best_reported(table, hist, ())
