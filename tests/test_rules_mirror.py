@@ -58,10 +58,11 @@ def end(mirror: OptunaMirror, trial: Trial, status: str = "TERMINATED") -> None:
 
 def stored(folder: Path) -> list[optuna.trial.FrozenTrial]:
     """The study's trials as a fresh process would load them; [] if no study was created yet."""
-    url = f"sqlite:///{folder / DB_FILE}"
-    if STUDY not in optuna.get_all_study_names(storage=url):
+    try:
+        study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{folder / DB_FILE}")
+    except KeyError:    # no such study
         return []
-    return optuna.load_study(study_name=STUDY, storage=url).get_trials()
+    return study.get_trials()
 
 
 def by_ray_id(folder: Path) -> dict[str, optuna.trial.FrozenTrial]:
