@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from vidtune.analysis import asha_milestones
 from vidtune.trainable.tune.asha import DECISIONS_FILE, ResumableASHA, RungKeeper
 

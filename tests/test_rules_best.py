@@ -11,6 +11,7 @@ import math
 
 import pandas as pd
 import pytest
+
 from vidtune.trainable.core.trials import (
     Best,
     TrialStatus,

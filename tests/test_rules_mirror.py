@@ -18,6 +18,7 @@ from typing import Any
 
 import optuna
 import pytest
+
 from vidtune.trainable.tune.optuna_mirror import DB_FILE, RAY_ID, OptunaMirror
 
 MAX_EPOCHS = 3
