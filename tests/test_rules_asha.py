@@ -99,9 +99,7 @@ def test_rungs_sit_at_grace_times_rf_powers_below_max(tmp_path, grace, rf, max_t
 
 @pytest.mark.parametrize("grace,rf,max_t", [
     (1, 3, 6), (1, 2, 3), (1, 2, 8), (2, 2, 9), (1, 3, 27), (2, 2, 2), (1, 4, 30), (3, 3, 30),
-    pytest.param(1, 2.5, 10, marks=pytest.mark.xfail(
-        strict=True, reason="asha_milestones truncates Ray's rung at 2.5 to epoch 2; Ray records "
-                            "there at epoch 3, the first epoch >= 2.5")),
+    (1, 2.5, 10),   # Ray's rung at 2.5 records at epoch 3, the first epoch >= 2.5
 ])
 def test_analysis_milestones_are_the_schedulers_rungs(tmp_path, grace, rf, max_t):
     """The analysis marks the rungs on its plots (and the benchmark replays them) without Ray."""

@@ -24,10 +24,15 @@ import optuna
 from ray.tune import Callback
 
 from vidtune.search_spaces import space_distributions
+from vidtune.trainable.core.trials import TrialStatus, classify
 
 logger = logging.getLogger(__name__)
 
 DB_FILE = "optuna.db"
+STATES = {TrialStatus.COMPLETED: optuna.trial.TrialState.COMPLETE,
+          TrialStatus.STOPPED: optuna.trial.TrialState.PRUNED,
+          TrialStatus.DIVERGED: optuna.trial.TrialState.FAIL,
+          TrialStatus.ERRORED: optuna.trial.TrialState.FAIL}
 RAY_ID = "ray_trial_id"
 
 
@@ -91,17 +96,15 @@ class OptunaMirror(Callback):
     def _frozen(self, trial) -> optuna.trial.FrozenTrial:
         last = dict(trial.last_result or {})
         values = {e: v for e, v in self._values.get(trial.trial_id, {}).items() if math.isfinite(v)}
-        if trial.status == "ERROR" or last.get("diverged"):
-            state, value, status = optuna.trial.TrialState.FAIL, None, "errored" if trial.status == "ERROR" else "diverged"
-        elif last.get("epoch", 0) >= self.max_epochs:
-            state, value, status = optuna.trial.TrialState.COMPLETE, float(last["val_acc"]), "completed"
-        else:
-            state, value, status = optuna.trial.TrialState.PRUNED, None, "stopped"
+        # Only finished trials are written; on_trial_complete runs while Ray still says RUNNING.
+        status = classify("ERROR" if trial.status == "ERROR" else "TERMINATED", last, self.max_epochs)
+        state = STATES[status]
+        value = float(last["val_acc"]) if status is TrialStatus.COMPLETED else None
         distributions = space_distributions(self.space)
         params = {k: v for k, v in trial.config.items() if k in distributions}
         return optuna.trial.create_trial(
             state=state, value=value, params=params,
             distributions={k: distributions[k] for k in params},
             intermediate_values=values,
-            user_attrs={RAY_ID: trial.trial_id, "status": status, "epochs": int(last.get("epoch", 0))},
+            user_attrs={RAY_ID: trial.trial_id, "status": status.value, "epochs": int(last.get("epoch", 0))},
         )
