@@ -159,7 +159,7 @@ def compute_text(a: Analysis) -> str:
 
 def _trials_for_report(a: Analysis) -> pd.DataFrame:
     cols = ["trial_id", "status", *a.param_names, "best_val_acc", "best_epoch", "final_val_acc",
-            "epochs", "time_s", "device", "gpu_share", "gpu_cap_mb"]
+            "epochs", "time_s", "s_per_epoch", "device", "gpu_share", "gpu_cap_mb"]
     df = a.trials.sort_values("order").reindex(columns=cols) if len(a.trials) else pd.DataFrame(columns=cols)
     return df.assign(status=df["status"].map(lambda s: TrialStatus(s).label))
 

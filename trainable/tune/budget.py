@@ -34,7 +34,10 @@ from vidtune.trainable.core.search_config import format_duration, write_text
 
 logger = logging.getLogger(__name__)
 
-BUDGET_FILE = "budget.json"
+# Not *.json: on restore Ray copies every .json and .pkl of the experiment folder into its
+# staging folder and copies them back over the originals at every sync, which would put the
+# first run's numbers back. One JSON line, rewritten at every experiment snapshot.
+BUDGET_FILE = "budget.jsonl"
 
 
 class Budget:
@@ -102,7 +105,7 @@ class BudgetKeeper(Callback):
         return _current or Budget(0.0)
 
     def get_state(self) -> dict | None:
-        """Called with every experiment snapshot: the time spent goes to budget.json, which
+        """Called with every experiment snapshot: the time spent goes to budget.jsonl, which
         `vidtune resume` reads before Ray starts (it restores the spent seconds from there)."""
         try:
             write_text(self.experiment_path, BUDGET_FILE, json.dumps(

@@ -4,18 +4,24 @@ A running trial keeps its last two checkpoints (Ray's num_to_keep=2): the newest
 from, the one before in case the newest is corrupt. Once a trial has finished it is never
 resumed again, so CheckpointKeeper, a Tune callback, keeps the newest checkpoint of the
 best `keep` finished trials only (ranked by the retrain rule of core.trials.best_trial:
-most epochs, then final val_acc, then the earlier trial) and deletes every other checkpoint
-of a finished trial. Metrics, config and progress.csv stay. Errored trials keep their newest
-checkpoint: `vidtune resume` may retry them from it.
+most epochs, then final val_acc, then the earlier trial), slimmed to the weights (the
+optimizer's moments are two thirds of it and only a resume needs them), and deletes every
+other checkpoint of a finished trial. Metrics, config and progress.csv stay. Errored trials
+keep their checkpoints: `vidtune resume` may retry them from the newest.
 """
 
 from __future__ import annotations
 
+import io
 import logging
+import pickle
 from typing import Any
 
 import pyarrow.fs
+import torch
 from ray.tune import Callback
+
+from vidtune.trainable.core.checkpoint import STATE
 
 logger = logging.getLogger(__name__)
 
@@ -63,15 +69,35 @@ class CheckpointKeeper(Callback):
         if any(trial_id == trial.trial_id for _, trial_id in self._top):
             return
         entered = self.keep > 0 and (len(self._top) < self.keep or key < self._top[-1][0])
-        _delete(trial, _checkpoints(trial)[:-1] if entered else _checkpoints(trial))
+        folders = _checkpoints(trial)
+        _delete(trial, folders[:-1] if entered else folders)
         if not entered:
             return
+        if folders:
+            _slim(trial.storage.storage_filesystem, folders[-1])
         self._top = sorted([*self._top, (key, trial.trial_id)])
         if len(self._top) > self.keep:
             _, out = self._top.pop()
             pushed = next((t for t in trials if t.trial_id == out), None)
             if pushed is not None:
                 _delete(pushed, _checkpoints(pushed))
+
+
+def _slim(fs: Any, folder: str) -> None:
+    """Drop the optimizer state from a finished trial's checkpoint (written beside, renamed)."""
+    path = f"{folder}/{STATE}"
+    try:
+        with fs.open_input_file(path) as f:
+            state = torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=True)
+        if "optimizer" not in state:
+            return
+        buffer = io.BytesIO()
+        torch.save({**{k: v for k, v in state.items() if k != "optimizer"}, "slim": True}, buffer)
+        with fs.open_output_stream(path + ".tmp") as f:
+            f.write(buffer.getvalue())
+        fs.move(path + ".tmp", path)
+    except (OSError, RuntimeError, pickle.UnpicklingError) as exc:
+        logger.warning("could not slim checkpoint %s: %s", folder, exc)
 
 
 def _delete(trial: Any, folders: list[str]) -> None:

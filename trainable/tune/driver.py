@@ -298,7 +298,7 @@ def run_repeats(cfg: SearchConfig, params: dict[str, Any]) -> SearchOutcome:
 
 
 def budget_spent(path: str) -> tuple[float, float]:
-    """(total_s, spent_s) that budget.json of a search records; (0, 0) without a budget."""
+    """(total_s, spent_s) that budget.jsonl of a search records; (0, 0) without a budget."""
     text = read_text(path, BUDGET_FILE)
     if text is None:
         return 0.0, 0.0

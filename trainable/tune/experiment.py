@@ -6,7 +6,8 @@ It reads the newest experiment_state-*.json once (trial ids, statuses, configs, 
 results, error files) and each trial's progress.csv (one row per report).
 
 trials:  one row per trial, in creation order: trial_id, order, status, the sampled
-         parameters, best_val_acc, best_epoch, final_val_acc, epochs, time_s, start, end,
+         parameters, best_val_acc, best_epoch, final_val_acc, epochs, time_s, s_per_epoch
+         (the median epoch's seconds), start, end,
          and what it was given: device, gpu_share, gpu_cap_mb, gpu_name.
 history: one row per reported epoch: trial_id, epoch, val_acc, val_loss, train_loss,
          time_total_s, timestamp, and the timings the benchmarks read: epoch_time_s (the
@@ -32,7 +33,7 @@ from vidtune.trainable.core.trials import classify
 
 GRANT_COLUMNS = ["device", "gpu_share", "gpu_cap_mb", "gpu_name"]
 HISTORY_COLUMNS = ["trial_id", "epoch", "val_acc", "val_loss", "train_loss", "time_total_s", "timestamp",
-                   "epoch_time_s", "started_at", "reported_at"]
+                   "epoch_time_s", "cpu_threads", "started_at", "reported_at"]
 STATE_GLOB = "experiment_state-*.json"
 
 
@@ -149,6 +150,9 @@ def load_experiment(path: str | Path) -> Experiment:
             "final_val_acc": float(df["val_acc"].iloc[-1]) if len(df) else math.nan,
             "epochs": int(df["epoch"].max()) if len(df) else 0,
             "time_s": float(last.get("time_total_s", 0.0) or 0.0),
+            # What a config costs: the median epoch (a slow config shows here, and in the report).
+            "s_per_epoch": float(df["epoch_time_s"].median()) if len(df) and "epoch_time_s" in df
+            else math.nan,
             "start": float(df["timestamp"].min() - df["time_this_iter_s"].iloc[0])
             if len(df) and "time_this_iter_s" in df else math.nan,
             "end": float(df["timestamp"].max()) if len(df) else math.nan,
