@@ -62,7 +62,9 @@ def test_finished_trials_keep_one_slim_checkpoint_each_only_the_best(tmp_path, c
 
 def test_last_trial_takes_the_idle_core_unless_threads_are_fixed(tmp_path, cache_dir, local_ray):
     """3 trials on 2 CPUs, no early stopping: the third runs alone at the end and gets 2 threads."""
-    common = dict(num_samples=3, max_epochs=8, grace_period=8, max_concurrent=2)
+    common = dict(num_samples=3, max_epochs=8, grace_period=8, max_concurrent=2,
+                  data=DataConfig(num_clips=500, frames=6, height=16, width=16, noise=0.2,
+                                  cache_dir=cache_dir))
     shared = run_search(_search(tmp_path, cache_dir, name="shared", **common))
     fixed = run_search(_search(tmp_path, cache_dir, name="fixed", fixed_threads=True, **common))
     shared_threads = pd.concat(_progress(shared.experiment_path).values())["cpu_threads"]

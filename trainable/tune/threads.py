@@ -107,12 +107,14 @@ class ThreadSharer(Callback):
         if now - self._checked < POLL_S / 2:
             return
         self._checked = now
-        running = {t.trial_id: ((t.last_result or {}).get("node_id"), self.cpus)
+        board = self._ensure_board(now)
+        # A trial's node is known from its first report; on a single node it is that one.
+        only = next(iter(self._node_cpus)) if len(self._node_cpus) == 1 else None
+        running = {t.trial_id: ((t.last_result or {}).get("node_id") or only, self.cpus)
                    for t in trials if t.status == "RUNNING"}
         waiting = any(t.status == "PENDING" for t in trials)
         capped = self.num_samples and len(trials) >= self.num_samples
         more_coming = waiting or (not capped and not gate_closed())
-        board = self._ensure_board(now)
         shares = share_cpus(running, self._node_cpus, more_coming)
         shares = {t: n for t, n in shares.items() if n != self.cpus}   # only the raised ones
         if shares != self._last:
