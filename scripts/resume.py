@@ -22,9 +22,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
         outcome = resume_search(args.results_dir, address=args.address)
     except ValueError as exc:
         fail(p, exc)
-    print_outcome(outcome)
+    print_outcome(outcome, p.prog)
     if outcome.unfinished:
         raise SystemExit(130)
+    if outcome.all_failed:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -40,9 +40,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
         outcome = run_search(cfg)
     except ValueError as exc:
         fail(p, exc)
-    print_outcome(outcome)
+    print_outcome(outcome, p.prog)
     if outcome.unfinished:
         raise SystemExit(130)
+    if outcome.all_failed:   # the same error in every trial: a failed command, no hints
+        raise SystemExit(1)
     print(f"analyze: vidtune analyze {outcome.experiment_path}")
     print(f"retrain: vidtune retrain {outcome.experiment_path}")
 

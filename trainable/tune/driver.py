@@ -22,13 +22,21 @@ from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from vidtune.data import load_arrays
 from vidtune.search_spaces import get_space, space_distributions
-from vidtune.trainable.core.search_config import CONFIG_FILE, SearchConfig, is_uri, write_text
+from vidtune.trainable.core.failures import error_counts
+from vidtune.trainable.core.preflight import preflight
+from vidtune.trainable.core.search_config import (
+    CONFIG_FILE,
+    SearchConfig,
+    is_uri,
+    read_text,
+    write_text,
+)
 from vidtune.trainable.core.trials import Best, TrialStatus, best_reported
 from vidtune.trainable.tune.adapter import tune_trainable
 from vidtune.trainable.tune.asha import ResumableASHA, RungKeeper
 from vidtune.trainable.tune.experiment import load_experiment
+from vidtune.trainable.tune.failures import NoRetry
 from vidtune.trainable.tune.optuna_mirror import OptunaMirror
 
 METRIC, MODE = "val_acc", "max"
@@ -165,6 +173,7 @@ def _tuner(cfg: SearchConfig) -> tune.Tuner:
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
             callbacks=[OptunaMirror(cfg.name, cfg.space, cfg.max_epochs, cfg.optuna_storage),
+                       NoRetry(cfg.max_failures),
                        *([RungKeeper(scheduler)] if isinstance(scheduler, ResumableASHA) else [])],
             progress_reporter=trial_table(cfg),
             verbose=1,
@@ -179,6 +188,22 @@ class SearchOutcome:
     num_trials: int
     num_errors: int
     unfinished: int = 0                  # trials not finished + trials not started (Ctrl-C)
+    errors: tuple[tuple[str, int], ...] = ()   # (one-line error, trials), most common first
+    warnings: tuple[str, ...] = ()             # "trial <id>: <what>", e.g. a checkpoint fallback
+
+    @property
+    def all_failed(self) -> bool:
+        """Every trial errored (and none is left to run): the search failed."""
+        return self.num_trials > 0 and self.num_errors == self.num_trials and not self.unfinished
+
+
+def trial_problems(trials) -> tuple[tuple[tuple[str, int], ...], tuple[str, ...]]:
+    """(errors counted by their one-line message, warnings per trial) of a trials table."""
+    if not len(trials):
+        return (), ()
+    errors = tuple(error_counts(trials["error"]))
+    warnings = tuple(f"trial {t}: {w}" for t, w in zip(trials["trial_id"], trials["warning"], strict=True) if w)
+    return errors, warnings
 
 
 def outcome_of(cfg: SearchConfig) -> SearchOutcome:
@@ -194,7 +219,8 @@ def outcome_of(cfg: SearchConfig) -> SearchOutcome:
     write_text(cfg.experiment_path, BEST_FILE,
                json.dumps(None if best is None else best.to_json(), indent=2))
     return SearchOutcome(cfg.experiment_path, best, len(trials),
-                         sum(s is TrialStatus.ERRORED for s in statuses), unfinished)
+                         sum(s is TrialStatus.ERRORED for s in statuses), unfinished,
+                         *trial_problems(trials))
 
 
 def _prepare(cfg: SearchConfig) -> None:
@@ -203,15 +229,16 @@ def _prepare(cfg: SearchConfig) -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # The classic reporter: one compact live table, not a box per trial event.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Refuse bad data and unwritable folders before Ray starts. It builds the data cache once
+    # here, so trials on this node start from it.
+    preflight(cfg)
     init_ray(cfg)
     check_cluster(cfg)
-    # Build or check the data cache once here, so trials on this node start from it.
-    load_arrays(cfg.data, progress=True)
 
 
 def run_search(cfg: SearchConfig) -> SearchOutcome:
     cfg = cfg.resolved()
-    if not is_uri(cfg.experiment_path) and Path(cfg.experiment_path, CONFIG_FILE).exists():
+    if read_text(cfg.experiment_path, CONFIG_FILE) is not None:   # a path or a URI
         raise ValueError(f"{cfg.experiment_path} already holds a search; resume it with "
                          f"`vidtune resume {cfg.experiment_path}` or choose another --name")
     _prepare(cfg)
@@ -232,7 +259,10 @@ def resume_search(path: str, address: str = "") -> SearchOutcome:
                          "(was the search killed before its first trial started?)")
     _prepare(cfg)
     print(f"resuming {cfg.name} from {cfg.experiment_path}", file=sys.stderr)
+    # Errored trials stay failed (resume_errored=False): a deterministic error would fail
+    # again, and a transient one has used its --max-failures retries. So the Optuna mirror's
+    # FAIL row, the searcher's FAIL and trials.csv's "errored" stay true without a rerun.
     tuner = tune.Tuner.restore(cfg.experiment_path, trainable=make_trainable(cfg),
-                               resume_unfinished=True, resume_errored=True)
+                               resume_unfinished=True, resume_errored=False)
     tuner.fit()
     return outcome_of(cfg)

@@ -7,7 +7,8 @@ results, error files) and each trial's progress.csv (one row per report).
 
 trials:  one row per trial, in creation order: trial_id, order, status, the sampled
          parameters, best_val_acc, best_epoch, final_val_acc, epochs, time_s, start, end,
-         and what it was given: device, gpu_share, gpu_cap_mb, gpu_name.
+         what it was given: device, gpu_share, gpu_cap_mb, gpu_name; for an errored trial its
+         error in one line (error), and any fallback to an older checkpoint (warning).
 history: one row per reported epoch: trial_id, epoch, val_acc, val_loss, train_loss,
          time_total_s, timestamp.
 
@@ -25,7 +26,8 @@ from typing import Any
 
 import pandas as pd
 
-from vidtune.trainable.core.search_config import SearchConfig, is_uri
+from vidtune.trainable.core.failures import last_error_line
+from vidtune.trainable.core.search_config import SearchConfig, filesystem, is_uri
 from vidtune.trainable.core.trials import classify
 
 GRANT_COLUMNS = ["device", "gpu_share", "gpu_cap_mb", "gpu_name"]
@@ -61,9 +63,7 @@ class _Folder:
         self.path = path
         self.fs: Any = None
         if is_uri(path):
-            import pyarrow.fs
-
-            self.fs, self.base = pyarrow.fs.FileSystem.from_uri(path)
+            self.fs, self.base = filesystem(path)
 
     def newest_state(self) -> str | None:
         if self.fs is None:
@@ -115,6 +115,17 @@ def _progress(folder: _Folder, record: TrialRecord) -> pd.DataFrame:
         return pd.DataFrame(columns=HISTORY_COLUMNS)
 
 
+def _error_line(folder: _Folder, record: TrialRecord) -> str:
+    """An errored trial's error in one line: the one it reported before raising a deterministic
+    error (adapter), else the last exception in Ray's error.txt. "" for other trials."""
+    if record.status != "ERROR":
+        return ""
+    if record.last_result.get("error"):
+        return str(record.last_result["error"])
+    raw = folder.read(f"{record.folder}/{record.error_file or 'error.txt'}")
+    return last_error_line(raw.decode(errors="replace")) if raw else "unknown error (no error.txt)"
+
+
 def load_experiment(path: str | Path) -> Experiment:
     """Load a results folder. ValueError naming the folder if it is not one."""
     path = str(path) if is_uri(str(path)) else str(Path(path).expanduser().resolve())
@@ -127,8 +138,10 @@ def load_experiment(path: str | Path) -> Experiment:
             if key not in params:
                 params.append(key)
         df = _progress(folder, record)
-        if df.empty or "val_acc" not in df:
+        if df.empty or "val_acc" not in df or "epoch" not in df:
             df = pd.DataFrame(columns=HISTORY_COLUMNS)
+        # A deterministic error is reported once before it is raised, with no epoch (adapter).
+        df = df.dropna(subset=["epoch"])
         df = df.assign(trial_id=record.trial_id)
         # A trial resumed from a checkpoint may report an epoch twice: keep the latest.
         df = df.drop_duplicates(subset=["epoch"], keep="last") if len(df) else df
@@ -151,6 +164,8 @@ def load_experiment(path: str | Path) -> Experiment:
             "end": float(df["timestamp"].max()) if len(df) else math.nan,
             # What the trial was given (core.trial.Grant): the cap is visible in trials.csv.
             **{k: last.get(k) for k in GRANT_COLUMNS},
+            "error": _error_line(folder, record),
+            "warning": str(last.get("restore_warning") or ""),
         })
     trials = pd.DataFrame(rows)
     history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame(columns=HISTORY_COLUMNS)
