@@ -118,6 +118,7 @@ def print_outcome(outcome: SearchOutcome, prog: str = "vidtune search") -> None:
               f"  vidtune resume {path}")
 
 
-def fail(parser: argparse.ArgumentParser, exc: Exception) -> typing.NoReturn:
-    """Print a clean one-line error (no traceback) and exit 2, as argparse does."""
-    parser.exit(2, f"{parser.prog}: error: {exc}\n")
+def fail(parser: argparse.ArgumentParser, exc: Exception, status: int = 2) -> typing.NoReturn:
+    """Print a clean one-line error (no traceback) and exit 2, as argparse does (bad input);
+    status 1 for a command that started and then failed."""
+    parser.exit(status, f"{parser.prog}: error: {exc}\n")

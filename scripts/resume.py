@@ -17,11 +17,14 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     p.add_argument("--address", default="", help="resume on a Ray cluster ('auto' or HOST:PORT)")
     args = p.parse_args(argv)
     from vidtune.trainable.tune.driver import resume_search
+    from vidtune.trainable.tune.failures import StorageLostError
 
     try:
         outcome = resume_search(args.results_dir, address=args.address)
     except ValueError as exc:
         fail(p, exc)
+    except StorageLostError as exc:
+        fail(p, exc, status=1)
     print_outcome(outcome, p.prog)
     if outcome.unfinished:
         raise SystemExit(130)

@@ -35,11 +35,14 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     except ValueError as exc:
         fail(p, exc)
     from vidtune.trainable.tune.driver import run_search
+    from vidtune.trainable.tune.failures import StorageLostError
 
     try:
         outcome = run_search(cfg)
     except ValueError as exc:
         fail(p, exc)
+    except StorageLostError as exc:
+        fail(p, exc, status=1)
     print_outcome(outcome, p.prog)
     if outcome.unfinished:
         raise SystemExit(130)

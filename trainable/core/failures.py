@@ -11,8 +11,6 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
-import torch
-
 # Torch reports a tensor shape that does not fit a layer as a plain RuntimeError; these are
 # the words its shape checks use (conv, pool, linear, LSTM, view, broadcasting, load_state_dict).
 _SHAPE = re.compile(r"\bshapes?\b|\bsizes?\b|\bchannels\b|\bdimension\b")
@@ -24,6 +22,8 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 def is_deterministic(exc: BaseException) -> bool:
     """True for an error that would raise again on a retry: ValueError/TypeError from the
     configs' and data's own validation, and torch's shape errors. CUDA OOM is transient."""
+    import torch  # here, so reading results (error_counts) does not load torch
+
     if isinstance(exc, torch.OutOfMemoryError):
         return False
     if isinstance(exc, (ValueError, TypeError, KeyError, IndexError, ZeroDivisionError)):
@@ -54,5 +54,5 @@ def last_error_line(text: str) -> str:
 
 def error_counts(errors: Iterable[str]) -> list[tuple[str, int]]:
     """[(error line, trials)], most common first, ties in first-seen order; blanks left out."""
-    counts = Counter(e for e in errors if e)
+    counts = Counter(e for e in errors if isinstance(e, str) and e)
     return counts.most_common()

@@ -28,6 +28,7 @@ from vidtune.trainable.core.preflight import preflight
 from vidtune.trainable.core.search_config import (
     CONFIG_FILE,
     SearchConfig,
+    filesystem,
     is_uri,
     read_text,
     write_text,
@@ -36,7 +37,7 @@ from vidtune.trainable.core.trials import Best, TrialStatus, best_reported
 from vidtune.trainable.tune.adapter import tune_trainable
 from vidtune.trainable.tune.asha import ResumableASHA, RungKeeper
 from vidtune.trainable.tune.experiment import load_experiment
-from vidtune.trainable.tune.failures import NoRetry
+from vidtune.trainable.tune.failures import NoRetry, StorageLostError, StorageWatch
 from vidtune.trainable.tune.optuna_mirror import OptunaMirror
 
 METRIC, MODE = "val_acc", "max"
@@ -156,6 +157,15 @@ def trial_table(cfg: SearchConfig) -> CLIReporter:
     )
 
 
+def ray_storage(path: str) -> dict[str, Any]:
+    """Where Ray writes, as RunConfig's storage_path (and storage_filesystem for a URI, resolved
+    by core.search_config.filesystem, so a scheme registered there reaches Ray too)."""
+    if not is_uri(path):
+        return {"storage_path": path}
+    fs, fs_path = filesystem(path)
+    return {"storage_path": fs_path, "storage_filesystem": fs}
+
+
 def _tuner(cfg: SearchConfig) -> tune.Tuner:
     scheduler = make_scheduler(cfg)
     return tune.Tuner(
@@ -169,11 +179,11 @@ def _tuner(cfg: SearchConfig) -> tune.Tuner:
         ),
         run_config=RunConfig(
             name=cfg.name,
-            storage_path=cfg.storage_root,
+            **ray_storage(cfg.storage_root),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
             callbacks=[OptunaMirror(cfg.name, cfg.space, cfg.max_epochs, cfg.optuna_storage),
-                       NoRetry(cfg.max_failures),
+                       NoRetry(cfg.max_failures), StorageWatch(CONFIG_FILE),
                        *([RungKeeper(scheduler)] if isinstance(scheduler, ResumableASHA) else [])],
             progress_reporter=trial_table(cfg),
             verbose=1,
@@ -223,6 +233,19 @@ def outcome_of(cfg: SearchConfig) -> SearchOutcome:
                          *trial_problems(trials))
 
 
+def fit(tuner: tune.Tuner) -> None:
+    """Tuner.fit, with a StorageLostError raised from a callback passed on as itself."""
+    try:
+        tuner.fit()
+    except Exception as exc:
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, StorageLostError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        raise cause from None
+
+
 def _prepare(cfg: SearchConfig) -> None:
     # Frequent experiment snapshots: a killed driver loses at most a few seconds of bookkeeping.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
@@ -245,7 +268,7 @@ def run_search(cfg: SearchConfig) -> SearchOutcome:
     write_text(cfg.experiment_path, CONFIG_FILE, json.dumps(cfg.to_json(), indent=2))
     print(f"search {cfg.name}: {cfg.num_samples} trials of space {cfg.space!r}, "
           f"up to {cfg.max_epochs} epochs each -> {cfg.experiment_path}", file=sys.stderr)
-    _tuner(cfg).fit()
+    fit(_tuner(cfg))
     return outcome_of(cfg)
 
 
@@ -254,7 +277,9 @@ def resume_search(path: str, address: str = "") -> SearchOutcome:
     cfg = SearchConfig.load(path)
     if address:
         cfg = replace(cfg, address=address, num_cpus=0, num_gpus=-1)
-    if not tune.Tuner.can_restore(cfg.experiment_path):
+    where = ray_storage(cfg.experiment_path)
+    path_on_fs, fs = where["storage_path"], where.get("storage_filesystem")
+    if not tune.Tuner.can_restore(path_on_fs, storage_filesystem=fs):
         raise ValueError(f"{path} has no Ray Tune experiment state to resume from "
                          "(was the search killed before its first trial started?)")
     _prepare(cfg)
@@ -262,7 +287,7 @@ def resume_search(path: str, address: str = "") -> SearchOutcome:
     # Errored trials stay failed (resume_errored=False): a deterministic error would fail
     # again, and a transient one has used its --max-failures retries. So the Optuna mirror's
     # FAIL row, the searcher's FAIL and trials.csv's "errored" stay true without a rerun.
-    tuner = tune.Tuner.restore(cfg.experiment_path, trainable=make_trainable(cfg),
+    tuner = tune.Tuner.restore(path_on_fs, trainable=make_trainable(cfg), storage_filesystem=fs,
                                resume_unfinished=True, resume_errored=False)
-    tuner.fit()
+    fit(tuner)
     return outcome_of(cfg)
