@@ -54,7 +54,8 @@ def _write_store(path: Path, arrays: VideoArrays, key: dict[str, Any], extra: di
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        np.ascontiguousarray(arrays.clips).tofile(tmp / CLIPS)
+        with open(tmp / CLIPS, "wb") as f:   # not ndarray.tofile: its short write has no errno
+            f.write(np.ascontiguousarray(arrays.clips).data)
         np.save(tmp / LABELS, np.asarray(arrays.labels, dtype=np.int64))
         manifest = {
             "format_version": FORMAT_VERSION,

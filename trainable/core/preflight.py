@@ -22,20 +22,25 @@ from vidtune.trainable.core.search_config import SearchConfig, filesystem, is_ur
 
 
 def check_writable(folder: str, what: str, fix: str) -> None:
-    """Create `folder` if needed, then write and remove a file in it (a path or a URI)."""
+    """Write and remove a file in `folder` (a path or a URI), or, if it does not exist yet,
+    in its nearest existing parent: nothing is created or left behind."""
     name = f".vidtune-write-check-{uuid.uuid4().hex}"
     try:
         if is_uri(folder):
             fs, base = filesystem(folder)
-            fs.create_dir(base, recursive=True)
+            fs.create_dir(base, recursive=True)   # no-op on object stores
             with fs.open_output_stream(f"{base.rstrip('/')}/{name}") as f:
                 f.write(b"ok")
             fs.delete_file(f"{base.rstrip('/')}/{name}")
             return
-        path = Path(folder).expanduser()
-        path.mkdir(parents=True, exist_ok=True)
-        (path / name).write_bytes(b"ok")
-        (path / name).unlink()
+        existing = Path(folder).expanduser().absolute()
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise ValueError(f"{what} {folder} cannot be created: {existing} is a file, not a "
+                             f"folder; {fix}")
+        (existing / name).write_bytes(b"ok")
+        (existing / name).unlink()
     except OSError as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise ValueError(f"{what} {folder} is not writable ({reason}); {fix}") from None
