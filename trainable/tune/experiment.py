@@ -33,6 +33,7 @@ from vidtune.trainable.core.trials import classify
 GRANT_COLUMNS = ["device", "gpu_share", "gpu_cap_mb", "gpu_name"]
 HISTORY_COLUMNS = ["trial_id", "epoch", "val_acc", "val_loss", "train_loss", "time_total_s", "timestamp"]
 STATE_GLOB = "experiment_state-*.json"
+ERROR_FILE = "error.txt"   # Ray's, in each trial folder: one block per failure
 
 
 @dataclass(frozen=True)
@@ -115,14 +116,28 @@ def _progress(folder: _Folder, record: TrialRecord) -> pd.DataFrame:
         return pd.DataFrame(columns=HISTORY_COLUMNS)
 
 
+def _ray_status(folder: _Folder, record: TrialRecord, max_failures: int) -> str:
+    """Ray's status of a trial, with one correction.
+
+    Ray 2.60 does not snapshot a trial whose worker died on its last allowed try:
+    TuneController._actor_failed drops the actor first, so _schedule_trial_stop returns before
+    _mark_trial_to_checkpoint, and experiment_state keeps the trial as RUNNING. Its error.txt
+    tells: Ray appends one block per failure and gives up after max_failures + 1 of them.
+    """
+    if record.status in ("TERMINATED", "ERROR"):
+        return record.status
+    raw = folder.read(f"{record.folder}/{ERROR_FILE}")
+    if raw and raw.count(b"Failure # ") > max_failures:
+        return "ERROR"
+    return record.status
+
+
 def _error_line(folder: _Folder, record: TrialRecord) -> str:
     """An errored trial's error in one line: the one it reported before raising a deterministic
-    error (adapter), else the last exception in Ray's error.txt. "" for other trials."""
-    if record.status != "ERROR":
-        return ""
+    error (adapter), else the last exception in Ray's error.txt."""
     if record.last_result.get("error"):
         return str(record.last_result["error"])
-    raw = folder.read(f"{record.folder}/{record.error_file or 'error.txt'}")
+    raw = folder.read(f"{record.folder}/{record.error_file or ERROR_FILE}")
     return last_error_line(raw.decode(errors="replace")) if raw else "unknown error (no error.txt)"
 
 
@@ -147,12 +162,13 @@ def load_experiment(path: str | Path) -> Experiment:
         df = df.drop_duplicates(subset=["epoch"], keep="last") if len(df) else df
         histories.append(df.reindex(columns=HISTORY_COLUMNS))
         last = record.last_result or (df.iloc[-1].to_dict() if len(df) else {})
+        ray_status = _ray_status(folder, record, config.max_failures)
         valid = df[df["diverged"] == 0] if "diverged" in df and len(df) else df
         best_idx = valid["val_acc"].astype(float).idxmax() if len(valid) else None
         rows.append({
             "trial_id": record.trial_id,
             "order": order,
-            "status": classify(record.status, last, config.max_epochs).value,
+            "status": classify(ray_status, last, config.max_epochs).value,
             **record.config,
             "best_val_acc": float(valid.loc[best_idx, "val_acc"]) if best_idx is not None else math.nan,
             "best_epoch": int(valid.loc[best_idx, "epoch"]) if best_idx is not None else 0,
@@ -164,7 +180,7 @@ def load_experiment(path: str | Path) -> Experiment:
             "end": float(df["timestamp"].max()) if len(df) else math.nan,
             # What the trial was given (core.trial.Grant): the cap is visible in trials.csv.
             **{k: last.get(k) for k in GRANT_COLUMNS},
-            "error": _error_line(folder, record),
+            "error": _error_line(folder, record) if ray_status == "ERROR" else "",
             "warning": str(last.get("restore_warning") or ""),
         })
     trials = pd.DataFrame(rows)
