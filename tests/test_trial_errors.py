@@ -108,6 +108,20 @@ def test_deterministic_errors_fail_once_are_counted_and_stay_failed_on_resume(
         assert f"  {count}x {line}\n" in out
     assert f"full tracebacks: {path}/trial_*/error.txt" in out and "best val_acc" in out
 
+    # `vidtune analyze` shows them, with their error, in trials.csv and the report.
+    from vidtune.analysis import analyze, summary_lines
+
+    analysis = analyze(path, out=tmp_path / "analysis")
+    table = pd.read_csv(tmp_path / "analysis" / "trials.csv", keep_default_na=False,
+                        dtype={"trial_id": str})
+    assert dict(zip(table["trial_id"], table["error"], strict=True)) == {
+        **{t: "" for t in trials.index}, **expected}
+    report = (tmp_path / "analysis" / "report.html").read_text()
+    for line in expected.values():
+        assert line in report
+    lines = summary_lines(analysis)
+    assert all(f"  {count}x {line}" in lines for line, count in outcome.errors), lines
+
     # The Optuna mirror holds them as FAIL.
     study = optuna.load_study(study_name="f", storage=f"sqlite:///{path}/optuna.db")
     states = {t.user_attrs["ray_trial_id"]: t.state for t in study.trials}

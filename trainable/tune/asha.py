@@ -60,12 +60,13 @@ class ResumableASHA(AsyncHyperBandScheduler):
     the action taken.
     """
 
+    decisions_fs: Any = None   # class default: schedulers pickled before it existed resume too
+
     def __init__(self, *, time_attr: str, max_t: int, grace_period: int, reduction_factor: float,
                  promotion_cap: bool = False) -> None:
         super().__init__(time_attr=time_attr, max_t=max_t, grace_period=grace_period,
                          reduction_factor=reduction_factor, brackets=1)
         self.decisions_path: str | None = None   # on decisions_fs (pyarrow), set by on_trial_add
-        self.decisions_fs: Any = None
         self.promotion_cap = promotion_cap
         # milestone -> the trials let through that rung, in order
         self.promoted: dict[float, list[str]] = {float(m): [] for m, _ in self._brackets[0]._rungs}

@@ -212,7 +212,8 @@ def trial_problems(trials) -> tuple[tuple[tuple[str, int], ...], tuple[str, ...]
     if not len(trials):
         return (), ()
     errors = tuple(error_counts(trials["error"]))
-    warnings = tuple(f"trial {t}: {w}" for t, w in zip(trials["trial_id"], trials["warning"], strict=True) if w)
+    warnings = tuple(f"trial {t}: {w}"
+                     for t, w in zip(trials["trial_id"], trials["warning"], strict=True) if w)
     return errors, warnings
 
 

@@ -66,6 +66,8 @@ class _RemoteCopy:
 
 
 class OptunaMirror(Callback):
+    _copy: _RemoteCopy | None = None   # class default: mirrors pickled before it existed resume too
+
     def __init__(self, study_name: str, space: str, max_epochs: int, storage_url: str = "") -> None:
         self.study_name, self.space, self.max_epochs = study_name, space, max_epochs
         self.storage_url = storage_url        # "" -> sqlite in the experiment folder
