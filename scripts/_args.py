@@ -109,25 +109,46 @@ def print_epoch(metrics: dict[str, float], total: int) -> None:
           f"({metrics['epoch_time_s']:.1f}s)", file=sys.stderr, flush=True)
 
 
-def print_outcome(outcome: SearchOutcome) -> None:
-    """The end of `vidtune search` and `vidtune resume`: counts, the best, where to resume."""
-    print(f"\n{outcome.num_trials} trials, {outcome.num_errors} errored")
+def print_outcome(outcome: SearchOutcome, prog: str = "vidtune search") -> None:
+    """The end of `vidtune search` and `vidtune resume`: counts, errors by message, the best,
+    where to resume. When every trial errored, the most common error goes to stderr as the
+    command's error (the caller exits 1)."""
+    n, path = outcome.num_trials, outcome.experiment_path
+    tracebacks = f"full tracebacks: {path}/trial_*/error.txt"
+    print(f"\n{n} trials, {outcome.num_errors} errored")
+    for warning in outcome.warnings:
+        print(f"warning: {warning}")
+    if outcome.all_failed:
+        (line, count), *others = outcome.errors or (("unknown error", n),)
+        head = line if count == n else f"{count} with {line}"
+        print(f"{prog}: error: {n} of {n} trials failed: {head}", file=sys.stderr)
+        for other, k in others:
+            print(f"  {k} with {other}", file=sys.stderr)
+        print(tracebacks, file=sys.stderr)
+        print(f"results: {path}")
+        return
+    if outcome.errors:
+        print(f"{outcome.num_errors} of {n} trials failed:")
+        for line, count in outcome.errors:
+            print(f"  {count}x {line}")
+        print(f"  {tracebacks}")
     if outcome.best is None:
         print("no trial reported a validation accuracy")
     else:
         b = outcome.best
         print(f"best val_acc {b.val_acc:.4f} (trial {b.trial_id}, epoch {b.epoch})")
         print("best config: " + json.dumps(b.params, sort_keys=True))
-    print(f"results: {outcome.experiment_path}")
+    print(f"results: {path}")
     if outcome.budget_ended:
         print(f"time budget spent ({outcome.wall_s:.0f} s of {outcome.budget_s:.0f} s)"
               + (f", {outcome.unfinished} trials unfinished" if outcome.unfinished else "")
-              + f"; to search on: vidtune resume {outcome.experiment_path} --time-budget 10m")
+              + f"; to search on: vidtune resume {path} --time-budget 10m")
     elif outcome.unfinished:
         print(f"interrupted with {outcome.unfinished} trials to go; continue with:\n"
-              f"  vidtune resume {outcome.experiment_path}")
+              f"  vidtune resume {path}")
 
 
-def fail(parser: argparse.ArgumentParser, exc: Exception) -> typing.NoReturn:
-    """Print a clean one-line error (no traceback) and exit 2, as argparse does."""
-    parser.exit(2, f"{parser.prog}: error: {exc}\n")
+def fail(parser: argparse.ArgumentParser, exc: Exception, status: int = 2) -> typing.NoReturn:
+    """Print a clean one-line error (no traceback) and exit 2, as argparse does (bad input);
+    status 1 for a command that started and then failed."""
+    parser.exit(status, f"{parser.prog}: error: {exc}\n")

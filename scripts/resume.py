@@ -19,15 +19,20 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
                    help="a new time budget, e.g. 10m (default: what is left of the search's)")
     args = p.parse_args(argv)
     from vidtune.trainable.tune.driver import resume_search
+    from vidtune.trainable.tune.failures import StorageLostError
 
     try:
         outcome = resume_search(args.results_dir, address=args.address,
                                 time_budget_s=args.time_budget)
     except ValueError as exc:
         fail(p, exc)
-    print_outcome(outcome)
+    except StorageLostError as exc:
+        fail(p, exc, status=1)
+    print_outcome(outcome, p.prog)
     if outcome.unfinished and not outcome.budget_ended:
         raise SystemExit(130)
+    if outcome.all_failed:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -39,14 +39,19 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     except ValueError as exc:
         fail(p, exc)
     from vidtune.trainable.tune.driver import run_search
+    from vidtune.trainable.tune.failures import StorageLostError
 
     try:
         outcome = run_search(cfg)
     except ValueError as exc:
         fail(p, exc)
-    print_outcome(outcome)
+    except StorageLostError as exc:
+        fail(p, exc, status=1)
+    print_outcome(outcome, p.prog)
     if outcome.unfinished and not outcome.budget_ended:
         raise SystemExit(130)   # Ctrl-C; a spent time budget is a planned end
+    if outcome.all_failed:   # the same error in every trial: a failed command, no hints
+        raise SystemExit(1)
     print(f"analyze: vidtune analyze {outcome.experiment_path}")
     print(f"retrain: vidtune retrain {outcome.experiment_path}")
 

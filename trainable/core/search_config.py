@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,28 @@ def format_duration(seconds: float) -> str:
     s = int(round(seconds))
     h, m, sec = s // 3600, s % 3600 // 60, s % 60
     return "".join(f"{v}{u}" for v, u in ((h, "h"), (m, "m"), (sec, "s")) if v) or "0s"
+
+
+# scheme -> resolve(uri) -> (pyarrow filesystem, path on it), for schemes pyarrow does not know.
+_FILESYSTEMS: dict[str, Callable[[str], tuple[Any, str]]] = {}
+
+
+def register_filesystem(scheme: str, resolve: Callable[[str], tuple[Any, str]]) -> None:
+    """Serve `scheme://...` storage with your own pyarrow filesystem: resolve(uri) returns
+    (filesystem, path on it), the way pyarrow.fs.FileSystem.from_uri does for s3:// or gs://.
+    The filesystem must pickle (Ray sends it to the trials)."""
+    _FILESYSTEMS[scheme.lower()] = resolve
+
+
+def filesystem(uri: str) -> tuple[Any, str]:
+    """(pyarrow filesystem, path on it) of a storage URI: registered schemes first, then
+    pyarrow's own (s3, gs, hdfs, file, ...). Every URI vidtune reads or writes goes through it."""
+    scheme = uri.split("://", 1)[0].lower()
+    if scheme in _FILESYSTEMS:
+        return _FILESYSTEMS[scheme](uri)
+    import pyarrow.fs
+
+    return pyarrow.fs.FileSystem.from_uri(uri)
 
 
 def _arg(default: Any, help: str, group: str = "search", **extra: Any) -> Any:
@@ -133,6 +156,11 @@ class SearchConfig:
         if (self.num_cpus or self.num_gpus >= 0) and self.address:
             raise ValueError("num_cpus/num_gpus size an embedded Ray; with --address the "
                              "cluster's own resources are used")
+        if not self.data.is_synthetic and Path(self.data.source).expanduser().is_file():
+            raise ValueError(f"data {self.data.source!r} is a file, but --data takes a folder "
+                             "root/<class>/<video files> with one subfolder per class; put the "
+                             "videos in such a folder (or, to classify one video, use "
+                             f"`vidtune predict MODEL {self.data.source}`)")
         if not self.data.is_synthetic and not Path(self.data.source).expanduser().is_dir():
             raise ValueError(f"data folder {self.data.source!r} does not exist; expected "
                              "root/<class>/<video files> or 'synthetic'")
@@ -196,9 +224,7 @@ def beside_results(experiment_path: str, name: str) -> Path:
 def read_text(folder: str, name: str) -> str | None:
     """A small file of an experiment folder (local path or URI); None if it is not there."""
     if is_uri(folder):
-        import pyarrow.fs
-
-        fs, base = pyarrow.fs.FileSystem.from_uri(folder)
+        fs, base = filesystem(folder)
         try:
             with fs.open_input_stream(f"{base.rstrip('/')}/{name}") as f:
                 return f.read().decode()
@@ -211,9 +237,7 @@ def read_text(folder: str, name: str) -> str | None:
 def write_text(folder: str, name: str, text: str) -> None:
     """Write a small file into an experiment folder (local path or URI)."""
     if is_uri(folder):
-        import pyarrow.fs
-
-        fs, base = pyarrow.fs.FileSystem.from_uri(folder)
+        fs, base = filesystem(folder)
         fs.create_dir(base, recursive=True)
         with fs.open_output_stream(f"{base}/{name}") as f:
             f.write(text.encode())

@@ -20,32 +20,53 @@ from __future__ import annotations
 import json
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
+import pyarrow.fs
 from ray.tune import Callback
 from ray.tune.schedulers import AsyncHyperBandScheduler
-
-from vidtune.trainable.core.search_config import is_uri
 
 logger = logging.getLogger(__name__)
 
 DECISIONS_FILE = "asha_decisions.jsonl"
 
 
+def append_line(fs: Any, path: str, line: str) -> None:
+    """Append one line to a file on a pyarrow filesystem. Object stores cannot append
+    (S3 raises NotImplementedError): there the file is read and written back whole."""
+    data = (line + "\n").encode()
+    if isinstance(fs, pyarrow.fs.LocalFileSystem):
+        with open(path, "ab") as f:
+            f.write(data)
+        return
+    try:
+        with fs.open_append_stream(path) as f:
+            f.write(data)
+    except NotImplementedError:
+        try:
+            with fs.open_input_stream(path) as f:
+                data = f.read() + data
+        except FileNotFoundError:
+            pass
+        with fs.open_output_stream(path) as f:
+            f.write(data)
+
+
 class ResumableASHA(AsyncHyperBandScheduler):
     """ASHA with a single bracket whose rungs can be exported and restored.
 
-    Every rung record is also appended to asha_decisions.jsonl in the experiment folder (when
-    it is on a filesystem): trial, milestone, value, the cutoff it was compared against, and
+    Every rung record is also appended to asha_decisions.jsonl in the experiment folder (a
+    path or a storage URI): trial, milestone, value, the cutoff it was compared against, and
     the action taken.
     """
+
+    decisions_fs: Any = None   # class default: schedulers pickled before it existed resume too
 
     def __init__(self, *, time_attr: str, max_t: int, grace_period: int, reduction_factor: float,
                  promotion_cap: bool = False) -> None:
         super().__init__(time_attr=time_attr, max_t=max_t, grace_period=grace_period,
                          reduction_factor=reduction_factor, brackets=1)
-        self.decisions_path: str | None = None
+        self.decisions_path: str | None = None   # on decisions_fs (pyarrow), set by on_trial_add
         self.promotion_cap = promotion_cap
         # milestone -> the trials let through that rung, in order
         self.promoted: dict[float, list[str]] = {float(m): [] for m, _ in self._brackets[0]._rungs}
@@ -92,15 +113,16 @@ class ResumableASHA(AsyncHyperBandScheduler):
                 "cutoff": None if cutoff is None else sign * float(cutoff),  # type: ignore[arg-type]
                 "rung_size": len(old), "action": action, "driver_pid": os.getpid()}
         try:
-            with open(self.decisions_path, "a") as f:
-                f.write(json.dumps(line) + "\n")
+            append_line(self.decisions_fs, self.decisions_path, json.dumps(line))
         except OSError as exc:
             logger.warning("could not record ASHA decision: %s", exc)
 
     def on_trial_add(self, tune_controller, trial) -> None:
-        experiment = str(trial.remote_experiment_path)
-        if self.decisions_path is None and not is_uri(experiment):
-            self.decisions_path = str(Path(experiment) / DECISIONS_FILE)
+        if self.decisions_path is None:
+            # Ray's own filesystem and path of the experiment folder: a local path, or a path
+            # on the storage URI's filesystem (trial.remote_experiment_path drops the scheme).
+            self.decisions_fs = trial.storage.storage_filesystem
+            self.decisions_path = f"{trial.storage.experiment_fs_path}/{DECISIONS_FILE}"
         super().on_trial_add(tune_controller, trial)
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:

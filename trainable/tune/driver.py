@@ -25,11 +25,13 @@ from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from vidtune.data import load_arrays
 from vidtune.search_spaces import get_space, space_distributions
+from vidtune.trainable.core.failures import error_counts
+from vidtune.trainable.core.preflight import preflight
 from vidtune.trainable.core.search_config import (
     CONFIG_FILE,
     SearchConfig,
+    filesystem,
     format_duration,
     is_uri,
     read_text,
@@ -47,6 +49,7 @@ from vidtune.trainable.tune.budget import (
 )
 from vidtune.trainable.tune.checkpoints import CheckpointKeeper
 from vidtune.trainable.tune.experiment import load_experiment
+from vidtune.trainable.tune.failures import NoRetry, StorageLostError, StorageWatch
 from vidtune.trainable.tune.optuna_mirror import OptunaMirror
 from vidtune.trainable.tune.threads import ThreadSharer
 
@@ -183,12 +186,22 @@ def callbacks(cfg: SearchConfig, scheduler: ResumableASHA | FIFOScheduler) -> li
     """Saved with the experiment and restored as they are on resume: keep them light."""
     out: list[tune.Callback] = [OptunaMirror(cfg.name, cfg.space, cfg.max_epochs, cfg.optuna_storage),
                                 CheckpointKeeper(cfg.keep_checkpoints),
-                                BudgetKeeper(cfg.grace_period, cfg.experiment_path)]
+                                BudgetKeeper(cfg.grace_period, cfg.experiment_path),
+                                NoRetry(cfg.max_failures), StorageWatch(CONFIG_FILE)]
     if isinstance(scheduler, ResumableASHA):
         out.append(RungKeeper(scheduler))
     if not cfg.fixed_threads:
         out.append(ThreadSharer(cfg.name, cfg.cpus_per_trial, cfg.num_samples))
     return out
+
+
+def ray_storage(path: str) -> dict[str, Any]:
+    """Where Ray writes, as RunConfig's storage_path (and storage_filesystem for a URI, resolved
+    by core.search_config.filesystem, so a scheme registered there reaches Ray too)."""
+    if not is_uri(path):
+        return {"storage_path": path}
+    fs, fs_path = filesystem(path)
+    return {"storage_path": fs_path, "storage_filesystem": fs}
 
 
 def _tuner(cfg: SearchConfig) -> tune.Tuner:
@@ -205,7 +218,7 @@ def _tuner(cfg: SearchConfig) -> tune.Tuner:
         ),
         run_config=RunConfig(
             name=cfg.name,
-            storage_path=cfg.storage_root,
+            **ray_storage(cfg.storage_root),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
             callbacks=callbacks(cfg, scheduler),
@@ -225,6 +238,23 @@ class SearchOutcome:
     budget_s: float = 0.0                # the time budget of this run (0: none)
     budget_ended: bool = False           # the budget ended this run (not Ctrl-C)
     wall_s: float = 0.0                  # this run, from start to the end of the summary
+    errors: tuple[tuple[str, int], ...] = ()   # (one-line error, trials), most common first
+    warnings: tuple[str, ...] = ()             # "trial <id>: <what>", e.g. a checkpoint fallback
+
+    @property
+    def all_failed(self) -> bool:
+        """Every trial errored (and none is left to run): the search failed."""
+        return self.num_trials > 0 and self.num_errors == self.num_trials and not self.unfinished
+
+
+def trial_problems(trials) -> tuple[tuple[tuple[str, int], ...], tuple[str, ...]]:
+    """(errors counted by their one-line message, warnings per trial) of a trials table."""
+    if not len(trials):
+        return (), ()
+    errors = tuple(error_counts(trials["error"]))
+    warnings = tuple(f"trial {t}: {w}"
+                     for t, w in zip(trials["trial_id"], trials["warning"], strict=True) if w)
+    return errors, warnings
 
 
 def outcome_of(cfg: SearchConfig, budget: Budget) -> SearchOutcome:
@@ -245,7 +275,21 @@ def outcome_of(cfg: SearchConfig, budget: Budget) -> SearchOutcome:
                json.dumps(None if best is None else best.to_json(), indent=2))
     return SearchOutcome(cfg.experiment_path, best, len(trials),
                          sum(s is TrialStatus.ERRORED for s in statuses), unfinished,
-                         budget.total_s, budget.ended, time.monotonic() - budget.started)
+                         budget.total_s, budget.ended, time.monotonic() - budget.started,
+                         *trial_problems(trials))
+
+
+def fit(tuner: tune.Tuner) -> None:
+    """Tuner.fit, with a StorageLostError raised from a callback passed on as itself."""
+    try:
+        tuner.fit()
+    except Exception as exc:
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, StorageLostError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        raise cause from None
 
 
 def _prepare(cfg: SearchConfig) -> None:
@@ -254,10 +298,11 @@ def _prepare(cfg: SearchConfig) -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # The classic reporter: one compact live table, not a box per trial event.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Refuse bad data and unwritable folders before Ray starts. It builds the data cache once
+    # here, so trials on this node start from it.
+    preflight(cfg)
     init_ray(cfg)
     check_cluster(cfg)
-    # Build or check the data cache once here, so trials on this node start from it.
-    load_arrays(cfg.data, progress=True)
 
 
 def _plan(cfg: SearchConfig) -> str:
@@ -270,7 +315,7 @@ def run_search(cfg: SearchConfig) -> SearchOutcome:
     """A new search. The time budget, if any, counts from here (Ray's start included)."""
     budget = Budget(cfg.time_budget_s)
     cfg = cfg.resolved()
-    if not is_uri(cfg.experiment_path) and Path(cfg.experiment_path, CONFIG_FILE).exists():
+    if read_text(cfg.experiment_path, CONFIG_FILE) is not None:   # a path or a URI
         raise ValueError(f"{cfg.experiment_path} already holds a search; resume it with "
                          f"`vidtune resume {cfg.experiment_path}` or choose another --name")
     _prepare(cfg)
@@ -315,7 +360,9 @@ def resume_search(path: str, address: str = "", time_budget_s: float | None = No
     cfg = SearchConfig.load(path)
     if address:
         cfg = replace(cfg, address=address, num_cpus=0, num_gpus=-1)
-    if not tune.Tuner.can_restore(cfg.experiment_path):
+    where = ray_storage(cfg.experiment_path)
+    path_on_fs, fs = where["storage_path"], where.get("storage_filesystem")
+    if not tune.Tuner.can_restore(path_on_fs, storage_filesystem=fs):
         raise ValueError(f"{path} has no Ray Tune experiment state to resume from "
                          "(was the search killed before its first trial started?)")
     if time_budget_s is not None:
@@ -332,15 +379,18 @@ def resume_search(path: str, address: str = "", time_budget_s: float | None = No
     _prepare(cfg)
     left = f", {format_duration(budget.left())} of its time budget left" if cfg.time_budget_s else ""
     print(f"resuming {cfg.name} from {cfg.experiment_path}{left}", file=sys.stderr)
+    # Errored trials stay failed (resume_errored=False): a deterministic error would fail
+    # again, and a transient one has used its --max-failures retries. So the Optuna mirror's
+    # FAIL row, the searcher's FAIL and trials.csv's "errored" stay true without a rerun.
     return _fit(cfg, budget, lambda: tune.Tuner.restore(
-        cfg.experiment_path, trainable=make_trainable(cfg), resume_unfinished=True,
-        resume_errored=True))
+        path_on_fs, trainable=make_trainable(cfg), storage_filesystem=fs,
+        resume_unfinished=True, resume_errored=False))
 
 
 def _fit(cfg: SearchConfig, budget: Budget, tuner: Callable[[], tune.Tuner]) -> SearchOutcome:
     set_current(budget)
     try:
-        tuner().fit()
+        fit(tuner())
     finally:
         set_current(None)
     return outcome_of(cfg, budget)
