@@ -13,9 +13,11 @@ import logging
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import pyarrow.fs
 import pytest
 
 from vidtune.analysis import asha_milestones
@@ -31,6 +33,14 @@ class Trial:
 
     trial_id: str
     remote_experiment_path: str = ""
+    fs: Any = None
+
+    @property
+    def storage(self) -> SimpleNamespace:
+        """Ray's StorageContext as the scheduler and the mirror read it: the filesystem and the
+        experiment folder's path on it (a local one unless `fs` is given)."""
+        return SimpleNamespace(storage_filesystem=self.fs or pyarrow.fs.LocalFileSystem(),
+                               experiment_fs_path=self.remote_experiment_path)
 
 
 def make_asha(*, max_t: int = 4, grace: int = 1, rf: float = 2, cap: bool = False) -> ResumableASHA:
@@ -231,12 +241,18 @@ def test_every_rung_record_is_logged_with_its_cutoff(tmp_path):
     ]
 
 
-def test_no_decision_log_behind_a_uri(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def test_decision_log_behind_a_uri_lands_on_its_filesystem(tmp_path, monkeypatch):
+    """For a storage URI Ray hands the scheduler a filesystem and a path on it (the scheme is
+    not part of the path): the log goes there, never into the working directory."""
+    monkeypatch.chdir(tmp_path / "..")
+    bucket = tmp_path / "bucket"
+    (bucket / "search").mkdir(parents=True)   # Ray creates the experiment folder first
     asha = make_asha()
-    add(asha, "s3://bucket/search", "t0")
+    trial = Trial("t0", "search", fs=pyarrow.fs.SubTreeFileSystem(str(bucket), pyarrow.fs.LocalFileSystem()))
+    asha.on_trial_add(None, trial)
     report(asha, "t0", 1, 0.5)
-    assert asha.decisions_path is None and list(tmp_path.iterdir()) == []
+    (line,) = (bucket / "search" / DECISIONS_FILE).read_text().splitlines()
+    assert json.loads(line)["trial_id"] == "t0" and not (tmp_path / ".." / "search").exists()
 
 
 # -- state round trip ---------------------------------------------------------------------

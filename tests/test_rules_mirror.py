@@ -14,9 +14,11 @@ import pickle
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import optuna
+import pyarrow.fs
 import pytest
 
 from vidtune.trainable.tune.optuna_mirror import DB_FILE, RAY_ID, OptunaMirror
@@ -37,6 +39,14 @@ class Trial:
     config: dict[str, Any] = field(default_factory=lambda: dict(CONFIG))
     status: str = "RUNNING"
     last_result: dict[str, Any] = field(default_factory=dict)
+    fs: Any = None
+
+    @property
+    def storage(self) -> SimpleNamespace:
+        """Ray's StorageContext as the scheduler and the mirror read it: the filesystem and the
+        experiment folder's path on it (a local one unless `fs` is given)."""
+        return SimpleNamespace(storage_filesystem=self.fs or pyarrow.fs.LocalFileSystem(),
+                               experiment_fs_path=self.remote_experiment_path)
 
 
 def train(mirror: OptunaMirror, trial: Trial, curve: list[float], *,

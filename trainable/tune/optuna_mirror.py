@@ -152,5 +152,5 @@ class OptunaMirror(Callback):
             intermediate_values=values,
             # An errored trial's last result is its error report, which has no epoch.
             user_attrs={RAY_ID: trial.trial_id, "status": status.value,
-                        "epochs": max(values, default=int(last.get("epoch", 0) or 0))},
+                        "epochs": int(last.get("epoch") or max(values, default=0))},
         )
