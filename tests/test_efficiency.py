@@ -67,7 +67,7 @@ def test_a_lone_trial_takes_the_idle_core_unless_threads_are_fixed(tmp_path, cac
                   data=DataConfig(num_clips=500, frames=6, height=16, width=16, noise=0.2,
                                   cache_dir=cache_dir))
     shared = run_search(_search(tmp_path, cache_dir, name="shared", **common))
-    fixed = run_search(_search(tmp_path, cache_dir, name="fixed", fixed_threads=True, **common))
+    fixed = run_search(_search(tmp_path, cache_dir, name="fixed", cpu_sharing="none", **common))
     (shared_run,) = _progress(shared.experiment_path).values()
     (fixed_run,) = _progress(fixed.experiment_path).values()
     assert shared_run["cpu_threads"].iloc[-1] == 2, shared_run[["epoch", "cpu_threads", "epoch_time_s"]]

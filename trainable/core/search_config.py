@@ -16,6 +16,7 @@ from vidtune.search_spaces import get_space
 CONFIG_FILE = "vidtune.json"
 SAMPLERS = ("tpe", "random")
 SCHEDULERS = ("asha", "none")
+CPU_SHARING = ("threads", "restart", "none")
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
@@ -103,9 +104,11 @@ class SearchConfig:
                         "local Ray)", "resources")
     num_cpus: int = _arg(0, "embedded Ray: CPUs to use (0: all)", "resources")
     num_gpus: float = _arg(-1.0, "embedded Ray: GPUs to expose (-1: autodetect)", "resources")
-    fixed_threads: bool = _arg(False, "keep each trial at --cpus-per-trial torch threads; by "
-                               "default running trials share CPUs that no trial can use (the "
-                               "end of a search)", "resources")
+    cpu_sharing: str = _arg("threads", "CPUs no trial can use (the end of a search, few "
+                            "samples) go to the running trials: 'threads' raises their torch "
+                            "threads in place, 'restart' restarts them with more CPUs (Ray's "
+                            "ResourceChangingScheduler), 'none' leaves them idle",
+                            "resources")
     name: str = _arg("", "experiment name (default search-<timestamp>)", "storage")
     results_dir: str = _arg("results", "local results root", "storage")
     storage: str = _arg("", "shared path or URI for multi-node clusters (e.g. /mnt/nfs/x, "
@@ -132,6 +135,8 @@ class SearchConfig:
                              f"({self.max_epochs}); lower --grace-period or raise --max-epochs")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler is {self.sampler!r}; known: {', '.join(SAMPLERS)}")
+        if self.cpu_sharing not in CPU_SHARING:
+            raise ValueError(f"cpu_sharing is {self.cpu_sharing!r}; known: {', '.join(CPU_SHARING)}")
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler is {self.scheduler!r}; known: {', '.join(SCHEDULERS)}")
         if self.reduction_factor < 2:

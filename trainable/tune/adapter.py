@@ -15,6 +15,7 @@ import math
 import tempfile
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +60,12 @@ def _restore_state() -> tuple[dict[str, Any] | None, str]:
 
 
 def tune_trainable(config: dict[str, Any], search: SearchConfig) -> None:
+    if search.cpu_sharing == "restart":   # Ray may have restarted this trial with more CPUs
+        cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", search.cpus_per_trial)
+        search = replace(search, cpus_per_trial=float(cpus))
     device, grant = limit_resources(search)
-    follower = None if search.fixed_threads else ThreadFollower(
-        search.name, tune.get_context().get_trial_id(), grant.cpu_threads)
+    follower = ThreadFollower(search.name, tune.get_context().get_trial_id(), grant.cpu_threads) \
+        if search.cpu_sharing == "threads" else None
     node_id = ray.get_runtime_context().get_node_id()
     started_at = time.time()   # float wall clock: Ray's own timestamp is whole seconds
     resume, restore_warning = _restore_state()

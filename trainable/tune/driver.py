@@ -22,6 +22,10 @@ import ray
 from ray import tune
 from ray.tune import CheckpointConfig, CLIReporter, FailureConfig, RunConfig, TuneConfig
 from ray.tune.schedulers import FIFOScheduler
+from ray.tune.schedulers.resource_changing_scheduler import (
+    DistributeResources,
+    ResourceChangingScheduler,
+)
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
@@ -190,7 +194,7 @@ def callbacks(cfg: SearchConfig, scheduler: ResumableASHA | FIFOScheduler) -> li
                                 NoRetry(cfg.max_failures), StorageWatch(CONFIG_FILE)]
     if isinstance(scheduler, ResumableASHA):
         out.append(RungKeeper(scheduler))
-    if not cfg.fixed_threads:
+    if cfg.cpu_sharing == "threads":
         out.append(ThreadSharer(cfg.name, cfg.cpus_per_trial, cfg.num_samples))
     return out
 
@@ -206,15 +210,23 @@ def ray_storage(path: str) -> dict[str, Any]:
 
 def _tuner(cfg: SearchConfig) -> tune.Tuner:
     scheduler = make_scheduler(cfg)
+    restart = cfg.cpu_sharing == "restart"
     return tune.Tuner(
         make_trainable(cfg),
         tune_config=TuneConfig(
-            search_alg=make_searcher(cfg, trial_slots(cfg)), scheduler=scheduler, metric=METRIC, mode=MODE,
+            search_alg=make_searcher(cfg, trial_slots(cfg)), metric=METRIC, mode=MODE,
+            # --cpu-sharing restart: Ray's ResourceChangingScheduler hands idle CPUs to running
+            # trials by restarting them from their last checkpoint with more (ASHA decides).
+            scheduler=ResourceChangingScheduler(
+                base_scheduler=scheduler,
+                resources_allocation_function=DistributeResources(add_bundles=False))
+            if restart else scheduler,
             num_samples=cfg.num_samples or -1,   # -1: no cap, the time budget ends the search
             trial_dirname_creator=trial_dirname,
             # A finished trial's worker runs the next one: saves a process start (seconds on
-            # a small machine) per trial. All trials ask for the same resources.
-            reuse_actors=True,
+            # a small machine) per trial. All trials ask for the same resources. Ray's
+            # ResourceChangingScheduler cannot work with reused actors.
+            reuse_actors=not restart,
         ),
         run_config=RunConfig(
             name=cfg.name,
