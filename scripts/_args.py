@@ -77,8 +77,10 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, default_group: s
         title = str(f.metadata.get("group", default_group))
         group = groups.setdefault(title, parser.add_argument_group(title))
         default = None if f.default is MISSING else f.default
-        if kind is bool:
-            group.add_argument(_flag(f), dest=_dest(f), action="store_true", help=f.metadata["help"])
+        if kind is bool:   # --flag, and --no-flag where it is on by default
+            action = argparse.BooleanOptionalAction if default else "store_true"
+            group.add_argument(_flag(f), dest=_dest(f), action=action, default=bool(default),
+                               help=f.metadata["help"])
             continue
         shown = "" if default in (None, "", 0.0) and "type" in f.metadata or default in (None, "") \
             else " (default %(default)s)"

@@ -33,14 +33,15 @@ def main(argv: list[str] | None = None) -> str:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true", help="tiny sizes, about a minute")
     p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 3; smoke 1)")
-    p.add_argument("--methods", default=None, help=f"comma-separated subset of {','.join(METHODS)}")
+    p.add_argument("--methods", default=None,
+                   help=f"semicolon-separated: {', '.join(METHODS)}, or vidtune:field=value,... variants")
     p.add_argument("--results-dir", default=None, help="keep the searches here (default: a temporary folder)")
     p.add_argument("--out", default=str(DOCS / "benchmarks.md"), help="markdown file to update")
     p.add_argument("--png", default=None, help="the anytime plot (default: race.png beside --out)")
     args = p.parse_args(argv)
     try:
         plan = make_race_plan(args.smoke, args.seeds,
-                              tuple(args.methods.split(",")) if args.methods else None)
+                              tuple(args.methods.split(";")) if args.methods else None)
     except ValueError as exc:
         fail(p, exc)
     png = Path(args.png) if args.png else Path(args.out).with_name("race.png")

@@ -9,6 +9,9 @@ Four methods, the same model, data, space, trial count and epoch budget, interle
              on one shared JournalStorage file, each worker a share of the trials.
 - random:    vidtune's engine with random proposals and no early stopping (the full budget).
 
+A method may also be a variant of vidtune, `vidtune:field=value,...` over SearchConfig's
+fields (e.g. `vidtune:cpu_sharing=restart`): the figures that chose vidtune's defaults.
+
 Every method's clock starts before it starts anything (Ray included) and each report is
 stamped with the wall clock. Per seed, the target is the best val acc any method reached,
 minus 1 point; a method's time to target is the first moment its best-so-far reaches it
@@ -26,7 +29,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +58,12 @@ class RacePlan:
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)   # Optuna's processes
 
     def __post_init__(self) -> None:
-        unknown = set(self.methods) - set(METHODS)
+        unknown = {m for m in self.methods if m.split(":")[0] not in METHODS}
         if unknown:
-            raise ValueError(f"unknown methods {sorted(unknown)}; known: {', '.join(METHODS)}")
+            raise ValueError(f"unknown methods {sorted(unknown)}; known: {', '.join(METHODS)}, "
+                             "or vidtune:field=value,... for a variant")
+        for m in self.methods:   # a bad variant is refused before anything runs
+            variant(SearchConfig(), m)
         if not self.seeds:
             raise ValueError("seeds is empty; give at least one seed (--seeds 1)")
 
@@ -110,6 +116,24 @@ class RaceRun:
                 j += 1
             out[i] = best if best > -math.inf else np.nan
         return out
+
+
+def variant(cfg: SearchConfig, method: str) -> SearchConfig:
+    """cfg with a method's `field=value,...` overrides (`vidtune:cpu_sharing=restart`)."""
+    name, _, spec = method.partition(":")
+    if not spec:
+        return cfg
+    if name != "vidtune":
+        raise ValueError(f"method {method!r}: only vidtune takes field=value overrides")
+    kinds = {f.name: type(getattr(cfg, f.name)) for f in fields(cfg)}
+    changes: dict[str, Any] = {}
+    for item in spec.split(","):
+        key, sep, text = item.partition("=")
+        if not sep or key not in kinds or kinds[key] not in (bool, int, float, str):
+            raise ValueError(f"method {method!r}: {item!r} is not field=value over SearchConfig's "
+                             f"fields ({', '.join(sorted(kinds))})")
+        changes[key] = text.lower() in ("1", "true", "yes") if kinds[key] is bool else kinds[key](text)
+    return replace(cfg, **changes)
 
 
 def _cpu_times() -> tuple[float, float]:
@@ -240,13 +264,13 @@ def race(plan: RacePlan, root: str) -> list[RaceRun]:
                             max_epochs=plan.max_epochs, seed=seed, data=plan.data,
                             results_dir=root).resolved()
         order = plan.methods[k % len(plan.methods):] + plan.methods[:k % len(plan.methods)]
-        for method in order:
-            cfg = replace(base, name=f"{method}-s{seed}")
+        for i, method in enumerate(order):
+            cfg = replace(variant(base, method), name=f"{method.split(':')[0]}-{i}-s{seed}")
             go = {"vidtune": lambda c=cfg: _vidtune(c),
                   "ray-tune": lambda c=cfg: _stock(c),
                   "optuna": lambda c=cfg: _optuna(c, plan.workers, root),
                   "random": lambda c=cfg: _vidtune(replace(c, sampler="random", scheduler="none")),
-                  }[method]()
+                  }[method.split(":")[0]]()
             shutdown()
             run = _timed(method, seed, go)
             runs.append(run)
@@ -271,7 +295,7 @@ class Standing:
 
 def standing(runs: list[RaceRun]) -> Standing:
     seeds = sorted({r.seed for r in runs})
-    methods = [m for m in METHODS if any(r.method == m for r in runs)]
+    methods = list(dict.fromkeys(r.method for r in runs))
     by = {(r.method, r.seed): r for r in runs}
     targets = {s: max(by[m, s].best for m in methods if (m, s) in by) - TARGET_GAP for s in seeds}
     ttt = {m: {s: by[m, s].time_to(targets[s]) for s in seeds if (m, s) in by} for m in methods}
@@ -300,7 +324,7 @@ def plot_anytime(runs: list[RaceRun], png: str | Path) -> Path:
     fig = Figure(figsize=(7.5, 4.2), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    for method in METHODS:
+    for method in dict.fromkeys(r.method for r in runs):
         mine = [r for r in runs if r.method == method]
         if not mine:
             continue

@@ -29,7 +29,7 @@ def goals(st: Standing, runs: list[RaceRun]) -> list[tuple[str, str, str, Verdic
     rows: list[tuple[str, str, str, Verdict]] = []
     if "vidtune" not in st.median_ttt:
         return rows
-    peers = {m: t for m, t in st.median_ttt.items() if m != "vidtune"}
+    peers = {m: t for m, t in st.median_ttt.items() if m.split(":")[0] != "vidtune"}
     if peers:
         best_peer = min(peers, key=lambda m: peers[m])
         mine, theirs = st.median_ttt["vidtune"], peers[best_peer]
@@ -53,7 +53,7 @@ def goals(st: Standing, runs: list[RaceRun]) -> list[tuple[str, str, str, Verdic
 
 def render(plan: RacePlan, runs: list[RaceRun], st: Standing, png: Path, doc: Path,
            took_s: float) -> str:
-    methods = [m for m in ("vidtune", "ray-tune", "optuna", "random") if m in st.median_ttt]
+    methods = list(st.median_ttt)
     lines = [
         "## The race: wall time to a good model against stock Ray Tune and Optuna "
         "(`scripts/bench_race.py`, issue 13)",

@@ -91,6 +91,10 @@ class SearchConfig:
     sampler: str = _arg("tpe", f"proposals: {' or '.join(SAMPLERS)} (random: a baseline)")
     scheduler: str = _arg("asha", f"early stopping: {' or '.join(SCHEDULERS)} (none: every trial "
                           "trains max_epochs)", "ASHA")
+    tpe_multivariate: bool = _arg(False, "TPE models the parameters jointly (Optuna's "
+                                  "multivariate TPE) instead of one by one")
+    tpe_constant_liar: bool = _arg(False, "TPE counts the running trials as bad results, so "
+                                   "configs proposed side by side spread out")
     batch_size: int = _arg(32, "batch size (the 'wide' space samples it)")
     seed: int = _arg(0, "TPE sampler, trial initialisation and batch order")
     max_concurrent: int = _arg(0, "cap on trials at once; 0: what the resources allow")

@@ -95,7 +95,9 @@ def make_searcher(cfg: SearchConfig, slots: int) -> BudgetedSearch:
         sampler: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=cfg.seed)
     else:
         expected = cfg.num_samples or 30   # with only a time budget: a guess for the startup size
-        sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=max(2, min(10, expected // 3)))
+        sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=max(2, min(10, expected // 3)),
+                                             multivariate=cfg.tpe_multivariate,
+                                             constant_liar=cfg.tpe_constant_liar)
     searcher = OptunaSearch(space=space.define, metric=METRIC, mode=MODE, sampler=sampler,
                             points_to_evaluate=[dict(space.default)])
     return BudgetedSearch(ConcurrencyLimiter(searcher, max_concurrent=slots))
