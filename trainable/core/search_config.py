@@ -88,6 +88,9 @@ class SearchConfig:
     promotion_cap: bool = _arg(False, "let at most 1/N of the trials at a rung through, whatever "
                                "order they arrive in (fewer epochs, lower best accuracy: see "
                                "docs/benchmarks.md)", "ASHA", flag="--asha-cap")
+    asha_cost_factor: float = _arg(0.0, "a trial whose seconds per epoch exceed this many times "
+                                   "the median of its rung continues only if it leads the rung "
+                                   "(0: off)", "ASHA")
     sampler: str = _arg("tpe", f"proposals: {' or '.join(SAMPLERS)} (random: a baseline)")
     scheduler: str = _arg("asha", f"early stopping: {' or '.join(SCHEDULERS)} (none: every trial "
                           "trains max_epochs)", "ASHA")
@@ -143,6 +146,10 @@ class SearchConfig:
             raise ValueError(f"cpu_sharing is {self.cpu_sharing!r}; known: {', '.join(CPU_SHARING)}")
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler is {self.scheduler!r}; known: {', '.join(SCHEDULERS)}")
+        if self.asha_cost_factor < 0:
+            raise ValueError(f"asha_cost_factor is {self.asha_cost_factor}, but must be >= 0 "
+                             "(0: off; e.g. 2 lets a trial at twice the median cost continue "
+                             "only if it leads its rung)")
         if self.reduction_factor < 2:
             raise ValueError(f"reduction_factor is {self.reduction_factor}, but must be >= 2")
         if self.cpus_per_trial <= 0:

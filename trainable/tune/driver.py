@@ -107,7 +107,8 @@ def make_scheduler(cfg: SearchConfig) -> ResumableASHA | FIFOScheduler:
     if cfg.scheduler == "none":   # no early stopping: every trial trains max_epochs
         return FIFOScheduler()
     return ResumableASHA(time_attr="epoch", max_t=cfg.max_epochs, grace_period=cfg.grace_period,
-                         reduction_factor=cfg.reduction_factor, promotion_cap=cfg.promotion_cap)
+                         reduction_factor=cfg.reduction_factor, promotion_cap=cfg.promotion_cap,
+                         cost_factor=cfg.asha_cost_factor)
 
 
 def init_ray(cfg: SearchConfig) -> None:
