@@ -32,6 +32,7 @@ from vidtune.analysis.tables import (
     format_counts,
     status_counts,
 )
+from vidtune.trainable.core.failures import error_counts
 from vidtune.trainable.core.search_config import beside_results
 from vidtune.trainable.core.trials import Best, TrialStatus, best_reported, best_trial, to_native
 
@@ -92,6 +93,11 @@ class Analysis:
     def finished(self) -> bool:
         return not any(s.unfinished for s in self.counts)
 
+    @property
+    def errors(self) -> list[tuple[str, int]]:
+        """(one-line error, trials) of the errored trials, most common first."""
+        return error_counts(self.trials["error"]) if "error" in self.trials else []
+
 
 def _pick(exp: Experiment) -> Best | None:
     try:
@@ -139,6 +145,7 @@ def summary_lines(a: Analysis) -> list[str]:
                      f"after {p.epoch} epochs, {TrialStatus(p.status).label})")
         lines.append(f"  config: {_fmt_params(p.params)}")
     lines.append(f"trials: {format_counts(a.counts)}")
+    lines += [f"  {count}x {error}" for error, count in a.errors]
     lines.append(f"compute: {compute_text(a)}")
     if a.importances.values:
         top = ", ".join(f"{k} {v:.2f}" for k, v in list(a.importances.values.items())[:5])
@@ -159,7 +166,8 @@ def compute_text(a: Analysis) -> str:
 
 def _trials_for_report(a: Analysis) -> pd.DataFrame:
     cols = ["trial_id", "status", *a.param_names, "best_val_acc", "best_epoch", "final_val_acc",
-            "epochs", "time_s", "device", "gpu_share", "gpu_cap_mb"]
+            "epochs", "time_s", "s_per_epoch", "device", "gpu_share", "gpu_cap_mb", "error",
+            "warning"]
     df = a.trials.sort_values("order").reindex(columns=cols) if len(a.trials) else pd.DataFrame(columns=cols)
     return df.assign(status=df["status"].map(lambda s: TrialStatus(s).label))
 
@@ -184,6 +192,7 @@ def _report_sections(a: Analysis) -> list[Section]:
                                   "(best final val_acc among the trials trained longest)"),
                  ("retrain config", _fmt_params(a.pick.params))]
     rows += [("trials", format_counts(a.counts)),
+             *[("errors" if i == 0 else "", f"{count}x {error}") for i, (error, count) in enumerate(a.errors)],
              ("compute", compute_text(a))]
     sections = [Section("Summary").pairs(rows)]
     for png, title in PLOTS.items():
@@ -212,6 +221,7 @@ def _json_ready(a: Analysis) -> dict[str, Any]:
                     "saved_fraction": clean(a.compute.saved_fraction)},
         "importances": a.importances.values, "importances_note": a.importances.note,
         "milestones": a.milestones,
+        "errors": [{"error": error, "trials": count} for error, count in a.errors],
     }
 
 

@@ -8,6 +8,7 @@ history - one row per reported epoch: trial_id, epoch, val_acc, ..., timestamp.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pandas as pd
@@ -43,13 +44,14 @@ def format_counts(counts: dict[TrialStatus, int]) -> str:
 
 
 def asha_milestones(grace_period: int, reduction_factor: float, max_epochs: int) -> list[int]:
-    """ASHA's rungs: grace_period * reduction_factor**k, below max_epochs."""
+    """The epochs at which ASHA decides: each rung grace_period * reduction_factor**k below
+    max_epochs, rounded up (Ray records a trial at the first epoch >= the rung, e.g. 3 for 2.5)."""
     if grace_period < 1 or reduction_factor < 2:
         raise ValueError(f"grace_period {grace_period} must be >= 1 and reduction_factor "
                          f"{reduction_factor} >= 2")
     out, k = [], 0
     while grace_period * reduction_factor**k < max_epochs:
-        out.append(int(grace_period * reduction_factor**k))
+        out.append(math.ceil(grace_period * reduction_factor**k - 1e-9))
         k += 1
     return out
 

@@ -1,6 +1,8 @@
-"""Video data: a synthetic temporal benchmark, real video folders, cached uint8 stores, loaders."""
+"""Video data: a synthetic temporal benchmark, real video folders, cached uint8 stores, loaders,
+and the checks a data set must pass before a classifier trains on it."""
 
 from vidtune.data.arrays import VideoArrays
+from vidtune.data.checks import check_clips
 from vidtune.data.config import SYNTHETIC, DataConfig, default_cache_dir
 from vidtune.data.loaders import ClipLoader, Loaders, load_arrays, make_loaders, to_float
 from vidtune.data.split import stratified_split
@@ -13,6 +15,7 @@ __all__ = [
     "DataConfig",
     "Loaders",
     "VideoArrays",
+    "check_clips",
     "default_cache_dir",
     "load_arrays",
     "make_loaders",

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from vidtune.data.arrays import VideoArrays
+from vidtune.data.checks import check_clips
 from vidtune.data.config import DataConfig
 from vidtune.data.split import stratified_split
 from vidtune.data.store import open_store, write_store
@@ -106,12 +107,8 @@ class Loaders:
 def make_loaders(cfg: DataConfig, batch_size: int, progress: bool = True) -> Loaders:
     """Stratified train/val loaders over cfg's clips (train shuffled per epoch, val in order)."""
     arrays = load_arrays(cfg, progress=progress)
+    check_clips(arrays.labels, arrays.class_names, cfg.resolved())   # one-line ValueError
     train_idx, val_idx = stratified_split(arrays.labels, cfg.val_fraction, cfg.seed)
-    if len(train_idx) == 0 or len(val_idx) == 0:
-        raise ValueError(
-            f"{len(arrays)} clips are too few to split into train and val "
-            f"(val_fraction={cfg.val_fraction}); add clips or change val_fraction"
-        )
     return Loaders(
         train=ClipLoader(arrays, train_idx, batch_size, shuffle=True, seed=cfg.seed),
         val=ClipLoader(arrays, val_idx, batch_size, shuffle=False),

@@ -24,13 +24,38 @@ LABELS = "labels.npy"
 FORMAT_VERSION = 1
 
 
+class StoreWriteError(OSError):
+    """The store could not be written (disk full, read-only, no permission). Nothing of it is
+    left behind: the store is absent, or complete from an earlier or a parallel build."""
+
+    def __str__(self) -> str:   # the message alone, without OSError's "[Errno 28]"
+        return str(self.strerror)
+
+
 def write_store(path: str | Path, arrays: VideoArrays, key: dict[str, Any], extra: dict[str, Any] | None = None) -> Path:
-    """Write `arrays` to `path` atomically, recording `key` (what it was built from)."""
+    """Write `arrays` to `path` atomically, recording `key` (what it was built from).
+
+    StoreWriteError, naming the folder and the fix, if it cannot be written.
+    """
     path = Path(path)
+    try:
+        return _write_store(path, arrays, key, extra)
+    except StoreWriteError:
+        raise
+    except OSError as exc:
+        size_mb = arrays.clips.nbytes / 2**20
+        raise StoreWriteError(
+            exc.errno, f"cannot write the clip cache {path} ({exc.strerror or exc}); free "
+            f"{size_mb:.0f} MB there or point --cache-dir (or $VIDTUNE_CACHE) at a writable "
+            "disk with room") from exc
+
+
+def _write_store(path: Path, arrays: VideoArrays, key: dict[str, Any], extra: dict[str, Any] | None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        np.ascontiguousarray(arrays.clips).tofile(tmp / CLIPS)
+        with open(tmp / CLIPS, "wb") as f:   # not ndarray.tofile: its short write has no errno
+            f.write(np.ascontiguousarray(arrays.clips).data)
         np.save(tmp / LABELS, np.asarray(arrays.labels, dtype=np.int64))
         manifest = {
             "format_version": FORMAT_VERSION,

@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import time
+import unicodedata
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +59,7 @@ class DecodeReport:
             return head
         noun = "file" if len(self.skipped) == 1 else "files"
         lines = [f"{head}; skipped {len(self.skipped)} unreadable {noun}:"]
-        lines += [f"  {path}: {reason}" for path, reason in self.skipped]
+        lines += [f"  {shown(path)}: {reason}" for path, reason in self.skipped]
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
@@ -75,6 +76,11 @@ class DecodeReport:
             skipped=tuple((str(p), str(r)) for p, r in data.get("skipped", [])),
             num_classes=data.get("num_classes"),
         )
+
+
+def shown(path: str | Path) -> str:
+    """A file name as text that prints anywhere: bytes that are not UTF-8 become \\xNN."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _check_clip_size(frames: int, height: int, width: int) -> None:
@@ -105,6 +111,8 @@ def decode_video(path: str | Path, frames: int, height: int, width: int) -> np.n
     """
     _check_clip_size(frames, height, width)
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise VideoDecodeError(path, f"broken symbolic link (to {shown(os.readlink(path))})")
     try:
         size = path.stat().st_size
     except OSError as error:
@@ -140,20 +148,65 @@ def _is_hidden(path: Path) -> bool:
     return path.name.startswith(".")
 
 
+def check_label(name: str, root: Path) -> None:
+    """A class folder's name becomes a label in reports, config.json and predictions: it must
+    be UTF-8, without control characters or whitespace at either end. ValueError otherwise."""
+    try:
+        name.encode("utf-8")
+        problem = ""
+    except UnicodeEncodeError:   # os.listdir gives undecodable bytes as lone surrogates
+        problem = "is not valid UTF-8"
+    if not problem and any(unicodedata.category(c) == "Cc" for c in name):
+        problem = "contains control characters"
+    if not problem and name != name.strip():
+        problem = "starts or ends with whitespace"
+    if problem:
+        readable = os.fsencode(name).decode("utf-8", "replace")
+        suggestion = re.sub(r"[^\w.+-]+", "_", readable.strip()).strip("_") or "class_1"
+        raise ValueError(f"class folder {shown(name)!r} in {shown(root)} is not a valid label: its "
+                         f"name {problem}; rename the folder, e.g. to {suggestion!r}")
+
+
+def _class_dirs(root: Path) -> list[Path]:
+    """The non-hidden subfolders of root, sorted; symbolic links to folders count as folders."""
+    found: list[Path] = []
+    targets: dict[Path, str] = {}
+    for p in sorted(root.iterdir(), key=lambda p: p.name):
+        if _is_hidden(p):
+            continue
+        if p.is_symlink() and not p.exists():
+            raise ValueError(f"class folder {shown(p)} is a broken symbolic link (to "
+                             f"{shown(os.readlink(p))}); fix the link or remove it")
+        if not p.is_dir():
+            continue
+        check_label(p.name, root)
+        target = p.resolve()
+        if target in targets:
+            raise ValueError(f"class folders {targets[target]!r} and {p.name!r} in {shown(root)} are "
+                             f"the same folder ({shown(target)}), so their videos would get two "
+                             "labels; remove one of them")
+        targets[target] = p.name
+        found.append(p)
+    return found
+
+
 def scan_folder(root: str | Path) -> tuple[list[tuple[Path, int]], tuple[str, ...]]:
     """List root/<class_name>/<video files> as ([(file, label), ...], class_names), sorted.
 
-    Class names are the sorted non-hidden subfolder names; files with other extensions
-    (and hidden files) are ignored, but a class folder with no video file is an error.
+    Class names are the sorted non-hidden subfolder names (symbolic links to folders
+    included), each a valid label (check_label); files with other extensions (and hidden
+    files) are ignored, but a class folder with no video file is an error. A broken link with
+    a video extension is kept, so the decode report lists it.
     """
     root = Path(root).expanduser()
     if not root.exists():
         raise ValueError(f"video folder {root} does not exist; expected the layout {LAYOUT}")
     if not root.is_dir():
-        raise ValueError(f"video folder {root} is not a directory; expected the layout {LAYOUT}")
-    class_dirs = sorted(
-        (p for p in root.iterdir() if p.is_dir() and not _is_hidden(p)), key=lambda p: p.name
-    )
+        hint = (f"; to classify one video use `vidtune predict MODEL {root}`"
+                if root.suffix.lower() in VIDEO_EXTENSIONS else "")
+        raise ValueError(f"video folder {root} is not a directory but a file; give the folder "
+                         f"that holds one subfolder per class ({LAYOUT}){hint}")
+    class_dirs = _class_dirs(root)
     if not class_dirs:
         raise ValueError(
             f"video folder {root} has no class subfolders; expected the layout {LAYOUT}"
@@ -164,7 +217,8 @@ def scan_folder(root: str | Path) -> tuple[list[tuple[Path, int]], tuple[str, ..
             (
                 p
                 for p in class_dir.iterdir()
-                if p.is_file() and not _is_hidden(p) and p.suffix.lower() in VIDEO_EXTENSIONS
+                if (p.is_file() or p.is_symlink()) and not p.is_dir() and not _is_hidden(p)
+                and p.suffix.lower() in VIDEO_EXTENSIONS
             ),
             key=lambda p: p.name,
         )
@@ -183,8 +237,11 @@ def _cache_key(
 ) -> dict[str, Any]:
     listing = []
     for path, _ in files:
-        stat = path.stat()
-        listing.append([path.relative_to(root).as_posix(), stat.st_size, stat.st_mtime_ns])
+        try:
+            stat = path.stat()
+            listing.append([path.relative_to(root).as_posix(), stat.st_size, stat.st_mtime_ns])
+        except OSError:   # a broken link: decoding reports it; a new target changes the key
+            listing.append([path.relative_to(root).as_posix(), -1, -1])
     return {
         "source": str(root),
         "frames": int(frames),
@@ -293,10 +350,10 @@ def load_video_folder(
         ),
         num_classes=len(class_names),
     )
+    labels = np.array([label for _, label in files], dtype=np.int64)[ok]  # (N,)
+    _check_enough(labels, class_names, min_clips_per_class, report, root)  # its error holds the report
     if report.skipped and progress:
         print(report.summary(), file=sys.stderr, flush=True)
-    labels = np.array([label for _, label in files], dtype=np.int64)[ok]  # (N,)
-    _check_enough(labels, class_names, min_clips_per_class, report, root)
     arrays = VideoArrays(
         clips=clips if ok.all() else clips[ok], labels=labels, class_names=class_names
     )
@@ -333,13 +390,17 @@ def _check_enough(
         for name, n in zip(class_names, counts, strict=True)
         if n < min_clips_per_class
     ]
+    # One line that names the folder, the classes and the fix; the decode report below it.
     if short:
+        have = "no readable clip" if min_clips_per_class == 1 else (
+            f"fewer than {min_clips_per_class} readable clips")
         raise ValueError(
-            f"in {root}, these classes have fewer than {min_clips_per_class} readable clips: "
-            f"{', '.join(short)}; add videos or fix the unreadable ones.\n{report.summary()}"
+            f"in {shown(root)}, these classes have {have}: {', '.join(map(shown, short))}; add "
+            f"videos to those class folders or fix the unreadable files listed below\n"
+            f"{report.summary()}"
         )
     if len(labels) < 2:
         raise ValueError(
-            f"in {root}, only {len(labels)} readable clip(s) remain, but at least 2 are needed; "
-            f"add videos or fix the unreadable ones.\n{report.summary()}"
+            f"in {shown(root)}, only {len(labels)} readable clip(s) remain, but at least 2 are "
+            f"needed; add videos or fix the unreadable files listed below\n{report.summary()}"
         )

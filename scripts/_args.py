@@ -30,6 +30,31 @@ def _dest(f: Field[Any]) -> str:
     return _flag(f).lstrip("-").replace("-", "_")
 
 
+def _parser(f: Field[Any], kind: type) -> Any:
+    """The field's own parser (metadata["type"], e.g. parse_duration) or its type; a
+    ValueError becomes argparse's one-line error with the parser's message."""
+    parse = f.metadata.get("type", kind)
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
+
+
+def duration(text: str) -> float:
+    """argparse type for --time-budget: '15m' -> 900.0, with the parser's message on error."""
+    from vidtune.trainable.core.search_config import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _scalar(hint: Any) -> type:
     """int, float, str or bool from a field's type (str | None -> str; tuple[str, ...] -> str,
     for a flag that takes several values; the space's str | dict | function -> str)."""
@@ -62,12 +87,15 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, default_group: s
         default = None if f.default is MISSING else f.default
         if not defaults:
             default = argparse.SUPPRESS
-        if kind is bool:
-            group.add_argument(_flag(f), dest=_dest(f), action="store_true", help=f.metadata["help"],
-                               **({} if defaults else {"default": default}))
+        if kind is bool:   # --flag, and --no-flag where it is on by default
+            action = argparse.BooleanOptionalAction if f.default is True else "store_true"
+            group.add_argument(_flag(f), dest=_dest(f), action=action,
+                               default=bool(default) if defaults else default,
+                               help=f.metadata["help"])
             continue
-        shown = "" if default in (None, "", (), argparse.SUPPRESS) else " (default %(default)s)"
-        group.add_argument(_flag(f), dest=_dest(f), type=kind, default=default,
+        shown = "" if (default in (None, "", 0.0) and "type" in f.metadata) \
+            or default in (None, "", (), argparse.SUPPRESS) else " (default %(default)s)"
+        group.add_argument(_flag(f), dest=_dest(f), type=_parser(f, kind), default=default,
                            nargs=f.metadata.get("nargs"), metavar=f.metadata.get("metavar"),
                            help=f.metadata["help"] + shown)
 
@@ -99,21 +127,46 @@ def print_epoch(metrics: dict[str, float], total: int) -> None:
           f"({metrics['epoch_time_s']:.1f}s)", file=sys.stderr, flush=True)
 
 
-def print_outcome(outcome: SearchOutcome) -> None:
-    """The end of `vidtune search` and `vidtune resume`: counts, the best, where to resume."""
-    print(f"\n{outcome.num_trials} trials, {outcome.num_errors} errored")
+def print_outcome(outcome: SearchOutcome, prog: str = "vidtune search") -> None:
+    """The end of `vidtune search` and `vidtune resume`: counts, errors by message, the best,
+    where to resume. When every trial errored, the most common error goes to stderr as the
+    command's error (the caller exits 1)."""
+    n, path = outcome.num_trials, outcome.experiment_path
+    tracebacks = f"full tracebacks: {path}/trial_*/error.txt"
+    print(f"\n{n} trials, {outcome.num_errors} errored")
+    for warning in outcome.warnings:
+        print(f"warning: {warning}")
+    if outcome.all_failed:
+        (line, count), *others = outcome.errors or (("unknown error", n),)
+        head = line if count == n else f"{count} with {line}"
+        print(f"{prog}: error: {n} of {n} trials failed: {head}", file=sys.stderr)
+        for other, k in others:
+            print(f"  {k} with {other}", file=sys.stderr)
+        print(tracebacks, file=sys.stderr)
+        print(f"results: {path}")
+        return
+    if outcome.errors:
+        print(f"{outcome.num_errors} of {n} trials failed:")
+        for line, count in outcome.errors:
+            print(f"  {count}x {line}")
+        print(f"  {tracebacks}")
     if outcome.best is None:
         print("no trial reported a validation accuracy")
     else:
         b = outcome.best
         print(f"best val_acc {b.val_acc:.4f} (trial {b.trial_id}, epoch {b.epoch})")
         print("best config: " + json.dumps(b.params, sort_keys=True))
-    print(f"results: {outcome.experiment_path}")
-    if outcome.unfinished:
+    print(f"results: {path}")
+    if outcome.budget_ended:
+        print(f"time budget spent ({outcome.wall_s:.0f} s of {outcome.budget_s:.0f} s)"
+              + (f", {outcome.unfinished} trials unfinished" if outcome.unfinished else "")
+              + f"; to search on: vidtune resume {path} --time-budget 10m")
+    elif outcome.unfinished:
         print(f"interrupted with {outcome.unfinished} trials to go; continue with:\n"
-              f"  vidtune resume {outcome.experiment_path}")
+              f"  vidtune resume {path}")
 
 
-def fail(parser: argparse.ArgumentParser, exc: Exception) -> typing.NoReturn:
-    """Print a clean one-line error (no traceback) and exit 2, as argparse does."""
-    parser.exit(2, f"{parser.prog}: error: {exc}\n")
+def fail(parser: argparse.ArgumentParser, exc: Exception, status: int = 2) -> typing.NoReturn:
+    """Print a clean one-line error (no traceback) and exit 2, as argparse does (bad input);
+    status 1 for a command that started and then failed."""
+    parser.exit(status, f"{parser.prog}: error: {exc}\n")

@@ -1,264 +1,23 @@
 """Benchmark (issue 2): how much of an epoch is data loading, on the default CPU config.
 
-The same epoch (one pass over train, then val, as fit() does it) is timed twice with a freshly
-seeded model: once fed by the real loader (uint8 memmap gather + float conversion per batch)
-and once fed by the very same batches, already converted to float and held in a list. The
-difference, divided by the real epoch, is the data-loading share; the goal is <= 5 %.
-Two cross-checks: the time spent inside the loader during the real epoch, and the loader
-iterated alone (no model). Medians of a few repeats; real and in-memory runs alternate, so a
-slow drift of the machine does not favour one of them.
+The same epoch is timed fed by the real loader and fed by the same batches held in memory;
+the difference, and the time spent inside the loader, over the real epoch is the data-loading
+share (goal <= 5 %). The measurement lives in vidtune.analysis.bench.data_share.
 
     python scripts/bench_data.py            # default config, 3 repeats (several minutes on 2 cores)
-    python scripts/bench_data.py --smoke    # tiny sizes, seconds: checks the script runs
+    python scripts/bench_data.py --smoke    # tiny sizes, seconds: checks the benchmark runs
 
 Writes its own section of docs/benchmarks.md (between `<!-- bench_data:start/end -->`).
-scripts/bench_search.py imports measure_data_share() and write_section() from here.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import statistics
-import sys
-import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
 from pathlib import Path
 
-import torch
+from vidtune.analysis.bench.data_share import DataShare, run_data_bench
 
-from vidtune.data import DataConfig, load_arrays, make_loaders
-from vidtune.trainable.core.config import ModelConfig, TrainConfig
-from vidtune.trainable.core.loop import evaluate, make_optimizer, pick_device, train_one_epoch
-from vidtune.trainable.core.model import build_model
-
-GOAL_SHARE = 0.05                     # data loading <= 5 % of epoch time
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-KEY = "bench_data"
-
-# --smoke: tiny clips and a tiny model, so the whole script runs in seconds.
-SMOKE_DATA = DataConfig(num_clips=96, frames=4, height=16, width=16, noise=0.2)
-SMOKE_MODEL = ModelConfig(conv_widths=(8, 16), lstm_hidden=16, spatial_pool=2)
-
-
-@dataclass(frozen=True)
-class DataShare:
-    """Medians over `repeats`, in seconds; an epoch is one train pass plus one val pass."""
-
-    real_epoch_s: float          # fed by the real loader
-    memory_epoch_s: float        # fed by the same batches, pre-converted, from a list
-    in_loader_s: float           # time spent inside the real loader during the real epoch
-    loader_only_s: float         # the loader iterated alone over train + val, no model
-    spread: float                # (slowest - fastest) / median of the real epochs: the noise
-    repeats: int
-    threads: int
-    device: str
-    train_clips: int
-    val_clips: int
-    batch_size: int
-
-    @property
-    def share(self) -> float:
-        """(real - in-memory) / real: what feeding the model from the store costs."""
-        return (self.real_epoch_s - self.memory_epoch_s) / self.real_epoch_s
-
-    @property
-    def in_loader_share(self) -> float:
-        return self.in_loader_s / self.real_epoch_s
-
-    @property
-    def passed(self) -> bool:
-        # Both estimates must meet the goal: the difference of two epochs is noisy, the
-        # in-loader time misses indirect costs (cache pollution), neither alone is the truth.
-        return self.share <= GOAL_SHARE and self.in_loader_share <= GOAL_SHARE
-
-
-class TimedLoader:
-    """Wraps a batch iterable and adds up the time spent waiting for its next batch."""
-
-    def __init__(self, loader: Iterable) -> None:
-        self.loader, self.seconds = loader, 0.0
-
-    def __iter__(self) -> Iterator:
-        it = iter(self.loader)
-        while True:
-            t0 = time.perf_counter()
-            try:
-                batch = next(it)
-            except StopIteration:
-                self.seconds += time.perf_counter() - t0
-                return
-            self.seconds += time.perf_counter() - t0
-            yield batch
-
-
-def _timed_epoch(model_cfg: ModelConfig, train: Iterable, val: Iterable, device: torch.device,
-                 seed: int) -> float:
-    """One epoch (train pass + val pass) of a freshly seeded model: the same work every call."""
-    train_cfg = TrainConfig(seed=seed)
-    model = build_model(model_cfg, seed=seed).to(device)
-    optimizer = make_optimizer(model, train_cfg)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
-    train_one_epoch(model, train, optimizer, device, train_cfg.grad_clip)
-    evaluate(model, val, device, model_cfg.num_classes)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - t0
-
-
-def _loader_pass(loaders) -> float:
-    t0 = time.perf_counter()
-    for _ in loaders.train:
-        pass
-    for _ in loaders.val:
-        pass
-    return time.perf_counter() - t0
-
-
-def measure_data_share(data: DataConfig, model_cfg: ModelConfig, batch_size: int = 32,
-                       repeats: int = 3, threads: int | None = None, seed: int = 0,
-                       progress: bool = True) -> DataShare:
-    """Time real-loader epochs against in-memory epochs of the same model and batches.
-
-    The in-memory batches stay on the CPU (as the loader's do), so on a GPU both variants pay
-    the same host-to-device copies and the difference is loading and conversion only.
-    """
-    if repeats < 1:
-        raise ValueError(f"repeats is {repeats}, but must be >= 1")
-    if threads is not None:
-        torch.set_num_threads(max(1, threads))
-    device = pick_device()
-    load_arrays(data, progress=progress)                      # build the cache outside the timing
-    loaders = make_loaders(data, batch_size=batch_size, progress=False)
-    model_cfg = replace(model_cfg, num_classes=len(loaders.class_names))
-    loaders.train.set_epoch(0)                                # every epoch below sees epoch 0's order
-    train_batches, val_batches = list(loaders.train), list(loaders.val)   # float (B, T, 3, H, W)
-
-    # Warm-up, untimed: page cache of the store, allocator, oneDNN/cuDNN kernel selection.
-    _loader_pass(loaders)
-    _timed_epoch(model_cfg, train_batches[:2], val_batches[:1], device, seed)
-
-    real, memory, inside, alone = [], [], [], []
-    for r in range(repeats):
-        for variant in (("real", "memory") if r % 2 == 0 else ("memory", "real")):
-            if variant == "real":
-                train, val = TimedLoader(loaders.train), TimedLoader(loaders.val)
-                real.append(_timed_epoch(model_cfg, train, val, device, seed))
-                inside.append(train.seconds + val.seconds)
-            else:
-                memory.append(_timed_epoch(model_cfg, train_batches, val_batches, device, seed))
-        alone.append(_loader_pass(loaders))
-        if progress:
-            print(f"  repeat {r + 1}/{repeats}: real {real[-1]:.2f}s, in-memory {memory[-1]:.2f}s, "
-                  f"loader alone {alone[-1]:.3f}s", file=sys.stderr)
-    return DataShare(
-        real_epoch_s=statistics.median(real), memory_epoch_s=statistics.median(memory),
-        in_loader_s=statistics.median(inside), loader_only_s=statistics.median(alone),
-        spread=(max(real) - min(real)) / statistics.median(real),
-        repeats=repeats, threads=torch.get_num_threads(), device=str(device),
-        train_clips=len(loaders.train.indices), val_clips=len(loaders.val.indices),
-        batch_size=batch_size,
-    )
-
-
-# -- reporting (shared with bench_search) ----------------------------------------------------
-
-def machine_line() -> str:
-    """Where the figures come from: date, OS, cores, CPU model, GPU, torch, load."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    # Other processes on the same cores distort every ratio here: record how busy it was.
-    load = (f", 1-min load average {os.getloadavg()[0]:.1f} when written (this run included)"
-            if hasattr(os, "getloadavg") else "")
-    return (f"{time.strftime('%Y-%m-%d %H:%M')}, {platform.system()} {platform.machine()}, "
-            f"{os.cpu_count()} CPU cores ({cpu}), {gpu}, torch {torch.__version__}, "
-            f"Python {platform.python_version()}{load}")
-
-
-def describe_data(data: DataConfig) -> str:
-    if data.is_synthetic:
-        return (f"synthetic, {data.num_clips} clips of {data.frames}x{data.height}x{data.width} "
-                f"(T x H x W), noise {data.noise}, val fraction {data.val_fraction}")
-    return f"{data.source}, clips of {data.frames}x{data.height}x{data.width}"
-
-
-def describe_model(cfg: ModelConfig) -> str:
-    return (f"conv {'-'.join(map(str, cfg.conv_widths))}, LSTM {cfg.lstm_hidden}"
-            f"x{cfg.lstm_layers}, spatial pool {cfg.spatial_pool}")
-
-
-def verdict(ok: bool) -> str:
-    return "**PASS**" if ok else "**FAIL**"
-
-
-def write_section(path: str | Path, key: str, body: str) -> None:
-    """Put `body` between `<!-- key:start -->` and `<!-- key:end -->` in path, leaving the rest.
-
-    A missing file is created and a missing section appended, so two benchmarks can share
-    one file without clobbering each other.
-    """
-    path = Path(path)
-    start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
-    block = f"{start}\n{body.strip()}\n{end}"
-    text = path.read_text() if path.exists() else ""
-    i = text.find(start)
-    j = text.find(end, i + len(start)) if i >= 0 else -1
-    if i >= 0 and j >= 0:
-        text = text[:i] + block + text[j + len(end):]
-    else:
-        text = (text.rstrip() + "\n\n" if text.strip() else "") + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
-def data_share_rows(r: DataShare) -> list[str]:
-    """Markdown table rows (no header) of a DataShare."""
-    return [
-        f"| epoch, real loader (train + val) | {r.real_epoch_s:.2f} s |",
-        f"| epoch, same batches pre-converted in memory | {r.memory_epoch_s:.2f} s |",
-        f"| time inside the loader during a real epoch | {r.in_loader_s:.3f} s |",
-        f"| loader iterated alone (train + val, no model) | {r.loader_only_s:.3f} s |",
-        f"| data-loading share, (real - in-memory) / real | {100 * r.share:.1f} % |",
-        f"| data-loading share, inside-loader time / real | {100 * r.in_loader_share:.1f} % |",
-        *([f"| run-to-run spread of the real epochs, (max - min) / median | {100 * r.spread:.1f} % |"]
-          if r.repeats > 1 else []),
-    ]
-
-
-def render(r: DataShare, data: DataConfig, model_cfg: ModelConfig, smoke: bool) -> str:
-    lines = [
-        "## Data loading share of an epoch (`scripts/bench_data.py`, issue 2)",
-        "",
-        *(["*Smoke run: tiny sizes, the figures only show that the script works.*", ""] if smoke else []),
-        f"- Run: {machine_line()}.",
-        f"- Config: {describe_data(data)}; {r.train_clips} train / {r.val_clips} val clips, "
-        f"batch {r.batch_size}; model {describe_model(model_cfg)}; device {r.device}, "
-        f"{r.threads} torch threads; median of {r.repeats} repeat(s).",
-        "",
-        "| measure | value |",
-        "|---|---|",
-        *data_share_rows(r),
-        "",
-        f"Goal: data loading <= {100 * GOAL_SHARE:.0f} % of epoch time (both estimates): "
-        f"{verdict(r.passed)}",
-        "",
-        "A difference below zero, or within the run-to-run spread, is measurement noise rather "
-        "than a loading cost; the inside-loader share is the steadier of the two estimates.",
-    ]
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> DataShare:
@@ -270,16 +29,8 @@ def main(argv: list[str] | None = None) -> DataShare:
     p.add_argument("--batch-size", type=int, default=32, help="(default %(default)s)")
     p.add_argument("--out", default=str(DEFAULT_OUT), help="markdown file to update (default docs/benchmarks.md)")
     args = p.parse_args(argv)
-    data = SMOKE_DATA if args.smoke else DataConfig()
-    model_cfg = SMOKE_MODEL if args.smoke else ModelConfig()
-    repeats = args.repeats or (1 if args.smoke else 3)
-    print(f"bench_data: {describe_data(data)}, batch {args.batch_size}, {repeats} repeat(s)", file=sys.stderr)
-    result = measure_data_share(data, model_cfg, args.batch_size, repeats, args.threads)
-    body = render(result, data, model_cfg, args.smoke)
-    write_section(args.out, KEY, body)
-    print(body)
-    print(f"\nwritten to {args.out}", file=sys.stderr)
-    return result
+    return run_data_bench(args.out, smoke=args.smoke, repeats=args.repeats, threads=args.threads,
+                          batch_size=args.batch_size)
 
 
 if __name__ == "__main__":

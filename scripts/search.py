@@ -10,6 +10,8 @@ vidtune.json of an earlier search; flags given on the command line override the 
 from __future__ import annotations
 
 import argparse
+import sys
+from dataclasses import replace
 
 from vidtune.data import DataConfig
 from vidtune.scripts._args import (
@@ -46,33 +48,48 @@ def make_config(argv: list[str] | None, prog: str | None) -> SearchConfig:
     args = p.parse_args(argv)
     try:
         if args.config is None:
+            given = sys.argv[1:] if argv is None else argv
             if args.smoke_test:
                 for k, v in {**SMOKE, **SMOKE_DATA}.items():
                     setattr(args, k, v)
+            if args.time_budget and not any(a.startswith("--num-samples") for a in given):
+                args.num_samples = 0   # a budget without --num-samples: as many trials as fit
             return config_from_args(SearchConfig, args, data=data_config(args))
         # Only the flags given override the file: parse again with no defaults.
-        given = build_parser(prog, defaults=False).parse_args(argv)
-        overrides = config_values(SearchConfig, given)
-        data = config_values(DataConfig, given)
+        flags = build_parser(prog, defaults=False).parse_args(argv)
+        overrides = config_values(SearchConfig, flags)
+        data = config_values(DataConfig, flags)
         if args.smoke_test:
             overrides.update(SMOKE)
             data.update(SMOKE_DATA)
-        return SearchConfig.from_file(args.config, **overrides, data=data)
+        cfg = SearchConfig.from_file(args.config, **overrides, data=data)
+        if cfg.time_budget_s and "num_samples" not in overrides:
+            from vidtune.trainable.core.config_file import read_config_file
+
+            if "num_samples" not in read_config_file(args.config, SearchConfig)[0]:
+                cfg = replace(cfg, num_samples=0)   # as with flags: as many trials as fit
+        return cfg
     except ValueError as exc:
         fail(p, exc)
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     cfg = make_config(argv, prog)   # validated before Ray starts
+    p = build_parser(prog)
     from vidtune.trainable.tune.driver import run_search
+    from vidtune.trainable.tune.failures import StorageLostError
 
     try:
         outcome = run_search(cfg)
     except ValueError as exc:
-        fail(build_parser(prog), exc)
-    print_outcome(outcome)
-    if outcome.unfinished:
-        raise SystemExit(130)
+        fail(p, exc)
+    except StorageLostError as exc:
+        fail(p, exc, status=1)
+    print_outcome(outcome, p.prog)
+    if outcome.unfinished and not outcome.budget_ended:
+        raise SystemExit(130)   # Ctrl-C; a spent time budget is a planned end
+    if outcome.all_failed:   # the same error in every trial: a failed command, no hints
+        raise SystemExit(1)
     print(f"analyze: vidtune analyze {outcome.experiment_path}")
     print(f"retrain: vidtune retrain {outcome.experiment_path}")
 

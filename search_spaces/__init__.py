@@ -22,6 +22,7 @@ from vidtune.search_spaces._user import (
 )
 from vidtune.search_spaces.spaces import (
     SEED_DEFAULT,
+    decode_widths,
     default_space,
     tiny_space,
     to_hparams,
@@ -38,6 +39,7 @@ __all__ = [
     "SpaceSpec",
     "Trace",
     "check_unchanged",
+    "decode_widths",
     "default_space",
     "file_spaces",
     "get_space",

@@ -1,9 +1,17 @@
-"""Shared fixtures: tiny real configs (few clips, few frames, small frames, CPU)."""
+"""Shared fixtures: tiny real configs (few clips, few frames, small frames, CPU), codec checks,
+and the trials' progress.csv read independently of the code under test.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
 
+import av
+import pandas as pd
 import pytest
 import torch
 
@@ -25,3 +33,64 @@ def cache_dir(tmp_path_factory) -> str:
 def tiny_data(cache_dir) -> DataConfig:
     """200 clips of 6x16x16: enough for a tiny model to beat chance clearly in a few epochs."""
     return DataConfig(num_clips=200, frames=6, height=16, width=16, noise=0.2, cache_dir=cache_dir)
+
+
+@pytest.fixture(scope="session")
+def codec_available() -> Callable[[str, str], bool]:
+    """check(codec, consequence) -> whether this FFmpeg build (av, pinned) can encode codec.
+
+    CI (the CI variable set, as `CI=true bash .ci/run` does) must encode every codec the tests
+    use, so there a missing one fails the test. Locally it warns, naming the codec and what
+    the test does instead (skip it or use another codec), and returns False.
+    """
+
+    def check(codec: str, consequence: str) -> bool:
+        if codec in av.codecs_available:
+            return True
+        message = f"this FFmpeg build (av {av.__version__}) cannot encode {codec}: {consequence}"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI: {message}", pytrace=False)
+        warnings.warn(message, stacklevel=2)
+        return False
+
+    return check
+
+
+@pytest.fixture(scope="session")
+def read_progress() -> Callable[[str | Path], dict[str, pd.DataFrame]]:
+    """read(experiment folder) -> {trial_id: the rows of its progress.csv}.
+
+    What the trials themselves wrote, read with pandas alone: the reference that the results
+    loader, the analysis and retrain are checked against, not a product of their code.
+    Trials that reported nothing are left out. These tests never resume, so each epoch must
+    appear once.
+    """
+
+    def read(experiment: str | Path) -> dict[str, pd.DataFrame]:
+        out = {}
+        for path in sorted(Path(experiment).glob("trial_*/progress.csv")):
+            if path.stat().st_size == 0:
+                continue
+            # As text: a hex id such as 61e32900 would otherwise be read as the float inf.
+            df = pd.read_csv(path, dtype={"trial_id": str})
+            (trial_id,) = df["trial_id"].unique()
+            assert df["epoch"].is_unique and df["epoch"].is_monotonic_increasing, path
+            out[trial_id] = df
+        return out
+
+    return read
+
+
+@pytest.fixture(scope="session")
+def read_snapshot() -> Callable[[str | Path], list[dict]]:
+    """read(experiment folder) -> the trials of Ray's newest experiment snapshot.
+
+    In creation order, each a dict with Ray's trial_id, status (PENDING, RUNNING, TERMINATED,
+    ERROR) and config: parsed here with json alone, like read_progress.
+    """
+
+    def read(experiment: str | Path) -> list[dict]:
+        newest = max(Path(experiment).glob("experiment_state-*.json"))
+        return [json.loads(state) for state, _ in json.loads(newest.read_text())["trial_data"]]
+
+    return read

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,7 +29,6 @@ from matplotlib.image import imread
 from vidtune.analysis import (
     Analysis,
     analyze,
-    asha_milestones,
     param_importances,
     plot_confusion,
     plot_learning_curves,
@@ -161,11 +162,21 @@ def test_writes_tables_plots_and_report(search, analyzed):
         _assert_real_png(out / png)
 
 
+def _expected_status(ray_status: str, progress: pd.DataFrame) -> str:
+    """A finished trial's status, from Ray's status and what the trial reported."""
+    if ray_status == "ERROR":
+        return "errored"
+    if progress["diverged"].any():
+        return "diverged"
+    return "completed" if progress["epoch"].max() >= MAX_EPOCHS else "stopped"
+
+
 @pytest.mark.slow
-def test_best_is_the_history_maximum_and_tables_have_one_row_per_trial(analyzed):
+def test_best_and_trial_rows_match_the_trials_own_progress(search, analyzed, read_progress,
+                                                           read_snapshot):
     out = analyzed.out
-    trials = pd.read_csv(out / "trials.csv")
-    history = pd.read_csv(out / "history.csv")
+    trials = pd.read_csv(out / "trials.csv", dtype={"trial_id": str})
+    history = pd.read_csv(out / "history.csv", dtype={"trial_id": str})
     assert len(trials) == NUM_SAMPLES and trials["trial_id"].is_unique
     assert set(trials["status"]) <= set(STATUSES) - {"running", "pending"}
     assert analyzed.finished
@@ -174,24 +185,47 @@ def test_best_is_the_history_maximum_and_tables_have_one_row_per_trial(analyzed)
         assert trials[col].notna().all(), col
     assert len(history) == trials["epochs"].sum()
     assert trials["epochs"].between(1, MAX_EPOCHS).all()
+
+    # Against what the trials wrote (progress.csv) and Ray's snapshot, read without the loader.
+    progress, snapshot = read_progress(search), read_snapshot(search)
+    order = [t["trial_id"] for t in snapshot]
+    assert list(trials["trial_id"]) == order and set(progress) == set(order)
+    rows = trials.set_index("trial_id")
+    for t in snapshot:
+        mine, row = progress[t["trial_id"]], rows.loc[t["trial_id"]]
+        assert row["status"] == _expected_status(t["status"], mine)
+        assert row["epochs"] == mine["epoch"].max()
+        assert row["final_val_acc"] == pytest.approx(mine["val_acc"].iloc[-1])
+        assert row["best_val_acc"] == pytest.approx(mine.loc[mine["diverged"] == 0, "val_acc"].max())
+    # The best: the highest val_acc reported; with 16 val clips ties are common, and they go
+    # to the earlier trial, then the earlier epoch.
+    reports = pd.concat([progress[trial_id] for trial_id in order], ignore_index=True)
+    top = reports[reports["val_acc"] == reports["val_acc"].max()].iloc[0]
     assert analyzed.best is not None
-    assert analyzed.best.val_acc == pytest.approx(history["val_acc"].max())
-    row = history.loc[history["val_acc"].idxmax()]
-    assert (analyzed.best.trial_id, analyzed.best.epoch) == (row["trial_id"], row["epoch"])
+    assert analyzed.best.val_acc == pytest.approx(top["val_acc"])
+    assert (analyzed.best.trial_id, analyzed.best.epoch) == (top["trial_id"], int(top["epoch"]))
+    assert analyzed.best.params == snapshot[order.index(top["trial_id"])]["config"]
     assert set(analyzed.best.params) == set(analyzed.param_names)
     assert sum(analyzed.counts.values()) == NUM_SAMPLES
 
 
 @pytest.mark.slow
-def test_compute_saving_and_asha_milestones(analyzed):
-    assert asha_milestones(1, 2, 3) == [1, 2]
-    assert asha_milestones(1, 3, 27) == [1, 3, 9]
-    assert asha_milestones(2, 2, 2) == []
+def test_compute_saving_and_asha_milestones(search, analyzed, read_progress):
+    from vidtune.trainable.core.search_config import SearchConfig
+    from vidtune.trainable.tune.driver import make_scheduler
+
     c = analyzed.compute
     assert c.full_epochs == NUM_SAMPLES * MAX_EPOCHS
-    assert c.used_epochs == int(analyzed.trials["epochs"].sum())
+    assert c.used_epochs == sum(int(p["epoch"].max()) for p in read_progress(search).values())
     assert c.saved_epochs == c.full_epochs - c.used_epochs
-    assert analyzed.milestones == [1, 2]
+    # The rungs: those of the scheduler this search's config builds, below max_epochs, and the
+    # rungs the search's own decision log recorded at (every trial reaches the first rung, and
+    # the first trial, alone there, always passes on to the next).
+    config = SearchConfig.load(search)
+    rungs = sorted(m for m, _, _ in make_scheduler(config).rung_state() if m < config.max_epochs)
+    assert analyzed.milestones == rungs and rungs
+    log = (Path(search) / "asha_decisions.jsonl").read_text().splitlines()
+    assert {json.loads(line)["milestone"] for line in log} - {config.max_epochs} == set(rungs)
 
 
 @pytest.mark.slow
@@ -211,9 +245,12 @@ def test_report_is_self_contained(analyzed):
     assert f"{analyzed.best.val_acc:.4f}" in html
     assert html.count('src="data:image/png;base64,') == len(PLOTS)
     assert "<img src=\"http" not in html and "file://" not in html
-    for trial_id in analyzed.trials["trial_id"]:
-        assert trial_id in html
-    assert "stopped by ASHA" in html or "completed" in html
+    # The trials table: one row per trial, with its status label (checked against
+    # progress.csv in test_best_and_trial_rows_match_the_trials_own_progress).
+    for trial_id, status in zip(analyzed.trials["trial_id"], analyzed.trials["status"], strict=True):
+        label = TrialStatus(status).label
+        assert re.search(rf"<td>{re.escape(trial_id)}</td>\s*<td>{re.escape(label)}</td>", html), \
+            (trial_id, label)
 
 
 @pytest.mark.slow
@@ -312,5 +349,6 @@ def test_importances_on_hand_made_trials():
 
 
 def test_analysis_imports_no_ray():
-    code = "import sys, analysis, analysis.plots; assert 'ray' not in sys.modules, 'ray imported'"
+    code = ("import sys, vidtune.analysis, vidtune.analysis.plots; "
+            "assert 'ray' not in sys.modules, 'ray imported'")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

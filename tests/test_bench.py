@@ -1,6 +1,7 @@
 """The benchmark scripts' smoke runs: they finish and write their markdown sections with numbers.
 
-No timing assertions: the figures of a smoke run on a busy CI machine mean nothing.
+No timing assertions: the figures of a smoke run on a busy CI machine mean nothing. The rules
+that turn figures into verdicts are tested on hand-made figures, in milliseconds.
 """
 
 from __future__ import annotations
@@ -9,6 +10,13 @@ import re
 
 import pytest
 
+from vidtune.analysis.bench import (
+    DataShare,
+    EpochTimes,
+    halving_in_hindsight,
+    rank_agreement,
+    write_section,
+)
 from vidtune.analysis.tables import asha_milestones
 from vidtune.scripts import bench_data, bench_search
 
@@ -22,9 +30,9 @@ def section(text: str, key: str) -> str:
 def test_write_section_replaces_only_its_own_block(tmp_path):
     md = tmp_path / "bench.md"
     md.write_text("# Header\n\nintro\n")
-    bench_data.write_section(md, "a", "first A")
-    bench_data.write_section(md, "b", "only B")
-    bench_data.write_section(md, "a", "second A")
+    write_section(md, "a", "first A")
+    write_section(md, "b", "only B")
+    write_section(md, "a", "second A")
     text = md.read_text()
     assert text.startswith("# Header\n\nintro\n")
     assert section(text, "a").strip() == "second A" and "first A" not in text
@@ -77,9 +85,50 @@ def test_halving_in_hindsight_follows_the_rungs():
     assert asha_milestones(1, 2, 8) == [1, 2, 4]
     # Nine curves whose order at epochs 1-3 is the reverse of their order at epoch 6.
     curves = [[0.1 * i] * 3 + [0.1 * (9 - i)] * 3 for i in range(9)]
-    best, epochs = bench_search.halving_in_hindsight(curves, grace=1, rf=3, max_epochs=6)
+    best, epochs = halving_in_hindsight(curves, grace=1, rf=3, max_epochs=6)
     # Epoch 1 keeps trials 8, 7, 6; epoch 3 keeps trial 8, whose best is 0.8 (0.1 at the end).
     assert best == pytest.approx(0.8)
     assert epochs == 6 * 1 + 2 * 3 + 1 * 6      # six stop at epoch 1, two at 3, one runs to 6
-    agree = bench_search.rank_agreement(curves, 6)
+    agree = rank_agreement(curves, 6)
     assert agree[0] == pytest.approx(-1.0) and agree[4] == pytest.approx(1.0)
+
+
+def _share(real: float, memory: float, inside: float, spread: float, repeats: int = 3) -> DataShare:
+    return DataShare(real_epoch_s=real, memory_epoch_s=memory, in_loader_s=inside, loader_only_s=inside,
+                     spread=spread, repeats=repeats, threads=1, device="cpu", train_clips=800,
+                     val_clips=200, batch_size=32)
+
+
+def test_data_share_verdict_names_the_estimate_that_decided():
+    # Both estimates under 5 %, the difference beyond the spread: a plain PASS, on the larger.
+    ok = _share(10.0, 9.8, 0.02, spread=0.01)
+    assert str(ok.verdict) == "**PASS**" and ok.judged_share == pytest.approx(0.02)
+    # The difference (5.8 %) is over the goal but within the 17.4 % spread: it is drift, so the
+    # inside-loader share decides, and the cell says so (docs/benchmarks.md's 2026-11-25 run).
+    noisy = _share(13.74, 12.94, 0.026, spread=0.174)
+    assert noisy.difference_is_noise and noisy.passed
+    assert noisy.judged_share == pytest.approx(0.026 / 13.74)
+    assert str(noisy.verdict).startswith("**PASS** (inside-loader share; the epoch difference, 5.8 %")
+    # A difference beyond the spread is a loading cost: FAIL, however small the loader's own time.
+    assert str(_share(10.0, 8.0, 0.02, spread=0.05).verdict) == "**FAIL**"
+    # One repeat: no spread is known, so the difference counts.
+    assert str(_share(10.0, 9.0, 0.02, spread=0.0, repeats=1).verdict) == "**FAIL**"
+    # The loader itself over the goal fails even when the difference is noise.
+    assert _share(10.0, 9.0, 0.6, spread=0.2).verdict.ok is False
+
+
+def _times(plain: list[list[float]], ray: list[float]) -> EpochTimes:
+    return EpochTimes(plain_epoch_s=plain, ray_epoch_s=ray, plain_between_s=[run[1:] for run in plain],
+                      ray_between_s=ray[1:], ray_search_s=50.0, ray_trial_s=46.0)
+
+
+def test_ray_ratio_is_judged_only_where_the_plain_loop_holds_still():
+    # The 2026-11-25 run: the plain loop's epochs 2+ spread 9.8 %, so its 0.842x decides nothing.
+    drift = _times([[13.26, 12.68, 12.91, 12.32], [11.98, 13.27, 12.62, 12.03]], [11.32, 10.52, 10.62, 12.33])
+    assert drift.noise == pytest.approx((13.27 - 12.03) / 12.65)
+    assert drift.verdict.ok is None
+    assert str(drift.verdict).startswith("**not resolvable** (the plain loop's own epochs vary by 9.8 %")
+    # A steady machine: the ratio decides, on either side of the goal.
+    steady = [[10.0, 10.0, 10.1, 10.0], [10.1, 10.0, 10.0, 10.1]]
+    assert str(_times(steady, [10.5, 10.2, 10.3, 10.2]).verdict) == "**PASS**"
+    assert str(_times(steady, [12.0, 11.5, 11.6, 11.5]).verdict) == "**FAIL**"

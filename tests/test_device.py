@@ -50,14 +50,14 @@ def test_memory_cap_only_for_a_fraction_of_a_gpu():
 def test_cpu_trial_reports_what_it_was_given(tiny_data):
     setup = SearchConfig(space="tiny", data=tiny_data, max_epochs=1, grace_period=1, cpus_per_trial=1)
     threads = torch.get_num_threads()
+    reports = []
     try:
         device, grant = limit_resources(setup)
+        assert device == torch.device("cpu") and grant == Grant("cpu", 1)
+        run_trial({"conv_blocks": 1, "conv_base": 4, "lstm_hidden": 8, "lr": 3e-3}, setup,
+                  lambda metrics, state: reports.append(metrics), device=device, grant=grant)
     finally:
         torch.set_num_threads(threads)
-    assert device == torch.device("cpu") and grant == Grant("cpu", 1)
-    reports = []
-    run_trial({"conv_blocks": 1, "conv_base": 4, "lstm_hidden": 8, "lr": 3e-3}, setup,
-              lambda metrics, state: reports.append(metrics), device=device, grant=grant)
     assert len(reports) == 1
     assert {k: reports[0][k] for k in ("device", "cpu_threads", "gpu_share", "gpu_cap_mb")} == \
         {"device": "cpu", "cpu_threads": 1, "gpu_share": 0.0, "gpu_cap_mb": 0.0}

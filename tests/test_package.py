@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -84,8 +85,16 @@ def test_import_vidtune_is_light_and_the_api_resolves():
 
 def test_only_vidtune_is_installed_as_a_top_level_name(tmp_path):
     """A wheel of this project holds vidtune/... and its metadata, nothing else at the top."""
+    # Built from a copy of the tracked files: setuptools leaves build/ in the source folder,
+    # and a stale build/ there could hide a module that no longer exists.
+    source = tmp_path / "src"
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()
+    for rel in tracked:
+        (source / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, source / rel)
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                            "-q", "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True)
+                            "-q", "-w", str(tmp_path), str(source)], capture_output=True, text=True)
     assert built.returncode == 0, built.stderr[-2000:]
     (wheel,) = tmp_path.glob("vidtune-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
@@ -93,8 +102,8 @@ def test_only_vidtune_is_installed_as_a_top_level_name(tmp_path):
     assert tops == {"vidtune", next(t for t in tops if t.endswith(".dist-info"))}, tops
     # Every package folder of the repository made it in, mapped under vidtune/.
     for pkg in PACKAGES[:-1]:
-        for init in (ROOT / pkg).rglob("__init__.py"):
-            assert f"vidtune/{init.relative_to(ROOT).as_posix()}" in names, init
+        for init in (source / pkg).rglob("__init__.py"):
+            assert f"vidtune/{init.relative_to(source).as_posix()}" in names, init
 
 
 def test_installed_distribution_maps_only_vidtune():

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from vidtune.data import CLASS_NAMES, DataConfig, load_arrays, make_loaders, to_float
 from vidtune.data.video_folder import decode_video
 from vidtune.trainable.best.artifact import EXPORTED, load_artifact, load_exported
-from vidtune.trainable.core.trials import best_trial
 from vidtune.trainable.tune.experiment import load_experiment
 
 pytestmark = pytest.mark.slow
@@ -70,6 +70,28 @@ def retrained(search: str) -> tuple[Path, str]:
     return Path(search) / "best_model", stdout.getvalue()
 
 
+@pytest.fixture(scope="module")
+def expected_pick(search: str, read_progress, read_snapshot) -> pd.Series:
+    """The retrain rule worked out here from what the trials wrote, not by best_trial().
+
+    Progress from each trial's progress.csv; creation order and Ray's ERROR status from Ray's
+    newest experiment snapshot. Among the trials that neither errored nor diverged, those
+    that trained the most epochs; of them the best final val_acc; a tie to the earlier trial.
+    With 20 val clips, accuracies step by 0.05, so ties do happen.
+    """
+    progress, states = read_progress(search), read_snapshot(search)
+    rows = [{"trial_id": t["trial_id"], "order": order, "config": t["config"],
+             "epochs": int(progress[t["trial_id"]]["epoch"].max()),
+             "final_val_acc": float(progress[t["trial_id"]]["val_acc"].iloc[-1])}
+            for order, t in enumerate(states)
+            if t["status"] != "ERROR" and t["trial_id"] in progress
+            and not progress[t["trial_id"]]["diverged"].any()]
+    table = pd.DataFrame(rows)
+    assert len(states) == 4 and len(table) > 0, (states, table)
+    top = table[table["epochs"] == table["epochs"].max()]
+    return top.sort_values(["final_val_acc", "order"], ascending=[False, True]).iloc[0]
+
+
 def _one_line_error(capsys, *texts: str) -> None:
     err = capsys.readouterr().err
     assert "Traceback" not in err
@@ -79,17 +101,13 @@ def _one_line_error(capsys, *texts: str) -> None:
         assert text in line, line
 
 
-def test_retrain_picks_by_the_rule_and_reproduces_the_trial(search, retrained):
+def test_retrain_picks_by_the_rule_and_reproduces_the_trial(search, retrained, expected_pick):
     folder, printed = retrained
-    experiment = load_experiment(search)
-    best = best_trial(experiment.trials, experiment.param_names)
-    assert best.epoch == MAX_EPOCHS   # the full budget: ASHA let it run to max_epochs
-    assert f"best trial {best.trial_id}" in printed
+    assert expected_pick["epochs"] == MAX_EPOCHS   # the full budget: ASHA let it run to the end
+    assert f"best trial {expected_pick['trial_id']}" in printed
     assert "rule: among the trials that trained the largest number of epochs" in printed
-    for name in experiment.param_names:
-        assert f'"{name}"' in printed
-    history = experiment.history[experiment.history["trial_id"] == best.trial_id]
-    reported = float(history.loc[history["epoch"] == MAX_EPOCHS, "val_acc"].iloc[-1])
+    assert f"params: {json.dumps(expected_pick['config'], sort_keys=True)}" in printed
+    reported = expected_pick["final_val_acc"]    # its val_acc at MAX_EPOCHS, from progress.csv
 
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["epochs"] == MAX_EPOCHS
@@ -98,16 +116,17 @@ def test_retrain_picks_by_the_rule_and_reproduces_the_trial(search, retrained):
     assert f"model saved to {folder}" in printed
 
 
-def test_model_folder_holds_weights_config_and_an_exported_program(search, retrained):
+def test_model_folder_holds_weights_config_and_an_exported_program(search, retrained,
+                                                                   expected_pick):
     folder, _ = retrained
     weights = torch.load(folder / "weights.pt", weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in weights.values())
     config = json.loads((folder / "config.json").read_text())
     experiment = load_experiment(search)
-    best = best_trial(experiment.trials, experiment.param_names)
     source = config["source_trial"]
-    assert source["trial_id"] == best.trial_id and source["epochs"] == MAX_EPOCHS
-    assert source["params"] == best.params
+    assert source["trial_id"] == expected_pick["trial_id"] and source["epochs"] == MAX_EPOCHS
+    assert source["params"] == expected_pick["config"]
+    assert source["val_acc"] == pytest.approx(expected_pick["final_val_acc"])
     assert config["class_names"] == list(CLASS_NAMES)
     assert config["preprocessing"]["frames"] == 4 and config["preprocessing"]["height"] == 16
     assert config["data"] == asdict(experiment.config.data)
@@ -148,9 +167,8 @@ def test_evaluate_prints_accuracy_per_class_and_writes_the_confusion_png(retrain
     assert "not a held-out accuracy" in out and other.is_file()
 
 
-def _encode(path: Path, clip: np.ndarray) -> bool:
-    """(T, H, W, 3) uint8 -> a video file of T frames; True if lossless (H.264 in RGB, crf 0)."""
-    lossless = "libx264rgb" in av.codecs_available
+def _encode(path: Path, clip: np.ndarray, lossless: bool) -> None:
+    """(T, H, W, 3) uint8 -> a video file of T frames: H.264 in RGB at crf 0, else MPEG-4."""
     with av.open(str(path), "w") as container:
         if lossless:
             stream = container.add_stream("libx264rgb", rate=8)
@@ -164,10 +182,10 @@ def _encode(path: Path, clip: np.ndarray) -> bool:
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    return lossless
 
 
-def test_predict_top_k_from_video_files_and_reports_unreadable_ones(retrained, tmp_path, capsys):
+def test_predict_top_k_from_video_files_and_reports_unreadable_ones(retrained, tmp_path, capsys,
+                                                                   codec_available):
     from vidtune.scripts.predict import main
 
     folder, _ = retrained
@@ -175,10 +193,12 @@ def test_predict_top_k_from_video_files_and_reports_unreadable_ones(retrained, t
     data = DataConfig(**config["data"])
     arrays = load_arrays(data, progress=False)
     val = make_loaders(data, batch_size=8, progress=False).val.indices[:4]
-    videos, lossless = [], True
+    lossless = codec_available("libx264rgb", "predict is checked on lossy MPEG-4 files, "
+                                             "probabilities within 0.05 instead of equal")
+    videos = []
     for i in val:   # benchmark clips the model never trained on, as mp4 files
         videos.append(tmp_path / f"clip{i}.mp4")
-        lossless &= _encode(videos[-1], np.asarray(arrays.clips[i]))
+        _encode(videos[-1], np.asarray(arrays.clips[i]), lossless)
     bad = tmp_path / "broken video.mp4"
     bad.write_bytes(videos[0].read_bytes()[:150])
 

@@ -174,8 +174,8 @@ def test_toml_errors_name_the_file_and_line(tmp_path, capsys, text, message):
 
 
 def test_a_bad_flag_is_not_blamed_on_the_file(tmp_path, capsys):
-    line = fails(tmp_path, capsys, "[budget]\nnum_samples = 4\n", "--num-samples", "0")
-    assert line == "num_samples is 0, but must be >= 1"
+    line = fails(tmp_path, capsys, "[budget]\nmax_epochs = 4\n", "--max-epochs", "0")
+    assert line == "max_epochs is 0, but must be >= 1"
 
 
 def test_json_errors_name_the_line(tmp_path, capsys):
@@ -217,3 +217,18 @@ def test_readme_search_file_runs_then_reruns_from_its_vidtune_json(tmp_path, cac
     assert {**saved, "name": "again", "num_samples": 1} == again
     history = pd.read_csv(next((tmp_path / "results" / "again").glob("trial_*/progress.csv")))
     assert len(history) >= 1
+
+
+def test_time_budget_in_a_search_file(tmp_path, capsys):
+    path = tmp_path / "s.toml"
+    path.write_text('[budget]\ntime_budget_s = "15m"\n')
+    assert SearchConfig.from_file(path).time_budget_s == 900.0
+    # As with --time-budget alone on the command line: as many trials as fit ...
+    assert make_config(["--config", str(path)], None).num_samples == 0
+    # ... unless the file or a flag caps them.
+    assert make_config(["--config", str(path), "--num-samples", "5"], None).num_samples == 5
+    path.write_text('[budget]\ntime_budget_s = "15m"\nnum_samples = 7\n')
+    assert make_config(["--config", str(path)], None).num_samples == 7
+    line = fails(tmp_path, capsys, '[budget]\nnum_samples = 4\ntime_budget_s = "15 minutes"\n')
+    assert line.endswith("bad.toml line 3: duration '15 minutes' is not understood; write e.g. "
+                         "15m, 90s, 1h30m or 2h")

@@ -57,10 +57,29 @@ def load_artifact(folder: str | Path) -> tuple[VideoModel, dict[str, Any]]:
     missing = [n for n in (WEIGHTS, CONFIG) if not (folder / n).is_file()]
     if missing:
         raise ValueError(f"{folder} is not a vidtune model folder: missing {', '.join(missing)}")
-    config = json.loads((folder / CONFIG).read_text())
-    model_cfg = ModelConfig(**{**config["model"], "conv_widths": tuple(config["model"]["conv_widths"])})
+    try:
+        config = json.loads((folder / CONFIG).read_text())
+        model_cfg = ModelConfig(**{**config["model"], "conv_widths": tuple(config["model"]["conv_widths"])})
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{folder}/{CONFIG} is not a readable model config ({type(exc).__name__}: "
+                         f"{exc}); save the model again with `vidtune train --out` or "
+                         "`vidtune retrain`") from None
     model = VideoModel(model_cfg)
-    model.load_state_dict(torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True))
+    try:
+        state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises several kinds for a damaged file
+        raise ValueError(f"{folder}/{WEIGHTS} is not a readable weights file ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}); save the model again "
+                         "with `vidtune train --out` or `vidtune retrain`") from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        # "Error(s) in loading state_dict for VideoModel:\n\tsize mismatch for head.weight: ..."
+        details = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
+        raise ValueError(f"{folder}/{WEIGHTS} does not match {CONFIG} ({len(details)} problems, "
+                         f"first: {details[0] if details else exc}); the two files come from "
+                         "different models: copy both from one model folder, or save the model "
+                         "again with `vidtune retrain`") from None
     return model.eval(), config
 
 

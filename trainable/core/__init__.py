@@ -9,6 +9,8 @@
 - checkpoint.py     a trial's state on disk, with fallback to an older readable one
 - trial.py          one trial as plain Python: parameters in, per-epoch reports out
 - trials.py         TrialStatus, classify, Best and the two best-trial rules
+- failures.py       which trial errors a retry cannot fix; errors as one line, counted
+- preflight.py      the driver's checks before Ray starts: folders, clip size, data
 """
 
 from vidtune.trainable.core.config import ModelConfig, TrainConfig, split_params, to_dict

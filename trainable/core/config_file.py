@@ -75,6 +75,7 @@ class _Reader:
             raise ConfigFileError(f"config file {str(path)!r} is neither .toml nor .json")
         self.hints = typing.get_type_hints(cls)
         self.data_hints = typing.get_type_hints(DataConfig)
+        self.parsers = {f.name: f.metadata["type"] for f in fields(cls) if "type" in f.metadata}
         self.groups: dict[str, str] = {}          # field -> its section
         self.aliases: dict[str, str] = {}         # flag spelling -> field
         for f in fields(cls):
@@ -199,6 +200,11 @@ def _field(r: _Reader, key: str, value: Any, section: str) -> Any:
         raise r.fail(key, section, "data is a section: [data] source = ...")
     if key == SPACE and isinstance(value, dict):
         return value
+    if key in r.parsers and isinstance(value, str):   # e.g. time_budget_s = "15m"
+        try:
+            return r.parsers[key](value)
+        except ValueError as exc:
+            raise r.fail(key, section, str(exc)) from None
     ok, out = _check(value, r.hints[key])
     if not ok:
         raise r.fail(key, section, f"{key} is {value!r}, but must be {_expected(r.hints[key])}")

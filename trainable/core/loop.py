@@ -57,13 +57,30 @@ def _autocast(device: torch.device):
     return nullcontext()
 
 
+# threads() -> how many torch threads to use now; read before every batch (see follow_threads).
+Threads = Callable[[], int]
+
+
+def follow_threads(threads: Threads | None) -> None:
+    """Set torch's intra-op threads to what `threads` says, if it changed.
+
+    Called on the training thread itself: OpenMP's thread count is per calling thread, so
+    another thread cannot change it for us.
+    """
+    if threads is not None:
+        n = max(1, int(threads()))
+        if n != torch.get_num_threads():
+            torch.set_num_threads(n)
+
+
 def train_one_epoch(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]],
                     optimizer: torch.optim.Optimizer, device: torch.device,
-                    grad_clip: float = 0.0) -> float:
+                    grad_clip: float = 0.0, threads: Threads | None = None) -> float:
     """One pass over `loader`; returns the mean training loss. Raises DivergedError on NaN/inf."""
     model.train()
     total, count = 0.0, 0
     for clips, labels in loader:
+        follow_threads(threads)
         clips = clips.to(device, non_blocking=True)       # (B, T, C, H, W)
         labels = labels.to(device, non_blocking=True)     # (B,)
         with _autocast(device):
@@ -112,11 +129,12 @@ EpochCallback = Callable[[dict[str, float], Callable[[], dict[str, Any]]], bool 
 
 def fit(model: nn.Module, train_loader, val_loader, cfg: TrainConfig, num_classes: int,
         device: torch.device | None = None, on_epoch: EpochCallback | None = None,
-        resume: dict[str, Any] | None = None) -> FitResult:
+        resume: dict[str, Any] | None = None, threads: Threads | None = None) -> FitResult:
     """Train for cfg.epochs (minus those already done in `resume`), evaluating after each epoch.
 
     Metrics per epoch: epoch (1-based count of epochs done), train_loss, val_loss, val_acc,
-    epoch_time_s. Deterministic on CPU for a given cfg.seed, also across a resume.
+    epoch_time_s, cpu_threads. Deterministic on CPU for a given cfg.seed and thread count, also
+    across a resume. Another thread count changes float sums in the last digits only.
     """
     device = device or pick_device()
     model.to(device)
@@ -145,7 +163,8 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: TrainConfig, num_classe
         t0 = time.perf_counter()
         if hasattr(train_loader, "set_epoch"):
             train_loader.set_epoch(epoch)
-        train_loss = train_one_epoch(model, train_loader, optimizer, device, cfg.grad_clip)
+        train_loss = train_one_epoch(model, train_loader, optimizer, device, cfg.grad_clip, threads)
+        follow_threads(threads)
         ev = evaluate(model, val_loader, device, num_classes)
         metrics = {
             "epoch": epoch + 1,
@@ -153,6 +172,7 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: TrainConfig, num_classe
             "val_loss": ev.loss,
             "val_acc": ev.accuracy,
             "epoch_time_s": time.perf_counter() - t0,
+            "cpu_threads": torch.get_num_threads(),
         }
         result.history.append(metrics)
         if on_epoch is not None and on_epoch(metrics, state_fn):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,11 +25,54 @@ from vidtune.trainable.core.space_check import check_space
 CONFIG_FILE = "vidtune.json"
 SAMPLERS = ("tpe", "random")
 SCHEDULERS = ("asha", "none")
+CPU_SHARING = ("threads", "restart", "none")
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
 def is_uri(path: str) -> bool:
     return bool(_URI.match(path))
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(h|m|s|)")
+
+
+def parse_duration(text: str) -> float:
+    """'15m', '90s', '1h30m', '2h', '300' (seconds) -> seconds. ValueError naming the text."""
+    spec = str(text).strip().lower()
+    parts = _DURATION.findall(spec)
+    if not spec or "".join(n + u for n, u in parts) != spec or (len(parts) > 1 and "" in
+                                                                [u for _, u in parts]):
+        raise ValueError(f"duration {text!r} is not understood; write e.g. 15m, 90s, 1h30m or 2h")
+    return sum(float(n) * {"h": 3600, "m": 60, "s": 1, "": 1}[u] for n, u in parts)
+
+
+def format_duration(seconds: float) -> str:
+    """900 -> '15m', 5400 -> '1h30m', 75 -> '1m15s'."""
+    s = int(round(seconds))
+    h, m, sec = s // 3600, s % 3600 // 60, s % 60
+    return "".join(f"{v}{u}" for v, u in ((h, "h"), (m, "m"), (sec, "s")) if v) or "0s"
+
+
+# scheme -> resolve(uri) -> (pyarrow filesystem, path on it), for schemes pyarrow does not know.
+_FILESYSTEMS: dict[str, Callable[[str], tuple[Any, str]]] = {}
+
+
+def register_filesystem(scheme: str, resolve: Callable[[str], tuple[Any, str]]) -> None:
+    """Serve `scheme://...` storage with your own pyarrow filesystem: resolve(uri) returns
+    (filesystem, path on it), the way pyarrow.fs.FileSystem.from_uri does for s3:// or gs://.
+    The filesystem must pickle (Ray sends it to the trials)."""
+    _FILESYSTEMS[scheme.lower()] = resolve
+
+
+def filesystem(uri: str) -> tuple[Any, str]:
+    """(pyarrow filesystem, path on it) of a storage URI: registered schemes first, then
+    pyarrow's own (s3, gs, hdfs, file, ...). Every URI vidtune reads or writes goes through it."""
+    scheme = uri.split("://", 1)[0].lower()
+    if scheme in _FILESYSTEMS:
+        return _FILESYSTEMS[scheme](uri)
+    import pyarrow.fs
+
+    return pyarrow.fs.FileSystem.from_uri(uri)
 
 
 def _arg(default: Any, help: str, group: str = "search", **extra: Any) -> Any:
@@ -43,20 +86,34 @@ class SearchConfig:
 
     space: SpaceSpec = _arg("default", "named search space (see `vidtune spaces`) or a define-by-run "
                             "function: path/to/spaces.py:my_space or module:my_space")
-    num_samples: int = _arg(12, "trials in total, the seed configuration included", "budget")
+    num_samples: int = _arg(12, "trials in total, the seed configuration included; with "
+                            "--time-budget an optional cap (0: none)", "budget")
     max_epochs: int = _arg(6, "epochs of a trial that ASHA never stops", "budget")
+    time_budget_s: float = _arg(0.0, "wall time for the search, e.g. 15m, 90s, 1h30m: no trial "
+                                "starts that cannot reach its first rung in time, and at the end "
+                                "the search stops as Ctrl-C does (resumable)", "budget",
+                                flag="--time-budget", type=parse_duration, metavar="DURATION")
     grace_period: int = _arg(1, "epochs before ASHA's first stopping decision", "ASHA")
     reduction_factor: float = _arg(3.0, "ASHA keeps the top 1/N of the trials at each rung", "ASHA")
     promotion_cap: bool = _arg(False, "let at most 1/N of the trials at a rung through, whatever "
                                "order they arrive in (fewer epochs, lower best accuracy: see "
                                "docs/benchmarks.md)", "ASHA", flag="--asha-cap")
+    asha_cost_factor: float = _arg(0.0, "a trial whose seconds per epoch exceed this many times "
+                                   "the median of its rung continues only if it leads the rung "
+                                   "(0: off)", "ASHA")
     sampler: str = _arg("tpe", f"proposals: {' or '.join(SAMPLERS)} (random: a baseline)")
     scheduler: str = _arg("asha", f"early stopping: {' or '.join(SCHEDULERS)} (none: every trial "
                           "trains max_epochs)", "ASHA")
+    tpe_multivariate: bool = _arg(False, "TPE models the parameters jointly (Optuna's "
+                                  "multivariate TPE) instead of one by one")
+    tpe_constant_liar: bool = _arg(False, "TPE counts the running trials as bad results, so "
+                                   "configs proposed side by side spread out")
     batch_size: int = _arg(32, "batch size (the 'wide' space samples it)")
     seed: int = _arg(0, "TPE sampler, trial initialisation and batch order")
     max_concurrent: int = _arg(0, "cap on trials at once; 0: what the resources allow")
     max_failures: int = _arg(2, "retries of a crashed trial, from its last checkpoint")
+    keep_checkpoints: int = _arg(3, "finished trials whose last checkpoint is kept, the best "
+                                 "first (running trials keep theirs for resume)", "storage")
     cpus_per_trial: float = _arg(1.0, "CPUs per trial (= its torch threads)", "resources")
     gpus_per_trial: float = _arg(0.0, "GPUs per trial; fractions pack trials on a GPU, e.g. 0.25",
                                  "resources")
@@ -64,6 +121,11 @@ class SearchConfig:
                         "local Ray)", "resources")
     num_cpus: int = _arg(0, "embedded Ray: CPUs to use (0: all)", "resources")
     num_gpus: float = _arg(-1.0, "embedded Ray: GPUs to expose (-1: autodetect)", "resources")
+    cpu_sharing: str = _arg("threads", "CPUs no trial can use (the end of a search, few "
+                            "samples) go to the running trials: 'threads' raises their torch "
+                            "threads in place, 'restart' restarts them with more CPUs (Ray's "
+                            "ResourceChangingScheduler), 'none' leaves them idle",
+                            "resources")
     name: str = _arg("", "experiment name (default search-<timestamp>)", "storage")
     results_dir: str = _arg("results", "local results root", "storage")
     storage: str = _arg("", "shared path or URI for multi-node clusters (e.g. /mnt/nfs/x, "
@@ -87,17 +149,30 @@ class SearchConfig:
         object.__setattr__(self, "warm_start", warm)
         if not self.space_sha256:   # a new search; a recorded one is checked by search_space()
             check_space(get_space(self.space))   # names the known spaces, the file and line
-        positive = ("num_samples", "max_epochs", "grace_period", "batch_size")
+        positive = ("max_epochs", "grace_period", "batch_size")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} is {getattr(self, name)}, but must be >= 1")
+        if self.time_budget_s < 0:
+            raise ValueError(f"time_budget_s is {self.time_budget_s}, but must be >= 0 (0: none)")
+        if self.num_samples < 0 or (self.num_samples == 0 and not self.time_budget_s):
+            raise ValueError(f"num_samples is {self.num_samples}; give a number of trials >= 1, "
+                             "or 0 (no cap) together with --time-budget")
+        if self.keep_checkpoints < 0:
+            raise ValueError(f"keep_checkpoints is {self.keep_checkpoints}, but must be >= 0")
         if self.grace_period > self.max_epochs:
             raise ValueError(f"grace_period ({self.grace_period}) is larger than max_epochs "
                              f"({self.max_epochs}); lower --grace-period or raise --max-epochs")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler is {self.sampler!r}; known: {', '.join(SAMPLERS)}")
+        if self.cpu_sharing not in CPU_SHARING:
+            raise ValueError(f"cpu_sharing is {self.cpu_sharing!r}; known: {', '.join(CPU_SHARING)}")
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler is {self.scheduler!r}; known: {', '.join(SCHEDULERS)}")
+        if self.asha_cost_factor < 0:
+            raise ValueError(f"asha_cost_factor is {self.asha_cost_factor}, but must be >= 0 "
+                             "(0: off; e.g. 2 lets a trial at twice the median cost continue "
+                             "only if it leads its rung)")
         if self.reduction_factor < 2:
             raise ValueError(f"reduction_factor is {self.reduction_factor}, but must be >= 2")
         if self.cpus_per_trial <= 0:
@@ -120,6 +195,11 @@ class SearchConfig:
         if (self.num_cpus or self.num_gpus >= 0) and self.address:
             raise ValueError("num_cpus/num_gpus size an embedded Ray; with --address the "
                              "cluster's own resources are used")
+        if not self.data.is_synthetic and Path(self.data.source).expanduser().is_file():
+            raise ValueError(f"data {self.data.source!r} is a file, but --data takes a folder "
+                             "root/<class>/<video files> with one subfolder per class; put the "
+                             "videos in such a folder (or, to classify one video, use "
+                             f"`vidtune predict MODEL {self.data.source}`)")
         if not self.data.is_synthetic and not Path(self.data.source).expanduser().is_dir():
             raise ValueError(f"data folder {self.data.source!r} does not exist; expected "
                              "root/<class>/<video files> or 'synthetic'")
@@ -235,9 +315,7 @@ def beside_results(experiment_path: str, name: str) -> Path:
 def read_text(folder: str, name: str) -> str | None:
     """A small file of an experiment folder (local path or URI); None if it is not there."""
     if is_uri(folder):
-        import pyarrow.fs
-
-        fs, base = pyarrow.fs.FileSystem.from_uri(folder)
+        fs, base = filesystem(folder)
         try:
             with fs.open_input_stream(f"{base.rstrip('/')}/{name}") as f:
                 return f.read().decode()
@@ -250,9 +328,7 @@ def read_text(folder: str, name: str) -> str | None:
 def write_text(folder: str, name: str, text: str) -> None:
     """Write a small file into an experiment folder (local path or URI)."""
     if is_uri(folder):
-        import pyarrow.fs
-
-        fs, base = pyarrow.fs.FileSystem.from_uri(folder)
+        fs, base = filesystem(folder)
         fs.create_dir(base, recursive=True)
         with fs.open_output_stream(f"{base}/{name}") as f:
             f.write(text.encode())

@@ -16,7 +16,7 @@ import torch
 from vidtune.data import make_loaders
 from vidtune.search_spaces import to_hparams
 from vidtune.trainable.core.config import ModelConfig, TrainConfig, split_params
-from vidtune.trainable.core.loop import DivergedError, fit, pick_device
+from vidtune.trainable.core.loop import DivergedError, Threads, fit, pick_device
 from vidtune.trainable.core.model import build_model
 from vidtune.trainable.core.search_config import SearchConfig
 
@@ -91,11 +91,12 @@ def limit_resources(cfg: SearchConfig) -> tuple[torch.device, Grant]:
 
 def run_trial(params: dict[str, Any], cfg: SearchConfig, report: Report,
               resume: dict[str, Any] | None = None, device: torch.device | None = None,
-              grant: Grant | None = None) -> None:
+              grant: Grant | None = None, threads: Threads | None = None) -> None:
     """Train one configuration for up to cfg.max_epochs, reporting after every epoch.
 
     Each report carries epoch, train_loss, val_loss, val_acc, epoch_time_s and diverged (0/1),
-    plus what the trial was given (`grant`: device, threads, GPU share and memory cap).
+    plus what the trial was given (`grant`: device, GPU share and memory cap) and the torch
+    threads it ran the epoch with (`threads()` may raise them when cores fall idle).
     A NaN/inf loss ends the trial with one report of diverged=1 and val_acc=0 instead of
     raising, so the search goes on.
     """
@@ -106,7 +107,7 @@ def run_trial(params: dict[str, Any], cfg: SearchConfig, report: Report,
 
     if resume is not None and resume["epoch"] >= train_cfg.epochs:
         # Finished before the driver went down, but its end was never recorded: report it again.
-        report({**resume["history"][-1], "diverged": 0, **given}, resume)
+        report({**given, **resume["history"][-1], "diverged": 0}, resume)
         return
 
     done = 0 if resume is None else int(resume["epoch"])   # epochs completed so far
@@ -114,12 +115,12 @@ def run_trial(params: dict[str, Any], cfg: SearchConfig, report: Report,
     def on_epoch(metrics: dict[str, float], state_fn: Callable[[], dict[str, Any]]) -> bool:
         nonlocal done
         done = int(metrics["epoch"])
-        report({**metrics, "diverged": 0, **given}, state_fn())
+        report({**given, **metrics, "diverged": 0}, state_fn())
         return False
 
     try:
         fit(model, loaders.train, loaders.val, train_cfg, model_cfg.num_classes,
-            device=device, on_epoch=on_epoch, resume=resume)
+            device=device, on_epoch=on_epoch, resume=resume, threads=threads)
     except DivergedError:
-        report({"epoch": done + 1, "train_loss": math.nan, "val_loss": math.nan,
-                "val_acc": 0.0, "epoch_time_s": 0.0, "diverged": 1, **given}, None)
+        report({**given, "epoch": done + 1, "train_loss": math.nan, "val_loss": math.nan,
+                "val_acc": 0.0, "epoch_time_s": 0.0, "diverged": 1}, None)

@@ -4,6 +4,7 @@
 - adapter.py        the thin function trainable: checkpoint restore, tune.report
 - asha.py           ResumableASHA and RungKeeper (rungs survive a resume, ray#30838)
 - optuna_mirror.py  the study mirrored into SQLite once each trial has finished
+- failures.py       NoRetry (a deterministic trial error is not retried), StorageWatch
 - experiment.py     a results folder as pandas tables (reads Ray's files, imports no Ray)
 - warm_start.py     earlier searches' finished trials as Optuna trials for a warm start
 

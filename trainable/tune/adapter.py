@@ -1,9 +1,21 @@
-"""The thin Ray Tune function trainable: restore, wire run_trial's reports to tune.report."""
+"""The thin Ray Tune function trainable: restore, wire run_trial's reports to tune.report.
+
+Ray's FailureConfig retries every error a trial raises, so a config or data error would be
+retried `max_failures` times from its checkpoint and fail the same way each time. Before
+such an error (core.failures.is_deterministic) propagates, the trial reports it once as
+{"error": one line}; the driver's NoRetry callback (failures.py) sees that report and lets
+Ray end the trial at its first failure. The trial still ends as Ray's ERROR, with Ray's
+error.txt holding the traceback, so the searcher, the Optuna mirror and trials.csv all see an
+errored trial. Transient faults (a killed worker, a lost node, CUDA OOM) are retried as before.
+"""
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
+import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,35 +23,77 @@ import ray
 from ray import tune
 
 from vidtune.trainable.core.checkpoint import load_first_readable, save_state, sibling_checkpoints
+from vidtune.trainable.core.failures import is_deterministic, one_line
 from vidtune.trainable.core.search_config import SearchConfig
 from vidtune.trainable.core.trial import limit_resources, run_trial
+from vidtune.trainable.tune.threads import ThreadFollower
+
+ERROR_KEY = "error"                  # a report carrying it: "this trial fails the same way on retry"
+RESTORE_KEY = "restore_warning"      # on every report after a fallback to an older checkpoint
 
 
-def _restore_state() -> dict[str, Any] | None:
-    """The newest readable checkpoint of this trial (older ones if the newest is corrupt)."""
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        return None
+def _load_checkpoint(checkpoint: tune.Checkpoint) -> dict[str, Any] | None:
     if Path(checkpoint.path).is_dir():             # local or shared-filesystem storage
         found = load_first_readable(sibling_checkpoints(checkpoint.path))
         return found[0] if found else None
     with checkpoint.as_directory() as folder:     # remote storage: only the newest is fetched
         found = load_first_readable([folder])
+        if found is None:
+            warnings.warn(f"checkpoint {checkpoint.path} is unreadable", stacklevel=2)
         return found[0] if found else None
 
 
+def _restore_state() -> tuple[dict[str, Any] | None, str]:
+    """The newest readable checkpoint of this trial (older ones if the newest is corrupt), and
+    what went wrong on the way ("" if nothing): the worker's own log is not shown on the
+    driver (log_to_driver=False), so the trial reports it instead."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None, ""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        state = _load_checkpoint(checkpoint)
+    notes = [str(w.message) for w in caught]
+    if state is None:
+        notes.append("no checkpoint of this trial is readable: it trains again from epoch 0")
+    return state, "; ".join(notes)
+
+
+def report_to_tune(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+    """tune.report, with a checkpoint folder holding `state` when there is one."""
+    if state is None:
+        tune.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        save_state(folder, state, metrics)
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
 def tune_trainable(config: dict[str, Any], search: SearchConfig) -> None:
+    if search.cpu_sharing == "restart":   # Ray may have restarted this trial with more CPUs
+        cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", search.cpus_per_trial)
+        search = replace(search, cpus_per_trial=float(cpus))
     device, grant = limit_resources(search)
+    follower = ThreadFollower(search.name, tune.get_context().get_trial_id(), grant.cpu_threads) \
+        if search.cpu_sharing == "threads" else None
     node_id = ray.get_runtime_context().get_node_id()
     started_at = time.time()   # float wall clock: Ray's own timestamp is whole seconds
+    resume, restore_warning = _restore_state()
+    extra = {RESTORE_KEY: restore_warning} if restore_warning else {}
 
     def report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
-        metrics = {**metrics, "node_id": node_id, "started_at": started_at, "reported_at": time.time()}
-        if state is None:
-            tune.report(metrics)
-            return
-        with tempfile.TemporaryDirectory() as folder:
-            save_state(folder, state, metrics)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        report_to_tune({**metrics, **extra, "node_id": node_id, "started_at": started_at,
+                        "reported_at": time.time()}, state)
 
-    run_trial(config, search, report, resume=_restore_state(), device=device, grant=grant)
+    try:
+        run_trial(config, search, report, resume=resume, device=device, grant=grant,
+                  threads=follower)
+    except Exception as exc:
+        if is_deterministic(exc):
+            # val_acc is there for Tune's strict metric check; no "epoch", so ASHA records nothing.
+            tune.report({ERROR_KEY: one_line(exc), "val_acc": math.nan, **grant.metrics(), **extra,
+                         "node_id": node_id, "started_at": started_at, "reported_at": time.time()})
+        raise
+    finally:
+        if follower is not None:
+            follower.stop()

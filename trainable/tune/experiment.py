@@ -6,10 +6,14 @@ It reads the newest experiment_state-*.json once (trial ids, statuses, configs, 
 results, error files) and each trial's progress.csv (one row per report).
 
 trials:  one row per trial, in creation order: trial_id, order, status, the sampled
-         parameters, best_val_acc, best_epoch, final_val_acc, epochs, time_s, start, end,
-         and what it was given: device, gpu_share, gpu_cap_mb, gpu_name.
+         parameters, best_val_acc, best_epoch, final_val_acc, epochs, time_s, s_per_epoch
+         (the median epoch's seconds), start, end, what it was given: device, gpu_share,
+         gpu_cap_mb, gpu_name; for an errored trial its error in one line (error), and any
+         fallback to an older checkpoint (warning).
 history: one row per reported epoch: trial_id, epoch, val_acc, val_loss, train_loss,
-         time_total_s, timestamp.
+         time_total_s, timestamp, and the timings the benchmarks read: epoch_time_s (the
+         loop's own), started_at and reported_at (the adapter's float wall clock; Ray's
+         timestamp is whole seconds).
 
 status is a vidtune.trainable.core.trials.TrialStatus value (classify() decides it).
 """
@@ -25,12 +29,15 @@ from typing import Any
 
 import pandas as pd
 
-from vidtune.trainable.core.search_config import SearchConfig, is_uri
+from vidtune.trainable.core.failures import last_error_line
+from vidtune.trainable.core.search_config import SearchConfig, filesystem, is_uri
 from vidtune.trainable.core.trials import classify
 
 GRANT_COLUMNS = ["device", "gpu_share", "gpu_cap_mb", "gpu_name"]
-HISTORY_COLUMNS = ["trial_id", "epoch", "val_acc", "val_loss", "train_loss", "time_total_s", "timestamp"]
+HISTORY_COLUMNS = ["trial_id", "epoch", "val_acc", "val_loss", "train_loss", "time_total_s", "timestamp",
+                   "epoch_time_s", "cpu_threads", "started_at", "reported_at"]
 STATE_GLOB = "experiment_state-*.json"
+ERROR_FILE = "error.txt"   # Ray's, in each trial folder: one block per failure
 
 
 @dataclass(frozen=True)
@@ -61,9 +68,7 @@ class _Folder:
         self.path = path
         self.fs: Any = None
         if is_uri(path):
-            import pyarrow.fs
-
-            self.fs, self.base = pyarrow.fs.FileSystem.from_uri(path)
+            self.fs, self.base = filesystem(path)
 
     def newest_state(self) -> str | None:
         if self.fs is None:
@@ -115,6 +120,31 @@ def _progress(folder: _Folder, record: TrialRecord) -> pd.DataFrame:
         return pd.DataFrame(columns=HISTORY_COLUMNS)
 
 
+def _ray_status(folder: _Folder, record: TrialRecord, max_failures: int) -> str:
+    """Ray's status of a trial, with one correction.
+
+    Ray 2.60 does not snapshot a trial whose worker died on its last allowed try:
+    TuneController._actor_failed drops the actor first, so _schedule_trial_stop returns before
+    _mark_trial_to_checkpoint, and experiment_state keeps the trial as RUNNING. Its error.txt
+    tells: Ray appends one block per failure and gives up after max_failures + 1 of them.
+    """
+    if record.status in ("TERMINATED", "ERROR"):
+        return record.status
+    raw = folder.read(f"{record.folder}/{ERROR_FILE}")
+    if raw and raw.count(b"Failure # ") > max_failures:
+        return "ERROR"
+    return record.status
+
+
+def _error_line(folder: _Folder, record: TrialRecord) -> str:
+    """An errored trial's error in one line: the one it reported before raising a deterministic
+    error (adapter), else the last exception in Ray's error.txt."""
+    if record.last_result.get("error"):
+        return str(record.last_result["error"])
+    raw = folder.read(f"{record.folder}/{record.error_file or ERROR_FILE}")
+    return last_error_line(raw.decode(errors="replace")) if raw else "unknown error (no error.txt)"
+
+
 def load_experiment(path: str | Path) -> Experiment:
     """Load a results folder. ValueError naming the folder if it is not one."""
     path = str(path) if is_uri(str(path)) else str(Path(path).expanduser().resolve())
@@ -127,30 +157,38 @@ def load_experiment(path: str | Path) -> Experiment:
             if key not in params:
                 params.append(key)
         df = _progress(folder, record)
-        if df.empty or "val_acc" not in df:
+        if df.empty or "val_acc" not in df or "epoch" not in df:
             df = pd.DataFrame(columns=HISTORY_COLUMNS)
+        # A deterministic error is reported once before it is raised, with no epoch (adapter).
+        df = df.dropna(subset=["epoch"])
         df = df.assign(trial_id=record.trial_id)
         # A trial resumed from a checkpoint may report an epoch twice: keep the latest.
         df = df.drop_duplicates(subset=["epoch"], keep="last") if len(df) else df
         histories.append(df.reindex(columns=HISTORY_COLUMNS))
         last = record.last_result or (df.iloc[-1].to_dict() if len(df) else {})
+        ray_status = _ray_status(folder, record, config.max_failures)
         valid = df[df["diverged"] == 0] if "diverged" in df and len(df) else df
         best_idx = valid["val_acc"].astype(float).idxmax() if len(valid) else None
         rows.append({
             "trial_id": record.trial_id,
             "order": order,
-            "status": classify(record.status, last, config.max_epochs).value,
+            "status": classify(ray_status, last, config.max_epochs).value,
             **record.config,
             "best_val_acc": float(valid.loc[best_idx, "val_acc"]) if best_idx is not None else math.nan,
             "best_epoch": int(valid.loc[best_idx, "epoch"]) if best_idx is not None else 0,
             "final_val_acc": float(df["val_acc"].iloc[-1]) if len(df) else math.nan,
             "epochs": int(df["epoch"].max()) if len(df) else 0,
             "time_s": float(last.get("time_total_s", 0.0) or 0.0),
+            # What a config costs: the median epoch (a slow config shows here, and in the report).
+            "s_per_epoch": float(df["epoch_time_s"].median()) if len(df) and "epoch_time_s" in df
+            else math.nan,
             "start": float(df["timestamp"].min() - df["time_this_iter_s"].iloc[0])
             if len(df) and "time_this_iter_s" in df else math.nan,
             "end": float(df["timestamp"].max()) if len(df) else math.nan,
             # What the trial was given (core.trial.Grant): the cap is visible in trials.csv.
             **{k: last.get(k) for k in GRANT_COLUMNS},
+            "error": _error_line(folder, record) if ray_status == "ERROR" else "",
+            "warning": str(last.get("restore_warning") or ""),
         })
     trials = pd.DataFrame(rows)
     history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame(columns=HISTORY_COLUMNS)

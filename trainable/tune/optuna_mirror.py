@@ -10,24 +10,36 @@ start and resume it reconciles: any finished trial missing from the RDB (say the
 killed between the trial's end and the write) is added, keyed by the Ray trial id.
 
 States: completed -> COMPLETE (value = final val_acc); stopped by ASHA -> PRUNED; diverged or
-errored -> FAIL. Intermediate values are the per-epoch val_acc.
+errored -> FAIL. Intermediate values are the per-epoch val_acc. A resumed search does not
+rerun errored trials (driver.resume_search), so a FAIL row never needs an update.
+
+The database lives in the experiment folder. For a storage URI (an object store, where SQLite
+cannot write) the study is kept in a local working copy that is uploaded to the folder after
+every write, and fetched from it at the start of a resumed search.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import optuna
+import pyarrow.fs
 from ray.tune import Callback
 
 from vidtune.search_spaces import SpaceSpec, space_distributions
+from vidtune.trainable.core.trials import TrialStatus, classify
 
 logger = logging.getLogger(__name__)
 
 DB_FILE = "optuna.db"
+STATES = {TrialStatus.COMPLETED: optuna.trial.TrialState.COMPLETE,
+          TrialStatus.STOPPED: optuna.trial.TrialState.PRUNED,
+          TrialStatus.DIVERGED: optuna.trial.TrialState.FAIL,
+          TrialStatus.ERRORED: optuna.trial.TrialState.FAIL}
 RAY_ID = "ray_trial_id"
 
 
@@ -35,17 +47,43 @@ def default_storage_url(experiment_path: str) -> str:
     return f"sqlite:///{Path(experiment_path) / DB_FILE}"
 
 
+class _RemoteCopy:
+    """optuna.db for an experiment folder on an object store (a storage URI): SQLite needs a
+    local file, so the study lives in a local working copy, fetched from the folder when it
+    is there (a resumed search) and put back after every write."""
+
+    def __init__(self, fs: Any, folder: str) -> None:
+        self.fs, self.remote = fs, f"{folder}/{DB_FILE}"
+        self.local = Path(tempfile.mkdtemp(prefix="vidtune-optuna-")) / DB_FILE
+        try:
+            with fs.open_input_stream(self.remote) as f:
+                self.local.write_bytes(f.read())
+        except FileNotFoundError:
+            pass
+
+    @property
+    def url(self) -> str:
+        return f"sqlite:///{self.local}"
+
+    def push(self) -> None:
+        with self.fs.open_output_stream(self.remote) as f:
+            f.write(self.local.read_bytes())
+
+
 class OptunaMirror(Callback):
+    _copy: _RemoteCopy | None = None   # class default: mirrors pickled before it existed resume too
+
     def __init__(self, study_name: str, space: SpaceSpec, max_epochs: int, storage_url: str = "") -> None:
         self.study_name, self.space, self.max_epochs = study_name, space, max_epochs
         self.storage_url = storage_url        # "" -> sqlite in the experiment folder
         self._values: dict[str, dict[int, float]] = {}   # trial -> {epoch: val_acc}
         self._written: set[str] | None = None
         self._study: optuna.Study | None = None
+        self._copy: _RemoteCopy | None = None      # the local working copy for a storage URI
 
     # Tune pickles callbacks with the experiment; the open study must not travel with them.
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_study": None, "_written": None}
+        return {**self.__dict__, "_study": None, "_written": None, "_copy": None}
 
     def get_state(self) -> dict | None:
         return {"values": self._values}
@@ -55,7 +93,16 @@ class OptunaMirror(Callback):
 
     def _open(self, trial) -> optuna.Study:
         if self._study is None:
-            url = self.storage_url or default_storage_url(trial.remote_experiment_path)
+            # Ray's filesystem and path of the experiment folder (trial.remote_experiment_path
+            # drops a storage URI's scheme, so it cannot be used as a path).
+            fs, folder = trial.storage.storage_filesystem, trial.storage.experiment_fs_path
+            if self.storage_url:
+                url = self.storage_url
+            elif isinstance(fs, pyarrow.fs.LocalFileSystem):
+                url = default_storage_url(folder)
+            else:
+                self._copy = _RemoteCopy(fs, folder)
+                url = self._copy.url
             self._study = optuna.create_study(study_name=self.study_name, storage=url,
                                               direction="maximize", load_if_exists=True)
             self._written = {str(t.user_attrs.get(RAY_ID)) for t in self._study.get_trials(deepcopy=False)}
@@ -85,23 +132,25 @@ class OptunaMirror(Callback):
                 return
             study.add_trial(self._frozen(trial))
             self._written.add(trial.trial_id)
+            if self._copy is not None:
+                self._copy.push()
         except Exception as exc:  # noqa: BLE001 - the mirror must never stop the search
             logger.warning("could not write trial %s to the Optuna study: %s", trial.trial_id, exc)
 
     def _frozen(self, trial) -> optuna.trial.FrozenTrial:
         last = dict(trial.last_result or {})
         values = {e: v for e, v in self._values.get(trial.trial_id, {}).items() if math.isfinite(v)}
-        if trial.status == "ERROR" or last.get("diverged"):
-            state, value, status = optuna.trial.TrialState.FAIL, None, "errored" if trial.status == "ERROR" else "diverged"
-        elif last.get("epoch", 0) >= self.max_epochs:
-            state, value, status = optuna.trial.TrialState.COMPLETE, float(last["val_acc"]), "completed"
-        else:
-            state, value, status = optuna.trial.TrialState.PRUNED, None, "stopped"
+        # Only finished trials are written; on_trial_complete runs while Ray still says RUNNING.
+        status = classify("ERROR" if trial.status == "ERROR" else "TERMINATED", last, self.max_epochs)
+        state = STATES[status]
+        value = float(last["val_acc"]) if status is TrialStatus.COMPLETED else None
         distributions = space_distributions(self.space)
         params = {k: v for k, v in trial.config.items() if k in distributions}
         return optuna.trial.create_trial(
             state=state, value=value, params=params,
             distributions={k: distributions[k] for k in params},
             intermediate_values=values,
-            user_attrs={RAY_ID: trial.trial_id, "status": status, "epochs": int(last.get("epoch", 0))},
+            # An errored trial's last result is its error report, which has no epoch.
+            user_attrs={RAY_ID: trial.trial_id, "status": status.value,
+                        "epochs": int(last.get("epoch") or max(values, default=0))},
         )

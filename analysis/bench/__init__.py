@@ -1,0 +1,94 @@
+"""Benchmarks: the figures of docs/benchmarks.md, measured against the project's goals.
+
+scripts/bench_data.py and scripts/bench_search.py are the entry points (argparse, then one
+call into here); each writes its own section of the markdown file.
+
+- common.py        machine line, Verdict (PASS / FAIL / not resolvable), section writing
+- data_share.py    bench_data, and part 2 of bench_search: data loading's share of an epoch
+- plan.py          the sizes of a bench_search run (full or --smoke)
+- reports.py       each trial's reports, read through load_experiment
+- curves.py        pure functions: halving in hindsight, rank agreement, overlapping spans
+- epoch_time.py    part 1: a trial's epoch inside Ray against the plain loop
+- efficiency.py    part 3: ASHA + TPE (capped too) against random search, full budget
+- overhead.py      part 4: what Ray adds around a trial
+- gpus.py          parts 5 and 6: fractional GPUs, packed throughput on a real GPU
+- search_report.py the bench_search section
+- search.py        run_search_bench: every part, one embedded Ray through the driver
+- warm_start.py    run_warm_start_bench: warm-started against cold searches, epochs to the
+                   cold best (scripts/bench_warm_start.py)
+
+Ray is reached only through vidtune.trainable.tune.driver (run_search, init_ray, shutdown,
+run_repeats). Names are imported on first use, so `import vidtune.analysis.bench` and the
+Ray-free parts (common, data_share, curves) import no Ray.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vidtune.analysis.bench.common import Verdict, machine_line, verdict, write_section
+    from vidtune.analysis.bench.curves import halving_in_hindsight, max_overlap, rank_agreement
+    from vidtune.analysis.bench.data_share import DataShare, measure_data_share, run_data_bench
+    from vidtune.analysis.bench.efficiency import SearchRun
+    from vidtune.analysis.bench.epoch_time import EpochTimes
+    from vidtune.analysis.bench.overhead import NoopOverhead
+    from vidtune.analysis.bench.plan import Plan, make_plan
+    from vidtune.analysis.bench.search import run_search_bench
+    from vidtune.analysis.bench.warm_start import run_warm_start_bench
+
+_WHERE = {   # public name -> module under vidtune.analysis.bench
+    "Verdict": "common",
+    "machine_line": "common",
+    "verdict": "common",
+    "write_section": "common",
+    "halving_in_hindsight": "curves",
+    "max_overlap": "curves",
+    "rank_agreement": "curves",
+    "DataShare": "data_share",
+    "measure_data_share": "data_share",
+    "run_data_bench": "data_share",
+    "SearchRun": "efficiency",
+    "EpochTimes": "epoch_time",
+    "NoopOverhead": "overhead",
+    "Plan": "plan",
+    "make_plan": "plan",
+    "run_search_bench": "search",
+    "run_warm_start_bench": "warm_start",
+}
+
+__all__ = [
+    "DataShare",
+    "EpochTimes",
+    "NoopOverhead",
+    "Plan",
+    "SearchRun",
+    "Verdict",
+    "halving_in_hindsight",
+    "machine_line",
+    "make_plan",
+    "max_overlap",
+    "measure_data_share",
+    "rank_agreement",
+    "run_data_bench",
+    "run_search_bench",
+    "run_warm_start_bench",
+    "verdict",
+    "write_section",
+]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _WHERE[name]
+    except KeyError:
+        raise AttributeError(f"module 'vidtune.analysis.bench' has no attribute {name!r}; "
+                             f"known: {', '.join(__all__)}") from None
+    value = getattr(importlib.import_module(f"vidtune.analysis.bench.{module}"), name)
+    globals()[name] = value   # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -1,0 +1,60 @@
+"""Benchmark (issue 13): wall time to a good model, vidtune against stock Ray Tune and Optuna.
+
+vidtune's default search, stock Ray Tune (Tuner + OptunaSearch + ASHAScheduler), Optuna alone
+(TPE + SuccessiveHalvingPruner, one process per core) and random search with the full budget,
+on the same model, data, space, trials and epochs, interleaved over seeds. Records best val
+acc, wall time, time to target, epochs, core utilization and an anytime plot
+(vidtune.analysis.bench.race).
+
+    python scripts/bench_race.py            # 3 seeds of `make search`'s work, about an hour on 2 cores
+    python scripts/bench_race.py --smoke    # tiny sizes, about a minute: checks the benchmark runs
+
+Writes its section of docs/benchmarks.md (between `<!-- bench_race:start/end -->`) and the
+plot docs/race.png. Run it on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from vidtune.analysis.bench.common import write_section
+from vidtune.analysis.bench.race import METHODS, make_race_plan, plot_anytime, race, standing
+from vidtune.analysis.bench.race_report import KEY, render
+from vidtune.scripts._args import fail
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def main(argv: list[str] | None = None) -> str:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--smoke", action="store_true", help="tiny sizes, about a minute")
+    p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 3; smoke 1)")
+    p.add_argument("--methods", default=None,
+                   help=f"semicolon-separated: {', '.join(METHODS)}, or vidtune:field=value,... variants")
+    p.add_argument("--results-dir", default=None, help="keep the searches here (default: a temporary folder)")
+    p.add_argument("--out", default=str(DOCS / "benchmarks.md"), help="markdown file to update")
+    p.add_argument("--png", default=None, help="the anytime plot (default: race.png beside --out)")
+    args = p.parse_args(argv)
+    try:
+        plan = make_race_plan(args.smoke, args.seeds,
+                              tuple(args.methods.split(";")) if args.methods else None)
+    except ValueError as exc:
+        fail(p, exc)
+    png = Path(args.png) if args.png else Path(args.out).with_name("race.png")
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="vidtune-race-") as tmp:
+        runs = race(plan, str(Path(args.results_dir).resolve()) if args.results_dir else tmp)
+    st = standing(runs)
+    plot_anytime(runs, png)
+    body = render(plan, runs, st, png, Path(args.out), time.perf_counter() - t0)
+    write_section(args.out, KEY, body)
+    print(body, file=sys.stderr)
+    return body
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Helpers for tests/test_bad_input.py and tests/test_trial_errors.py: real videos encoded with
+PyAV, and small real filesystems (tmpfs mounts) that are read-only or fill up."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+W, H = 32, 24
+
+
+def encode_video(path: Path | bytes, frames: int = 10, color: tuple[int, int, int] = (200, 40, 40)) -> None:
+    """A small MPEG-4 AVI: a square of `color` moving right over a dark background."""
+    Path(os.fsdecode(path)).parent.mkdir(parents=True, exist_ok=True)
+    with av.open(os.fsdecode(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        for i in range(frames):
+            frame = np.full((H, W, 3), 40, dtype=np.uint8)  # (H, W, 3)
+            frame[6:18, i % (W - 12) : i % (W - 12) + 12] = color
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def video_folder(root: Path, counts: dict[str, int]) -> Path:
+    """root/<class>/v<i>.avi with counts[class] videos each, one color per class."""
+    colors = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40)]
+    for k, (name, n) in enumerate(counts.items()):
+        for i in range(n):
+            encode_video(root / name / f"v{i}.avi", frames=8 + i, color=colors[k % len(colors)])
+    return root
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str = "1m", read_only: bool = False) -> Iterator[Path]:
+    """A real tmpfs of `size` mounted at path (root only; skips where mounting is refused)."""
+    path.mkdir(parents=True, exist_ok=True)
+    options = f"size={size}" + (",ro" if read_only else "")
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def vidtune(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`vidtune ARGS` in a fresh interpreter, as a user would run it."""
+    return subprocess.run([sys.executable, "-m", "vidtune.scripts.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})

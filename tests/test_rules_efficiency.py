@@ -1,0 +1,86 @@
+"""Millisecond tests of the search-efficiency rules: thread shares, durations, checkpoint rank."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+
+from vidtune.trainable.core.search_config import SearchConfig, format_duration, parse_duration
+from vidtune.trainable.tune.budget import Budget, time_to_first_rung
+from vidtune.trainable.tune.checkpoints import rank_key
+from vidtune.trainable.tune.threads import share_cpus
+
+
+@pytest.mark.parametrize("text,seconds", [
+    ("15m", 900), ("90s", 90), ("1h30m", 5400), ("2h", 7200), ("300", 300), ("1.5h", 5400),
+    ("1h2m3s", 3723), (" 4m ", 240),
+])
+def test_durations_parse(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "m", "15x", "1h 30m", "5 10", "-5m", "1h1h1", "15mm"])
+def test_bad_durations_name_the_text_and_the_form(text):
+    with pytest.raises(ValueError, match=r"duration .* is not understood; write e\.g\. 15m"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("seconds,text", [(900, "15m"), (5400, "1h30m"), (75, "1m15s"), (0, "0s")])
+def test_durations_format(seconds, text):
+    assert format_duration(seconds) == text and parse_duration(text) == seconds
+
+
+def test_num_samples_zero_needs_a_budget():
+    with pytest.raises(ValueError, match="0 \\(no cap\\) together with --time-budget"):
+        SearchConfig(num_samples=0)
+    assert SearchConfig(num_samples=0, time_budget_s=60).num_samples == 0
+    with pytest.raises(ValueError, match="time_budget_s is -1"):
+        SearchConfig(time_budget_s=-1)
+
+
+def test_no_sharing_while_more_trials_come():
+    running = {"a": ("n1", 1), "b": ("n1", 1)}
+    assert share_cpus({"a": ("n1", 1)}, {"n1": 4}, more_coming=True) == {"a": 1}
+    assert share_cpus(running, {"n1": 2}, more_coming=False) == {"a": 1, "b": 1}   # none idle
+
+
+def test_idle_cpus_go_to_the_running_trials_of_their_node():
+    # One trial left on a 2-core node: it takes both.
+    assert share_cpus({"a": ("n1", 1)}, {"n1": 2}, more_coming=False) == {"a": 2}
+    # 5 idle cores over 2 trials: the earlier trial (sorted id) takes the odd one.
+    assert share_cpus({"b": ("n1", 1), "a": ("n1", 1)}, {"n1": 7}, more_coming=False) == {"a": 4, "b": 3}
+    # Two nodes: each node's idle cores stay on that node.
+    got = share_cpus({"a": ("n1", 2), "b": ("n2", 1)}, {"n1": 4, "n2": 8}, more_coming=False)
+    assert got == {"a": 4, "b": 8}
+
+
+def test_no_sharing_before_every_trial_has_a_node():
+    assert share_cpus({"a": ("n1", 1), "b": (None, 1)}, {"n1": 8}, more_coming=False) == {"a": 1, "b": 1}
+
+
+def _trial(epoch: int, total: float) -> SimpleNamespace:
+    return SimpleNamespace(last_result={"epoch": epoch, "time_total_s": total})
+
+
+def test_time_to_first_rung_is_the_median_scaled_to_the_grace_period():
+    assert time_to_first_rung([], 1) is None
+    assert time_to_first_rung([SimpleNamespace(last_result={})], 1) is None
+    # 10 s for 2 epochs, 3 s for 1, 40 s for 4: per-epoch 5, 3, 10 -> at grace 2: 10, 6, 20
+    assert time_to_first_rung([_trial(2, 10), _trial(1, 3), _trial(4, 40)], 2) == 10
+
+
+def test_budget_counts_earlier_runs():
+    b = Budget(100, spent_before_s=30)
+    assert 69 < b.left() <= 70 and not b.closed and not b.ended
+    assert Budget(0).left() == math.inf
+
+
+def test_checkpoint_rank_follows_the_retrain_rule():
+    rows = {"more epochs, lower acc": ({"epoch": 6, "val_acc": 0.7}, 3),
+            "fewer epochs, higher acc": ({"epoch": 3, "val_acc": 0.9}, 0),
+            "tie, earlier": ({"epoch": 6, "val_acc": 0.7}, 1),
+            "diverged": ({"epoch": 6, "val_acc": 0.0, "diverged": 1}, 2)}
+    ranked = sorted(rows, key=lambda k: rank_key(*rows[k]))
+    assert ranked == ["tie, earlier", "more epochs, lower acc", "fewer epochs, higher acc", "diverged"]

@@ -1,0 +1,132 @@
+"""--time-budget: a search that proposes trials while they can still pay off, then stops.
+
+- Budget holds this run's clock: the budget, the seconds earlier runs of the same search
+  spent (restored on resume), and whether new trials may still start.
+- BudgetKeeper, a Tune callback, closes the gate when the time left is shorter than a new
+  trial needs to reach its first ASHA rung (the median over the trials so far), and ends the
+  run as Ctrl-C does once the budget is spent, or once the gate is closed and no trial is
+  left running. Running trials are saved and `vidtune resume` continues them.
+- BudgetedSearch is Tune's SearchGenerator with the gate in front of the searcher.
+
+Ending the run: Tune installs a handler for SIGUSR1 that does what the first Ctrl-C does (set
+its "experiment interrupted" event, save the experiment, return from fit()); the keeper sends
+that signal to its own process. The event is only looked at between steps, and a step with
+no live trial waits up to 600 s for the searcher to propose one, so BudgetedSearch also says
+it is finished once the budget has ended the run. That is not saved with the experiment
+(Tune saves its own `finished` flag, which stays False), so a resume can search on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import statistics
+import sys
+import time
+from typing import Any
+
+from ray.tune import Callback
+from ray.tune.search import SearchGenerator
+
+from vidtune.trainable.core.search_config import format_duration, write_text
+
+logger = logging.getLogger(__name__)
+
+# Not *.json: on restore Ray copies every .json and .pkl of the experiment folder into its
+# staging folder and copies them back over the originals at every sync, which would put the
+# first run's numbers back. One JSON line, rewritten at every experiment snapshot.
+BUDGET_FILE = "budget.jsonl"
+
+
+class Budget:
+    """The wall-time budget of a search, as this driver sees it."""
+
+    def __init__(self, total_s: float, spent_before_s: float = 0.0) -> None:
+        self.total_s = total_s                 # 0: no budget
+        self.spent_before_s = spent_before_s   # by earlier runs of this search (resume)
+        self.started = time.monotonic()
+        self.closed = False                    # no new trial may start
+        self.ended = False                     # the run was ended by the budget
+
+    def spent(self) -> float:
+        return self.spent_before_s + time.monotonic() - self.started
+
+    def left(self) -> float:
+        return self.total_s - self.spent() if self.total_s else float("inf")
+
+
+# The budget of the search this driver runs. Module-level, not an attribute of the searcher:
+# Tune pickles the searcher with every snapshot and restores that copy on resume, and the
+# restored copy must see this run's budget, not the first run's.
+_current: Budget | None = None
+
+
+def set_current(budget: Budget | None) -> None:
+    global _current
+    _current = budget
+
+
+class BudgetedSearch(SearchGenerator):
+    """Tune's SearchGenerator, proposing nothing while this run's budget gate is closed."""
+
+    def next_trial(self) -> Any:
+        if _current is not None and _current.closed:
+            return None
+        return super().next_trial()
+
+    def is_finished(self) -> bool:
+        return super().is_finished() or (_current is not None and _current.ended)
+
+
+def time_to_first_rung(trials: list, grace_period: int) -> float | None:
+    """Median seconds the trials so far took to report epoch `grace_period`; None before any."""
+    times = [float(t.last_result.get("time_total_s", 0)) * grace_period / max(1, t.last_result["epoch"])
+             for t in trials if t.last_result and t.last_result.get("epoch")]
+    return statistics.median(times) if times else None
+
+
+def gate_closed() -> bool:
+    """May the searcher start no more trials (for the thread sharing)?"""
+    return _current is not None and _current.closed
+
+
+class BudgetKeeper(Callback):
+    """Tune pickles its callbacks with the experiment and restores those copies on resume, so
+    the keeper holds no budget itself: it acts on this run's (set_current)."""
+
+    def __init__(self, grace_period: int, experiment_path: str) -> None:
+        self.grace_period = grace_period
+        self.experiment_path = experiment_path
+
+    @property
+    def budget(self) -> Budget:
+        return _current or Budget(0.0)
+
+    def get_state(self) -> dict | None:
+        """Called with every experiment snapshot: the time spent goes to budget.jsonl, which
+        `vidtune resume` reads before Ray starts (it restores the spent seconds from there)."""
+        try:
+            write_text(self.experiment_path, BUDGET_FILE, json.dumps(
+                {"total_s": self.budget.total_s, "spent_s": round(self.budget.spent(), 1)}) + "\n")
+        except OSError as exc:
+            logger.warning("could not write %s: %s", BUDGET_FILE, exc)
+        return None
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        b = self.budget
+        if not b.total_s or b.ended:
+            return
+        need = time_to_first_rung(trials, self.grace_period) or 0.0
+        if not b.closed and b.left() < need:
+            b.closed = True
+            print(f"time budget: {format_duration(b.left())} left, a new trial needs about "
+                  f"{format_duration(need)} to reach its first rung: no new trials",
+                  file=sys.stderr, flush=True)
+        live = any(t.status in ("RUNNING", "PENDING") for t in trials)
+        if b.left() <= 0 or (b.closed and not live and trials):
+            b.ended = True
+            print(f"time budget of {format_duration(b.total_s)} spent: stopping as Ctrl-C does",
+                  file=sys.stderr, flush=True)
+            os.kill(os.getpid(), signal.SIGUSR1)   # Tune's own graceful-stop signal
