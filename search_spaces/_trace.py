@@ -38,9 +38,11 @@ class Sampled:
 @dataclass(frozen=True)
 class Trace:
     sampled: dict[str, Sampled]              # in the order first sampled
-    runs: tuple[dict[str, Any], ...]         # each run's parameters
-    returned: dict[str, Any]                 # constants the function returned
+    runs: tuple[dict[str, Any], ...]         # each run's sampled parameters
+    returned: dict[str, Any]                 # constants the function returned (all runs)
     num_runs: int
+    configs: tuple[dict[str, Any], ...] = ()   # each run's config as Ray hands it to the trial:
+                                               # the sampled values, then what it returned
 
 
 def source_line(path: str, lineno: int) -> str:
@@ -122,6 +124,7 @@ def trace_space(space: SearchSpace, runs: int = TRACE_RUNS) -> Trace:
     where: dict[str, str] = {}
     seen: dict[str, tuple[BaseDistribution, int]] = {}
     params: list[dict[str, Any]] = []
+    configs: list[dict[str, Any]] = []
     returned: dict[str, Any] = {}
     try:
         with warnings.catch_warnings():
@@ -129,10 +132,10 @@ def trace_space(space: SearchSpace, runs: int = TRACE_RUNS) -> Trace:
             study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
             for _ in range(runs):
                 trial = study.ask()
-                out = _run(space, trial, where)
-                if out is not None:
-                    returned.update(out)
+                out = _run(space, trial, where) or {}
+                returned.update(out)
                 params.append(dict(trial.params))
+                configs.append({**trial.params, **out})   # OptunaSearch's merge, returned last
                 for name, dist in trial.distributions.items():
                     first, count = seen.get(name, (dist, 0))
                     seen[name] = (first, count + 1)
@@ -141,7 +144,7 @@ def trace_space(space: SearchSpace, runs: int = TRACE_RUNS) -> Trace:
         optuna.logging.set_verbosity(verbosity)
     sampled = {name: Sampled(name, dist, where.get(name, ""), count)
                for name, (dist, count) in seen.items()}
-    trace = Trace(sampled, tuple(params), returned, runs)
+    trace = Trace(sampled, tuple(params), returned, runs, tuple(configs))
     _CACHE[space.cache_key] = trace
     return trace
 

@@ -7,6 +7,7 @@ parameter, the file and line, and the fix. No Ray in this file.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -376,3 +377,18 @@ def test_a_registered_name_that_is_unknown_lists_the_known_and_the_file_form():
                                          r"tiny, wide, or a define-by-run function as "
                                          r"path/to/file.py:function"):
         SearchConfig(space="nope")
+
+
+@pytest.mark.parametrize("body,message", [
+    # A constant cannot stand in for half of the pair: trials apply to_hparams to what was
+    # sampled, before the constants (core.trial._hparams), so every trial would fail.
+    ("    trial.suggest_int('conv_blocks', 1, 2)\n\n\nmy_space.constants = {'conv_base': 8}\n",
+     "conv_blocks (1) and conv_base (None) must be sampled together"),
+    # What the function returns overrides what it sampled (OptunaSearch's merge), and counts.
+    ("    if trial.suggest_int('lstm_layers', 1, 2) > 1:\n        return {'lstm_hidden': 0}\n",
+     "which fails: lstm_hidden is 0, but must be >= 1"),
+])
+def test_configs_are_checked_as_the_trials_build_them(tmp_path, body, message):
+    path = write(tmp_path, "spaces.py", "def my_space(trial):\n" + body)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        SearchConfig(space=f"{path}:my_space")

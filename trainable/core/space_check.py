@@ -67,10 +67,12 @@ def _ends(dist: BaseDistribution) -> list[Any]:
     return []
 
 
-def _fails(config: dict[str, Any]) -> str | None:
-    """Why a configuration cannot train (ModelConfig/TrainConfig's error), or None."""
+def _fails(constants: dict[str, Any], config: dict[str, Any]) -> str | None:
+    """Why a trial's config cannot train (ModelConfig/TrainConfig's error), or None. Built as
+    the trial builds it (core.trial._hparams): the space's constants, then to_hparams of the
+    config Ray hands over, so a constant cannot stand in for half of conv_blocks/conv_base."""
     try:
-        split_params(to_hparams(config))
+        split_params({**constants, **to_hparams(config)})
     except (ValueError, TypeError) as exc:
         return str(exc)
     return None
@@ -93,8 +95,8 @@ def check_space(space: SearchSpace) -> None:
         if s.name not in known:
             raise SpaceError(f"{_at(s.where)}unknown hyperparameter {s.name!r} in space "
                              f"{space.name}; known: {', '.join(known)}", param=s.name)
-    constants = {**space.constants, **trace.returned}
-    for name in constants:
+    constants = space.constants
+    for name in {**constants, **trace.returned}:
         if name not in known:
             raise SpaceError(f"{_at(space.source)}unknown hyperparameter {name!r} among the "
                              f"constants of space {space.name}; known: {', '.join(known)}",
@@ -102,12 +104,12 @@ def check_space(space: SearchSpace) -> None:
     for s in trace.sampled.values():          # both ends of each range, every choice
         base = next(p for p in trace.runs if s.name in p)
         for value in _ends(s.distribution):
-            why = _fails({**constants, **base, s.name: value})
+            why = _fails(constants, {**base, s.name: value})
             if why is not None:
                 raise SpaceError(f"{_at(s.where)}parameter {s.name!r} of space {space.name}: "
                                  f"its value {value!r} fails: {why}", param=s.name)
-    for params in trace.runs:
-        why = _fails({**constants, **params})
+    for params in trace.configs:
+        why = _fails(constants, params)
         if why is not None:
             raise SpaceError(f"{_at(space.source)}space {space.name} sampled {params}, which "
                              f"fails: {why}")
