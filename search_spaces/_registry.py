@@ -37,6 +37,9 @@ class SpaceError(ValueError):
         self.param = param
 
 
+SpaceError.__module__ = "vidtune.search_spaces"   # its public name, in tracebacks and error.txt
+
+
 @dataclass(frozen=True)
 class SearchSpace:
     name: str                                # the name, "file.py:function" or "declared"
