@@ -40,6 +40,7 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_data.py
 	$(BIN)/python scripts/bench_search.py
+	$(BIN)/python scripts/bench_race.py
 
 clean:
 	rm -rf $(VENV) results .cache $(MYPY_TREE) .mypy_cache
