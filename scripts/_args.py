@@ -68,9 +68,19 @@ def _scalar(hint: Any) -> type:
 
 
 def config_fields(cls: type) -> list[tuple[Field[Any], type]]:
-    """The fields of a config dataclass that are flags (those with help), with their types."""
+    """The fields of a config dataclass that are flags (those with help), with their types
+    (a field with its own parser, metadata["type"], is read as text)."""
     hints = typing.get_type_hints(cls)
-    return [(f, _scalar(hints[f.name])) for f in fields(cls) if "help" in f.metadata]
+    return [(f, str if "type" in f.metadata and not _is_scalar(hints[f.name]) else _scalar(hints[f.name]))
+            for f in fields(cls) if "help" in f.metadata]
+
+
+def _is_scalar(hint: Any) -> bool:
+    try:
+        _scalar(hint)
+    except TypeError:
+        return False
+    return True
 
 
 def add_config_args(parser: argparse.ArgumentParser, cls: type, default_group: str,
@@ -93,6 +103,8 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, default_group: s
                                default=bool(default) if defaults else default,
                                help=f.metadata["help"])
             continue
+        if isinstance(default, tuple) and "nargs" not in f.metadata:   # e.g. conv widths:
+            default = ",".join(map(str, default))                      # shown, parsed as "32,64,128"
         shown = "" if (default in (None, "", 0.0) and "type" in f.metadata) \
             or default in (None, "", (), argparse.SUPPRESS) else " (default %(default)s)"
         group.add_argument(_flag(f), dest=_dest(f), type=_parser(f, kind), default=default,
