@@ -102,6 +102,9 @@ def run_one(plan: Plan, root: str, name: str, seed: int, warm: tuple[str, ...] =
     cfg = SearchConfig(space=plan.space, num_samples=plan.num_samples, max_epochs=plan.max_epochs,
                        grace_period=plan.grace_period, reduction_factor=plan.reduction_factor,
                        seed=seed, cpus_per_trial=1, max_concurrent=plan.max_concurrent,
+                       # One thread per trial throughout: thread sharing would hand a lone
+                       # trial the idle core when it notices it, which changes its numbers.
+                       cpu_sharing="none",
                        results_dir=root, name=name, data=plan.data, warm_start=warm)
     t0 = time.perf_counter()
     outcome = run_search(cfg)
