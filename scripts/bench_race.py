@@ -23,7 +23,14 @@ from pathlib import Path
 
 from vidtune.analysis.bench.common import write_section
 from vidtune.analysis.bench.make_search import render_make_search, run_make_search
-from vidtune.analysis.bench.race import METHODS, make_race_plan, plot_anytime, race, standing
+from vidtune.analysis.bench.race import (
+    METHODS,
+    load_runs,
+    make_race_plan,
+    plot_anytime,
+    race,
+    standing,
+)
 from vidtune.analysis.bench.race_report import KEY, render
 from vidtune.scripts._args import fail
 
@@ -39,6 +46,8 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--results-dir", default=None, help="keep the searches here (default: a temporary folder)")
     p.add_argument("--out", default=str(DOCS / "benchmarks.md"), help="markdown file to update")
     p.add_argument("--png", default=None, help="the anytime plot (default: race.png beside --out)")
+    p.add_argument("--from-runs", default=None, metavar="JSON",
+                   help="render the section from a saved race_runs.json instead of racing")
     p.add_argument("--make-search-seeds", type=int, default=None,
                    help="then time `make search` for seeds 0..N-1 (default 5; smoke 1, tiny)")
     args = p.parse_args(argv)
@@ -54,7 +63,7 @@ def main(argv: list[str] | None = None) -> str:
     extra = ("--smoke-test", "--time-budget", "30s") if plan.smoke else ()
     with tempfile.TemporaryDirectory(prefix="vidtune-race-") as tmp:
         root = str(Path(args.results_dir).resolve()) if args.results_dir else tmp
-        runs = race(plan, root)
+        runs = load_runs(args.from_runs) if args.from_runs else race(plan, root)
         made = [run_make_search(seed, root, extra) for seed in range(n_make)]
     st = standing(runs)
     plot_anytime(runs, png)
