@@ -44,8 +44,9 @@ def test_bench_warm_start_smoke(tmp_path, cache_dir):
                            "--out", str(out), "--keep", str(keep)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    text = out.read_text()
-    assert text.startswith("### Warm start: epochs to reach the cold search's best")
+    text = out.read_text()   # written as its section of the markdown file
+    assert text.startswith("<!-- bench_warm_start:start -->\n### Warm start: epochs to reach the cold search's best")
+    assert text.rstrip().endswith("<!-- bench_warm_start:end -->")
     rows = [line for line in text.splitlines() if re.match(r"^\| \d ", line)]
     assert len(rows) == 2, text
     for row in rows:
