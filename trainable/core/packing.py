@@ -51,6 +51,9 @@ class MemoryProbe:
     allocated_mb: float          # torch.cuda.max_memory_allocated over the same steps
     total_mb: float              # the whole card
     gpu_name: str
+    # In use on the card beyond the probe's tensors: its CUDA context and cuDNN/cuBLAS
+    # handles, plus whatever other processes hold. On an otherwise idle GPU: the context.
+    beyond_torch_mb: float = 0.0
 
 
 def largest_value(dist: optuna.distributions.BaseDistribution) -> Any:
@@ -86,9 +89,10 @@ def share_of(k: int) -> float:
 
 
 def _probe_here(model_cfg: ModelConfig, train_cfg: TrainConfig, frames: int, height: int,
-                width: int) -> tuple[float, float, float, str]:
+                width: int) -> tuple[float, float, float, str, float]:
     """In the child: two training steps on this process's GPU -> (reserved, allocated, total
-    MiB, name). Imports inside: the child is a fresh interpreter."""
+    MiB, name, in use beyond torch's reserve MiB). Imports inside: the child is a fresh
+    interpreter."""
     from vidtune.data import to_float
     from vidtune.trainable.core.loop import make_optimizer, pick_device, train_one_epoch
     from vidtune.trainable.core.model import build_model
@@ -103,8 +107,10 @@ def _probe_here(model_cfg: ModelConfig, train_cfg: TrainConfig, frames: int, hei
     torch.cuda.synchronize(device)
     mb = 1024.0**2
     props = torch.cuda.get_device_properties(device)
+    free, total = torch.cuda.mem_get_info(device)
+    beyond = (total - free - torch.cuda.memory_reserved(device)) / mb
     return (torch.cuda.max_memory_reserved(device) / mb, torch.cuda.max_memory_allocated(device) / mb,
-            props.total_memory / mb, props.name)
+            props.total_memory / mb, props.name, beyond)
 
 
 def probe_memory(cfg: SearchConfig, params: dict[str, Any] | None = None) -> MemoryProbe:
@@ -118,9 +124,9 @@ def probe_memory(cfg: SearchConfig, params: dict[str, Any] | None = None) -> Mem
     model_cfg, train_cfg = trial_configs(params, cfg, PROBE_CLASSES)
     d = cfg.data
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        reserved, allocated, total, name = pool.submit(
+        reserved, allocated, total, name, beyond = pool.submit(
             _probe_here, model_cfg, train_cfg, d.frames, d.height, d.width).result()
-    return MemoryProbe(params, train_cfg.batch_size, reserved, allocated, total, name)
+    return MemoryProbe(params, train_cfg.batch_size, reserved, allocated, total, name, beyond)
 
 
 def resolve_gpus_per_trial(cfg: SearchConfig) -> tuple[SearchConfig, str]:
