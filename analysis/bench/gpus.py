@@ -22,7 +22,6 @@ from vidtune.analysis.bench.plan import Plan, search_cfg
 from vidtune.analysis.bench.reports import per_trial, span
 from vidtune.data import DataConfig
 from vidtune.trainable.core.packing import share_of
-from vidtune.trainable.tune.driver import run_repeats, run_search
 from vidtune.trainable.tune.experiment import load_experiment
 
 GPU_FRACTION = 0.25          # part 5: four trials per (fake) GPU
@@ -30,6 +29,8 @@ GPU_FRACTION = 0.25          # part 5: four trials per (fake) GPU
 
 def packing(plan: Plan, root: str) -> tuple[int, int]:
     """(most trials seen at once, trials run) with gpus_per_trial=0.25 on one (fake) GPU."""
+    from vidtune.trainable.tune.driver import run_search  # Ray: only where a search runs
+
     cfg = search_cfg(root, "pack", space="tiny", num_samples=plan.pack_trials,
                      max_epochs=plan.pack_epochs, scheduler="none", cpus_per_trial=1,
                      gpus_per_trial=GPU_FRACTION, data=plan.tiny_data)
@@ -92,6 +93,8 @@ def packed_run(k: int, root: str, data: DataConfig, params: dict[str, Any], epoc
                cpus_per_trial: int, train_clips: int) -> PackedRun:
     """A real packed search: k trials of `params` at 1/k GPU each (run_repeats: no searcher,
     no early stopping), GPU utilization sampled throughout."""
+    from vidtune.trainable.tune.driver import run_repeats  # Ray: only where a search runs
+
     share = share_of(k)
     cfg = search_cfg(root, f"packed-{k}", space="default", num_samples=k, max_epochs=epochs,
                      scheduler="none", cpus_per_trial=cpus_per_trial, gpus_per_trial=share, data=data)
