@@ -355,7 +355,8 @@ def run_gpu_check(out: str | Path, tests: str | Path, cpu_mode: bool = False,
         params = dict(get_space("default").default)
         train_clips = len(make_loaders(plan.data, batch_size=plan.batch_size, progress=False).train.indices)
         cpus = max(1, (os.cpu_count() or 1) // max(plan.packings))
-        root = results_dir or tempfile.mkdtemp(prefix="vidtune-gpu-check-")
+        scratch = tempfile.TemporaryDirectory(prefix="vidtune-gpu-check-")
+        root = results_dir or scratch.name
         shutdown()
         last: tuple[int, float] | None = None
         try:
@@ -374,6 +375,7 @@ def run_gpu_check(out: str | Path, tests: str | Path, cpu_mode: bool = False,
                 write_section(out, KEY, render(check))
         finally:
             shutdown()
+            scratch.cleanup()
 
     part("packed searches", packed)
     if left() < 0:
