@@ -71,7 +71,7 @@ def test_out_of_memory_names_the_trials_cap_and_stays_retryable():
     err = memory_error(torch.OutOfMemoryError(torch_says), capped)
     assert isinstance(err, torch.OutOfMemoryError) and not is_deterministic(err)
     line = one_line(err)
-    assert line.startswith("TrialMemoryError: trial ran out of CUDA memory over its cap of 19.8 GiB "
+    assert line.startswith("TrialMemoryError: trial ran out of CUDA memory, capped at 19.8 GiB "
                            "(0.25 of the 79.2 GiB of NVIDIA H100 80GB HBM3, --gpus-per-trial 0.25): "
                            "CUDA out of memory. Tried to allocate 24.50 GiB."), line
     assert "a larger --gpus-per-trial" in line and "See documentation" not in line

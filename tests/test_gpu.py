@@ -160,7 +160,7 @@ def test_a_trial_over_its_memory_cap_fails_alone_naming_the_cap(cache_dir, tmp_p
     rest = trials[trials["conv_base"] != wide]
     assert list(over["status"]) == ["errored"], trials[["conv_base", "status", "error"]]
     error = over["error"].iloc[0]   # Ray's traceback names the class with its module
-    assert ("TrialMemoryError: trial ran out of CUDA memory over its cap of "
+    assert ("TrialMemoryError: trial ran out of CUDA memory, capped at "
             f"{cap_mb / 1024:.1f} GiB (0.25 of the") in error, error
     assert list(rest["status"]) == ["completed"] * 3, rest[["status", "error"]]
     assert all(0 < peak < cap for peak, cap in zip(rest["gpu_peak_mb"], rest["gpu_cap_mb"], strict=True))

@@ -4,7 +4,7 @@ Parts, in order (without a CUDA device, or with --cpu, every part that needs one
 and says so; the run then checks only that the script itself works):
 1. The CUDA tests, tests/test_gpu.py (@pytest.mark.gpu), in a pytest subprocess: the data
    path, bf16 autocast against fp32, checkpoints across devices, the memory cap of packed
-   trials (a 0.25-GPU trial over its cap fails alone, naming it), the auto probe, and
+   trials (a 0.25-GPU trial that needs more than its cap fails alone, naming it), the auto probe, and
    train/evaluate/retrain/export/predict on CUDA.
 2. --gpus-per-trial auto's probe of the default space's largest model on the benchmark clips,
    with what the card holds beyond torch's tensors (the CUDA context, core.packing.CONTEXT_MB).

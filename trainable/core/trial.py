@@ -65,14 +65,14 @@ def memory_error(exc: BaseException, grant: Grant | None) -> TrialMemoryError:
     first = text.splitlines()[0] if text else "CUDA out of memory."
     gib = 1024.0
     if grant is not None and grant.gpu_cap_mb:
-        where = (f"over its cap of {grant.gpu_cap_mb / gib:.1f} GiB ({grant.gpu_share:g} of the "
+        where = (f"capped at {grant.gpu_cap_mb / gib:.1f} GiB ({grant.gpu_share:g} of the "
                  f"{grant.gpu_total_mb / gib:.1f} GiB of {grant.gpu_name}, --gpus-per-trial "
                  f"{grant.gpu_share:g})")
     elif grant is not None and grant.gpu_total_mb:
         where = f"on a whole {grant.gpu_name} ({grant.gpu_total_mb / gib:.1f} GiB, no cap)"
     else:
         where = "on its GPU"
-    return TrialMemoryError(f"trial ran out of CUDA memory {where}: {first} Give each trial more "
+    return TrialMemoryError(f"trial ran out of CUDA memory, {where}: {first} Give each trial more "
                             "(a larger --gpus-per-trial) or let it need less (a smaller "
                             "--batch-size, or a space with smaller models)")
 
