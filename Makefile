@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The default search within a time budget: under 5 minutes in all (docs/benchmarks.md).
 search: $(STAMP)
-	$(BIN)/vidtune search $(ARGS)
+	$(BIN)/vidtune search --time-budget 4m30s $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -39,6 +40,7 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_data.py
 	$(BIN)/python scripts/bench_search.py
+	$(BIN)/python scripts/bench_race.py
 
 # On a CUDA machine: the CUDA tests, the memory probe, the data path's share and packed
 # searches at 1-8 trials per GPU, in at most 8 minutes (docs/benchmarks.md, gpu_check).

@@ -16,6 +16,8 @@ scripts/bench_data.py, scripts/bench_search.py and scripts/gpu_check.py are the 
 - gpu_check.py     `make gpu-check` (part 6): CUDA tests, auto probe, GPU data share, packing
 - search_report.py the bench_search section
 - search.py        run_search_bench: every part, one embedded Ray through the driver
+- warm_start.py    run_warm_start_bench: warm-started against cold searches, epochs to the
+                   cold best (scripts/bench_warm_start.py)
 
 Ray is reached only through vidtune.trainable.tune.driver (run_search, init_ray, shutdown,
 run_repeats). Names are imported on first use, so `import vidtune.analysis.bench` and the
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from vidtune.analysis.bench.overhead import NoopOverhead
     from vidtune.analysis.bench.plan import Plan, make_plan
     from vidtune.analysis.bench.search import run_search_bench
+    from vidtune.analysis.bench.warm_start import run_warm_start_bench
 
 _WHERE = {   # public name -> module under vidtune.analysis.bench
     "Verdict": "common",
@@ -59,6 +62,7 @@ _WHERE = {   # public name -> module under vidtune.analysis.bench
     "Plan": "plan",
     "make_plan": "plan",
     "run_search_bench": "search",
+    "run_warm_start_bench": "warm_start",
 }
 
 __all__ = [
@@ -79,6 +83,7 @@ __all__ = [
     "run_data_bench",
     "run_gpu_check",
     "run_search_bench",
+    "run_warm_start_bench",
     "verdict",
     "write_section",
 ]

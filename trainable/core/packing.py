@@ -31,7 +31,7 @@ from typing import Any
 import optuna
 import torch
 
-from vidtune.search_spaces import space_distributions
+from vidtune.search_spaces import SpaceSpec, space_distributions
 from vidtune.trainable.core.config import ModelConfig, TrainConfig
 from vidtune.trainable.core.search_config import SearchConfig
 
@@ -67,7 +67,7 @@ def largest_value(dist: optuna.distributions.BaseDistribution) -> Any:
     raise ValueError(f"no largest value for a distribution of type {type(dist).__name__}")
 
 
-def largest_params(space: str) -> dict[str, Any]:
+def largest_params(space: SpaceSpec) -> dict[str, Any]:
     """Every parameter the space samples at its largest value: the most memory it can ask."""
     return {name: largest_value(dist) for name, dist in space_distributions(space).items()}
 
