@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install search test lint typecheck bench clean
+.PHONY: install search test lint typecheck bench gpu-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ bench: $(STAMP)
 	$(BIN)/python scripts/bench_search.py
 	$(BIN)/python scripts/bench_race.py
 	$(BIN)/python scripts/bench_warm_start.py
+
+# On a CUDA machine: the CUDA tests, the memory probe, the data path's share and packed
+# searches at 1-8 trials per GPU, in at most 8 minutes (docs/benchmarks.md, gpu_check).
+gpu-check: $(STAMP)
+	$(BIN)/python scripts/gpu_check.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) results .cache $(MYPY_TREE) .mypy_cache

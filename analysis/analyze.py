@@ -30,6 +30,7 @@ from vidtune.analysis.tables import (
     best_so_far_by_trial,
     compute_usage,
     format_counts,
+    gpu_packing,
     status_counts,
 )
 from vidtune.trainable.core.failures import error_counts
@@ -147,6 +148,9 @@ def summary_lines(a: Analysis) -> list[str]:
     lines.append(f"trials: {format_counts(a.counts)}")
     lines += [f"  {count}x {error}" for error, count in a.errors]
     lines.append(f"compute: {compute_text(a)}")
+    packing = gpu_packing(a.trials)
+    if packing is not None:
+        lines.append(f"GPU: {packing}")
     if a.importances.values:
         top = ", ".join(f"{k} {v:.2f}" for k, v in list(a.importances.values.items())[:5])
         lines.append(f"importances: {top}")
@@ -166,8 +170,8 @@ def compute_text(a: Analysis) -> str:
 
 def _trials_for_report(a: Analysis) -> pd.DataFrame:
     cols = ["trial_id", "status", *a.param_names, "best_val_acc", "best_epoch", "final_val_acc",
-            "epochs", "time_s", "s_per_epoch", "device", "gpu_share", "gpu_cap_mb", "error",
-            "warning"]
+            "epochs", "time_s", "s_per_epoch", "device", "gpu_share", "gpu_cap_mb", "gpu_peak_mb",
+            "error", "warning"]
     df = a.trials.sort_values("order").reindex(columns=cols) if len(a.trials) else pd.DataFrame(columns=cols)
     return df.assign(status=df["status"].map(lambda s: TrialStatus(s).label))
 
@@ -194,6 +198,9 @@ def _report_sections(a: Analysis) -> list[Section]:
     rows += [("trials", format_counts(a.counts)),
              *[("errors" if i == 0 else "", f"{count}x {error}") for i, (error, count) in enumerate(a.errors)],
              ("compute", compute_text(a))]
+    packing = gpu_packing(a.trials)
+    if packing is not None:
+        rows.append(("GPU", packing))
     sections = [Section("Summary").pairs(rows)]
     for png, title in PLOTS.items():
         s = Section(title).image(a.files[png], title)

@@ -2,7 +2,8 @@
 
 The tables come from vidtune.trainable.tune.experiment.load_experiment:
 trials  - one row per trial: trial_id, order, status, parameters, best_val_acc, best_epoch,
-          final_val_acc, epochs, time_s, start, end;
+          final_val_acc, epochs, time_s, start, end, and what it was given and used on a GPU
+          (gpu_share, gpu_cap_mb, gpu_peak_mb);
 history - one row per reported epoch: trial_id, epoch, val_acc, ..., timestamp.
 """
 
@@ -99,3 +100,24 @@ def best_so_far_by_time(trials: pd.DataFrame, history: pd.DataFrame) -> pd.DataF
     out = out.sort_values("elapsed_s", kind="stable")
     out["best_so_far"] = out["val_acc"].cummax()
     return out.reset_index(drop=True)[cols]
+
+
+def gpu_packing(trials: pd.DataFrame) -> str | None:
+    """How trials shared their GPUs, in one line: the share each had (so how many fit on one
+    GPU), and the peak CUDA memory they used against their cap. None if no trial had a GPU."""
+    if not len(trials) or "gpu_share" not in trials:
+        return None
+    shares = pd.to_numeric(trials["gpu_share"], errors="coerce")
+    share = float(shares.max()) if shares.notna().any() else 0.0
+    if not share > 0:
+        return None
+    text = f"{share:g} GPU per trial" + (f" ({math.floor(1 / share + 1e-9)} per GPU)" if share < 1 else "")
+    peak = pd.to_numeric(trials.get("gpu_peak_mb", pd.Series(dtype=float)), errors="coerce").dropna()
+    if peak.empty or not peak.max() > 0:
+        return text + "; no CUDA memory used (the trials trained on CPUs)"
+    text += (f"; peak CUDA memory per trial: median {peak.median():.0f} MiB, "
+             f"max {peak.max():.0f} MiB")
+    cap = pd.to_numeric(trials.get("gpu_cap_mb", pd.Series(dtype=float)), errors="coerce").max()
+    if cap > 0:
+        text += f", of a {cap:.0f} MiB cap ({100 * peak.max() / cap:.0f} % of it)"
+    return text

@@ -1,8 +1,10 @@
 """From a DataConfig to (train, val) batch iterators of float clips (B, T, C, H, W).
 
 Clips stay uint8 in a (memory-mapped) store; a batch is gathered, converted to float and
-normalised only when it is needed. No augmentation: a horizontal flip would turn
-"move_right" into "move_left", and a time flip would swap every reversed pair.
+normalised only when it is needed. A ClipLoader converts on the CPU; on a GPU, data.device
+takes its uint8 batches (ClipLoader.uint8_batches) and converts them on the device instead.
+No augmentation: a horizontal flip would turn "move_right" into "move_left", and a time flip
+would swap every reversed pair.
 """
 
 from __future__ import annotations
@@ -85,13 +87,28 @@ class ClipLoader:
     def __len__(self) -> int:
         return (len(self.indices) + self.batch_size - 1) // self.batch_size
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batch_indices(self) -> Iterator[np.ndarray]:
+        """The store indices of each batch of the current epoch, in batch order."""
         order = self.indices
         if self.shuffle:
             order = order[np.random.default_rng([self.seed, self.epoch]).permutation(len(order))]
         for start in range(0, len(order), self.batch_size):
             # Sorted gather reads the memmap sequentially; the batch order itself does not matter.
-            idx = np.sort(order[start : start + self.batch_size])
+            yield np.sort(order[start : start + self.batch_size])
+
+    def uint8_batches(self, pin_memory: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The same batches as iterating the loader, before conversion: clips (B, T, H, W, 3)
+        uint8 and labels (B,) int64, gathered straight into pinned (page-locked) host memory
+        with pin_memory, which a GPU copy needs to run without blocking."""
+        T, H, W = self.arrays.clip_shape
+        for idx in self.batch_indices():
+            clips = torch.empty((len(idx), T, H, W, 3), dtype=torch.uint8, pin_memory=pin_memory)
+            np.take(self.arrays.clips, idx, axis=0, out=clips.numpy(), mode="clip")  # (B, T, H, W, 3)
+            labels = torch.from_numpy(self.arrays.labels[idx])
+            yield clips, labels.pin_memory() if pin_memory else labels
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for idx in self.batch_indices():
             clips = torch.from_numpy(np.ascontiguousarray(self.arrays.clips[idx]))  # (B, T, H, W, 3)
             labels = torch.from_numpy(self.arrays.labels[idx])
             yield to_float(clips), labels

@@ -352,3 +352,18 @@ def test_analysis_imports_no_ray():
     code = ("import sys, vidtune.analysis, vidtune.analysis.plots; "
             "assert 'ray' not in sys.modules, 'ray imported'")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_gpu_packing_line_from_the_trials_table():
+    from vidtune.analysis.tables import gpu_packing
+
+    cpu = pd.DataFrame({"gpu_share": [0.0, 0.0], "gpu_cap_mb": [0.0, 0.0], "gpu_peak_mb": [0.0, 0.0]})
+    assert gpu_packing(cpu) is None and gpu_packing(cpu.iloc[:0]) is None
+    fake = cpu.assign(gpu_share=[0.25, 0.25])   # a fake GPU: the share, but CPU training
+    assert gpu_packing(fake) == "0.25 GPU per trial (4 per GPU); no CUDA memory used (the trials trained on CPUs)"
+    real = pd.DataFrame({"gpu_share": [0.1666] * 3, "gpu_cap_mb": [13_515.3] * 3,
+                         "gpu_peak_mb": [1_000.0, 2_000.0, float("nan")]})
+    assert gpu_packing(real) == ("0.1666 GPU per trial (6 per GPU); peak CUDA memory per trial: "
+                                 "median 1500 MiB, max 2000 MiB, of a 13515 MiB cap (15 % of it)")
+    whole = real.assign(gpu_share=[1.0] * 3, gpu_cap_mb=[0.0] * 3)
+    assert gpu_packing(whole) == "1 GPU per trial; peak CUDA memory per trial: median 1500 MiB, max 2000 MiB"

@@ -11,9 +11,10 @@ import pytest
 import torch
 from torch.cuda._utils import _get_device_index
 
+from vidtune.trainable.core.failures import is_deterministic, one_line
 from vidtune.trainable.core.loop import pick_device
 from vidtune.trainable.core.search_config import SearchConfig
-from vidtune.trainable.core.trial import Grant, limit_resources, memory_cap, run_trial
+from vidtune.trainable.core.trial import Grant, limit_resources, memory_cap, memory_error, run_trial
 
 
 def test_torch_rejects_an_index_less_cuda_device():
@@ -61,3 +62,19 @@ def test_cpu_trial_reports_what_it_was_given(tiny_data):
     assert len(reports) == 1
     assert {k: reports[0][k] for k in ("device", "cpu_threads", "gpu_share", "gpu_cap_mb")} == \
         {"device": "cpu", "cpu_threads": 1, "gpu_share": 0.0, "gpu_cap_mb": 0.0}
+
+
+def test_out_of_memory_names_the_trials_cap_and_stays_retryable():
+    torch_says = ("CUDA out of memory. Tried to allocate 24.50 GiB. GPU 0 has a total capacity of "
+                  "79.19 GiB of which 60.12 GiB is free.\nSee documentation for Memory Management")
+    capped = Grant("cuda:0", 2, 0.25, "NVIDIA H100 80GB HBM3", 81_091.6, 20_272.9)
+    err = memory_error(torch.OutOfMemoryError(torch_says), capped)
+    assert isinstance(err, torch.OutOfMemoryError) and not is_deterministic(err)
+    line = one_line(err)
+    assert line.startswith("TrialMemoryError: trial ran out of CUDA memory, capped at 19.8 GiB "
+                           "(0.25 of the 79.2 GiB of NVIDIA H100 80GB HBM3, --gpus-per-trial 0.25): "
+                           "CUDA out of memory. Tried to allocate 24.50 GiB."), line
+    assert "a larger --gpus-per-trial" in line and "See documentation" not in line
+    whole = memory_error(torch.OutOfMemoryError(torch_says), Grant("cuda:0", 2, 1.0, "H100", 81_091.6))
+    assert "on a whole H100 (79.2 GiB, no cap)" in str(whole)
+    assert "on its GPU" in str(memory_error(torch.OutOfMemoryError(""), None))

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import ray
+import torch
 
 from vidtune.data import DataConfig
 from vidtune.trainable.core.search_config import SearchConfig
@@ -106,6 +107,15 @@ def test_four_quarter_gpu_trials_run_at_once(tmp_path, cache_dir):
 
     trials = load_experiment(outcome.experiment_path).trials
     assert list(trials["gpu_share"]) == [0.25] * 4 and list(trials["gpu_cap_mb"]) == [0.0] * 4
+    assert list(trials["gpu_peak_mb"]) == [0.0] * 4   # they trained on the CPU: no CUDA memory
+    # The analysis shows the packing: trials.csv's columns, and a line in the report.
+    from vidtune.analysis import analyze
+
+    analysis = analyze(outcome.experiment_path, out=tmp_path / "analysis")
+    table = pd.read_csv(analysis.files["trials.csv"])
+    assert list(table["gpu_share"]) == [0.25] * 4 and list(table["gpu_peak_mb"]) == [0.0] * 4
+    html = analysis.files["report.html"].read_text()
+    assert "0.25 GPU per trial (4 per GPU); no CUDA memory used" in html and "gpu_peak_mb" in html
 
 
 def test_two_node_cluster_spreads_trials(tmp_path, cache_dir):
@@ -141,6 +151,10 @@ def test_existing_experiment_is_not_overwritten(tmp_path, cache_dir, local_ray):
 
 @pytest.mark.parametrize("args,message", [
     (["--gpus-per-trial", "-1"], "gpus_per_trial is -1.0"),
+    (["--gpus-per-trial", "half"], "gpus per trial 'half' is not understood"),
+    *([] if torch.cuda.is_available() else
+      [(["--gpus-per-trial", "auto"], "--gpus-per-trial auto measures the GPU memory a trial "
+                                      "needs on this machine, but torch sees no CUDA device here")]),
     (["--space", "nope"], "unknown search space 'nope'; known spaces: default, tiny, wide"),
     (["--grace-period", "9", "--max-epochs", "3"], "grace_period (9) is larger than max_epochs (3)"),
     (["--storage", "relative/dir"], "give an absolute path"),

@@ -1,7 +1,7 @@
 """Benchmarks: the figures of docs/benchmarks.md, measured against the project's goals.
 
-scripts/bench_data.py and scripts/bench_search.py are the entry points (argparse, then one
-call into here); each writes its own section of the markdown file.
+scripts/bench_data.py, scripts/bench_search.py and scripts/gpu_check.py are the entry points
+(argparse, then one call into here); each writes its own section of the markdown file.
 
 - common.py        machine line, Verdict (PASS / FAIL / not resolvable), section writing
 - data_share.py    bench_data, and part 2 of bench_search: data loading's share of an epoch
@@ -11,7 +11,9 @@ call into here); each writes its own section of the markdown file.
 - epoch_time.py    part 1: a trial's epoch inside Ray against the plain loop
 - efficiency.py    part 3: ASHA + TPE (capped too) against random search, full budget
 - overhead.py      part 4: what Ray adds around a trial
-- gpus.py          parts 5 and 6: fractional GPUs, packed throughput on a real GPU
+- gpus.py          part 5: fractional GPUs; part 6's packed searches on a real GPU
+- gpu_util.py      GPU utilization sampled by NVML (pynvml) or nvidia-smi
+- gpu_check.py     `make gpu-check` (part 6): CUDA tests, auto probe, GPU data share, packing
 - search_report.py the bench_search section
 - search.py        run_search_bench: every part, one embedded Ray through the driver
 - warm_start.py    run_warm_start_bench: warm-started against cold searches, epochs to the
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
     from vidtune.analysis.bench.data_share import DataShare, measure_data_share, run_data_bench
     from vidtune.analysis.bench.efficiency import SearchRun
     from vidtune.analysis.bench.epoch_time import EpochTimes
+    from vidtune.analysis.bench.gpu_check import GpuCheck, run_gpu_check
+    from vidtune.analysis.bench.gpus import PackedRun
     from vidtune.analysis.bench.overhead import NoopOverhead
     from vidtune.analysis.bench.plan import Plan, make_plan
     from vidtune.analysis.bench.search import run_search_bench
@@ -51,6 +55,9 @@ _WHERE = {   # public name -> module under vidtune.analysis.bench
     "run_data_bench": "data_share",
     "SearchRun": "efficiency",
     "EpochTimes": "epoch_time",
+    "GpuCheck": "gpu_check",
+    "run_gpu_check": "gpu_check",
+    "PackedRun": "gpus",
     "NoopOverhead": "overhead",
     "Plan": "plan",
     "make_plan": "plan",
@@ -61,7 +68,9 @@ _WHERE = {   # public name -> module under vidtune.analysis.bench
 __all__ = [
     "DataShare",
     "EpochTimes",
+    "GpuCheck",
     "NoopOverhead",
+    "PackedRun",
     "Plan",
     "SearchRun",
     "Verdict",
@@ -72,6 +81,7 @@ __all__ = [
     "measure_data_share",
     "rank_agreement",
     "run_data_bench",
+    "run_gpu_check",
     "run_search_bench",
     "run_warm_start_bench",
     "verdict",

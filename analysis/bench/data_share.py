@@ -1,8 +1,9 @@
 """Benchmark (issue 2): how much of an epoch is data loading, on the default CPU config.
 
 The same epoch (one pass over train, then val, as fit() does it) is timed twice with a freshly
-seeded model: once fed by the real loader (uint8 memmap gather + float conversion per batch)
-and once fed by the very same batches, already converted to float and held in a list. The
+seeded model: once fed by the real loader (uint8 memmap gather + float conversion per batch;
+on a GPU data.device's path: pinned gather, copy, conversion on the GPU) and once fed by the
+very same batches, already converted to float, on the device, and held in a list. The
 difference, divided by the real epoch, is the data-loading share; the goal is <= 5 %.
 Two cross-checks: the time spent inside the loader during the real epoch, and the loader
 iterated alone (no model). Medians of a few repeats; real and in-memory runs alternate, so a
@@ -16,7 +17,7 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from vidtune.analysis.bench.common import (
     write_section,
 )
 from vidtune.data import DataConfig, Loaders, load_arrays, make_loaders
+from vidtune.data.device import TimedLoader, on_device
 from vidtune.trainable.core.config import ModelConfig, TrainConfig
 from vidtune.trainable.core.loop import evaluate, make_optimizer, pick_device, train_one_epoch
 from vidtune.trainable.core.model import build_model
@@ -104,25 +106,6 @@ class DataShare:
         return self.verdict.ok is True
 
 
-class TimedLoader:
-    """Wraps a batch iterable and adds up the time spent waiting for its next batch."""
-
-    def __init__(self, loader: Iterable[Any]) -> None:
-        self.loader, self.seconds = loader, 0.0
-
-    def __iter__(self) -> Iterator[Any]:
-        it = iter(self.loader)
-        while True:
-            t0 = time.perf_counter()
-            try:
-                batch = next(it)
-            except StopIteration:
-                self.seconds += time.perf_counter() - t0
-                return
-            self.seconds += time.perf_counter() - t0
-            yield batch
-
-
 def _timed_epoch(model_cfg: ModelConfig, train: Iterable[Any], val: Iterable[Any],
                  device: torch.device, seed: int) -> float:
     """One epoch (train pass + val pass) of a freshly seeded model: the same work every call."""
@@ -139,36 +122,40 @@ def _timed_epoch(model_cfg: ModelConfig, train: Iterable[Any], val: Iterable[Any
     return time.perf_counter() - t0
 
 
-def _loader_pass(loaders: Loaders) -> float:
+def _loader_pass(loaders: Loaders, device: torch.device) -> float:
     t0 = time.perf_counter()
-    for _ in loaders.train:
+    for _ in on_device(loaders.train, device):
         pass
-    for _ in loaders.val:
+    for _ in on_device(loaders.val, device):
         pass
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     return time.perf_counter() - t0
 
 
 def measure_data_share(data: DataConfig, model_cfg: ModelConfig, batch_size: int = 32,
                        repeats: int = 3, threads: int | None = None, seed: int = 0,
-                       progress: bool = True) -> DataShare:
+                       progress: bool = True, device: torch.device | None = None) -> DataShare:
     """Time real-loader epochs against in-memory epochs of the same model and batches.
 
-    The in-memory batches stay on the CPU (as the loader's do), so on a GPU both variants pay
-    the same host-to-device copies and the difference is loading and conversion only.
+    The in-memory batches are float and already on the device, the best a data path can do:
+    on a GPU the difference is the whole data path (gather, copy to the GPU, conversion).
     """
     if repeats < 1:
         raise ValueError(f"repeats is {repeats}, but must be >= 1")
     if threads is not None:
         torch.set_num_threads(max(1, threads))
-    device = pick_device()
+    device = device or pick_device()
     load_arrays(data, progress=progress)                      # build the cache outside the timing
     loaders = make_loaders(data, batch_size=batch_size, progress=False)
     model_cfg = replace(model_cfg, num_classes=len(loaders.class_names))
     loaders.train.set_epoch(0)                                # every epoch below sees epoch 0's order
-    train_batches, val_batches = list(loaders.train), list(loaders.val)   # float (B, T, 3, H, W)
+    # float (B, T, 3, H, W) on the device (on the CPU: the loader's own tensors, as before)
+    train_batches = [(x.to(device), y.to(device)) for x, y in loaders.train]
+    val_batches = [(x.to(device), y.to(device)) for x, y in loaders.val]
 
     # Warm-up, untimed: page cache of the store, allocator, oneDNN/cuDNN kernel selection.
-    _loader_pass(loaders)
+    _loader_pass(loaders, device)
     _timed_epoch(model_cfg, train_batches[:2], val_batches[:1], device, seed)
 
     real: list[float] = []
@@ -178,12 +165,13 @@ def measure_data_share(data: DataConfig, model_cfg: ModelConfig, batch_size: int
     for r in range(repeats):
         for variant in (("real", "memory") if r % 2 == 0 else ("memory", "real")):
             if variant == "real":
-                train, val = TimedLoader(loaders.train), TimedLoader(loaders.val)
+                train = TimedLoader(on_device(loaders.train, device))
+                val = TimedLoader(on_device(loaders.val, device))
                 real.append(_timed_epoch(model_cfg, train, val, device, seed))
                 inside.append(train.seconds + val.seconds)
             else:
                 memory.append(_timed_epoch(model_cfg, train_batches, val_batches, device, seed))
-        alone.append(_loader_pass(loaders))
+        alone.append(_loader_pass(loaders, device))
         if progress:
             print(f"  repeat {r + 1}/{repeats}: real {real[-1]:.2f}s, in-memory {memory[-1]:.2f}s, "
                   f"loader alone {alone[-1]:.3f}s", file=sys.stderr)

@@ -1,20 +1,27 @@
-"""Search benchmark parts 5 and 6: fractional GPUs.
+"""Fractional GPUs: the search benchmark's part 5, and the packed searches of `make gpu-check`.
 
 5. Trials of gpus_per_trial=0.25 on one GPU (a fake one on a CPU machine): the most trials
    running at once, from their start and last-report times. Goal: 4.
-6. On a CUDA machine only: the aggregate throughput of 4 packed trials against 1 alone.
+6. On a CUDA machine (gpu_check.py): k trials per GPU, every one training the same
+   configuration, so that k is the only thing that changes; per k the aggregate training
+   throughput, GPU utilization, peak memory per trial and the data wait's share of an epoch.
 """
 
 from __future__ import annotations
 
-import os
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
 
 from vidtune.analysis.bench.curves import max_overlap
+from vidtune.analysis.bench.gpu_util import UtilSampler, mean_between
 from vidtune.analysis.bench.plan import Plan, search_cfg
 from vidtune.analysis.bench.reports import per_trial, span
-from vidtune.data import make_loaders
-from vidtune.search_spaces import get_space
-from vidtune.trainable.tune.driver import run_repeats, run_search
+from vidtune.data import DataConfig
+from vidtune.trainable.core.packing import share_of
 from vidtune.trainable.tune.experiment import load_experiment
 
 GPU_FRACTION = 0.25          # part 5: four trials per (fake) GPU
@@ -22,6 +29,8 @@ GPU_FRACTION = 0.25          # part 5: four trials per (fake) GPU
 
 def packing(plan: Plan, root: str) -> tuple[int, int]:
     """(most trials seen at once, trials run) with gpus_per_trial=0.25 on one (fake) GPU."""
+    from vidtune.trainable.tune.driver import run_search  # Ray: only where a search runs
+
     cfg = search_cfg(root, "pack", space="tiny", num_samples=plan.pack_trials,
                      max_epochs=plan.pack_epochs, scheduler="none", cpus_per_trial=1,
                      gpus_per_trial=GPU_FRACTION, data=plan.tiny_data)
@@ -30,24 +39,69 @@ def packing(plan: Plan, root: str) -> tuple[int, int]:
     return max_overlap([span(df) for df in runs]), len(runs)
 
 
-def packed_throughput(plan: Plan, root: str) -> dict[int, float]:
-    """CUDA only: train clips per second, all trials together, for 1 trial alone and 4 packed.
+@dataclass(frozen=True)
+class PackedRun:
+    """k trials of one configuration packed on one GPU. Steady epochs are epochs 2+ (the
+    first pays for cuDNN's kernel choice, the allocator's growth and the trial's start)."""
 
-    Every trial trains the same configuration (the space's seed default), so the two runs
-    differ only in how many share the GPU. Wall time runs from the first trial's start to the
-    last one's final report.
+    per_gpu: int                  # k
+    share: float                  # gpus_per_trial
+    trials: int                   # trials that reported an epoch
+    errors: int
+    clips_per_s: float            # training clips per second, all trials together
+    alone_clips_per_s: list[float]   # each trial's own rate
+    util: float | None            # mean GPU utilization %, while every trial was in a steady epoch
+    util_samples: int
+    util_source: str
+    peak_mb: list[float]          # each trial's peak CUDA memory (torch.cuda.max_memory_allocated)
+    cap_mb: float                 # each trial's memory cap (0: none, a whole GPU)
+    data_share: float             # median over steady epochs of data_s / epoch_time_s
+    overlap: int                  # most trials running at the same moment
+    wall_s: float                 # the search, from its start to its end
+
+
+def packed_figures(k: int, share: float, runs: list[pd.DataFrame], train_clips: int,
+                   samples: list[tuple[float, float]], util_source: str, errors: int,
+                   trials: pd.DataFrame, wall_s: float) -> PackedRun:
+    """The figures of one packed search from its trials' reports (pure: tested on hand-made ones).
+
+    Aggregate throughput: each trial's train clips per second of its steady epochs (an epoch
+    is its train pass and its val pass, as the trial runs them), summed over the trials; valid
+    as a packed figure because the trials ran at the same time (overlap says how many did).
+    Utilization: the samples taken while every trial was past its first epoch.
     """
-    data = plan.overhead_data
-    params = dict(get_space(plan.overhead_space).default)
-    train_clips = len(make_loaders(data, batch_size=32, progress=False).train.indices)
-    cores = os.cpu_count() or 1
-    out = {}
-    for k, gpus in ((1, 1.0), (4, GPU_FRACTION)):
-        cfg = search_cfg(root, f"cuda-{k}", space=plan.overhead_space, num_samples=k,
-                         max_epochs=plan.overhead_epochs + 1, cpus_per_trial=max(1, cores // 4),
-                         gpus_per_trial=gpus, data=data)
-        runs = per_trial(load_experiment(run_repeats(cfg, params).experiment_path))
-        spans = [span(df) for df in runs]
-        wall = max(e for _, e in spans) - min(s for s, _ in spans)
-        out[k] = sum(len(df) for df in runs) * train_clips / wall
-    return out
+    steady = [df[df["epoch"] >= 2] for df in runs]
+    rates = [train_clips / float(df["epoch_time_s"].median()) for df in steady if len(df)]
+    ends_of_first = [float(df.loc[df["epoch"] == 1, "reported_at"].min()) for df in runs]
+    t0 = max(ends_of_first) if ends_of_first else 0.0
+    t1 = min((float(df["reported_at"].iloc[-1]) for df in runs), default=0.0)
+    if t1 <= t0 and runs:   # no moment with every trial in a steady epoch: the whole search
+        t0, t1 = min(span(df)[0] for df in runs), max(span(df)[1] for df in runs)
+    util, n = mean_between(samples, t0, t1)
+    shares = [float(x) for df in steady for x in (df["data_s"] / df["epoch_time_s"]).dropna()]
+    peaks = pd.to_numeric(trials.get("gpu_peak_mb", pd.Series(dtype=float)), errors="coerce")
+    caps = pd.to_numeric(trials.get("gpu_cap_mb", pd.Series(dtype=float)), errors="coerce")
+    return PackedRun(
+        per_gpu=k, share=share, trials=len(runs), errors=errors, clips_per_s=sum(rates),
+        alone_clips_per_s=rates, util=util, util_samples=n, util_source=util_source,
+        peak_mb=[float(x) for x in peaks.dropna()], cap_mb=float(caps.max()) if caps.notna().any() else 0.0,
+        data_share=statistics.median(shares) if shares else float("nan"),
+        overlap=max_overlap([span(df) for df in runs]) if runs else 0, wall_s=wall_s)
+
+
+def packed_run(k: int, root: str, data: DataConfig, params: dict[str, Any], epochs: int,
+               cpus_per_trial: int, train_clips: int) -> PackedRun:
+    """A real packed search: k trials of `params` at 1/k GPU each (run_repeats: no searcher,
+    no early stopping), GPU utilization sampled throughout."""
+    from vidtune.trainable.tune.driver import run_repeats  # Ray: only where a search runs
+
+    share = share_of(k)
+    cfg = search_cfg(root, f"packed-{k}", space="default", num_samples=k, max_epochs=epochs,
+                     scheduler="none", cpus_per_trial=cpus_per_trial, gpus_per_trial=share, data=data)
+    t0 = time.perf_counter()
+    with UtilSampler() as sampler:
+        outcome = run_repeats(cfg, params)
+    wall = time.perf_counter() - t0
+    exp = load_experiment(outcome.experiment_path)
+    return packed_figures(k, share, per_trial(exp), train_clips, sampler.samples, sampler.source,
+                          outcome.num_errors, exp.trials, wall)

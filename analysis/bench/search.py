@@ -17,7 +17,7 @@
    start-to-start interval minus the epoch) (overhead.py).
 5. Fractional GPUs: Ray with one GPU (a fake one on a CPU machine) and >= 4 CPUs,
    gpus_per_trial=0.25; the most trials seen running at once. Goal: 4 (gpus.py).
-6. On a CUDA machine only: aggregate throughput of 4 packed trials against 1 trial alone.
+6. Packed trials on a real GPU: measured by `make gpu-check` (gpu_check.py), not here.
 
 Ray is reached only through the driver (vidtune.trainable.tune.driver): one embedded local
 Ray (address="local", never joined), sized by the SearchConfig of part 1, serves every part.
@@ -36,7 +36,7 @@ from vidtune.analysis.bench.common import stage, write_section
 from vidtune.analysis.bench.data_share import measure_data_share
 from vidtune.analysis.bench.efficiency import efficiency
 from vidtune.analysis.bench.epoch_time import EpochTimes, plain_loop, ray_trial
-from vidtune.analysis.bench.gpus import packed_throughput, packing
+from vidtune.analysis.bench.gpus import packing
 from vidtune.analysis.bench.overhead import noop_overhead
 from vidtune.analysis.bench.plan import Plan, search_cfg
 from vidtune.analysis.bench.search_report import KEY, render
@@ -76,7 +76,6 @@ def run_search_bench(plan: Plan, out: str | Path, results_dir: str | None = None
         with stage(took, "part 1"):
             plain_before = plain_loop(one)
 
-        cuda_result: dict[int, float] | str = "skipped: no CUDA device on this machine"
         with stage(took, "Ray start"):
             # The benchmark owns its Ray: one left running in this process would have other sizes.
             shutdown()
@@ -90,19 +89,13 @@ def run_search_bench(plan: Plan, out: str | Path, results_dir: str | None = None
                 noop = noop_overhead(plan, root)
             with stage(took, "part 5"):
                 pack = packing(plan, root)
-            if cuda:
-                with stage(took, "part 6"):
-                    try:
-                        cuda_result = packed_throughput(plan, root)
-                    except Exception as exc:  # an optional extra: report it rather than lose the run
-                        cuda_result = f"failed: {type(exc).__name__}: {exc}"
         finally:
             shutdown()
         with stage(took, "part 1"):   # the plain loop again, without Ray: drift shows as a spread
             plain_after = plain_loop(one)
         times = EpochTimes([plain_before[0], plain_after[0]], ray_epoch, [plain_before[1], plain_after[1]],
                            ray_between, ray_search_s, ray_trial_s)
-    body = render(plan, times, share, runs, noop, pack, cuda_result, took)
+    body = render(plan, times, share, runs, noop, pack, took)
     write_section(out, KEY, body)
     print(body)
     print(f"\nwritten to {out}", file=sys.stderr)

@@ -38,8 +38,7 @@ KEY = "bench_search"          # its section of the markdown file
 
 
 def render(plan: Plan, times: EpochTimes, share: DataShare, runs: list[tuple[SearchRun, SearchRun, SearchRun]],
-           noop: NoopOverhead | None, pack: tuple[int, int], cuda: dict[int, float] | str,
-           took: dict[str, float]) -> str:
+           noop: NoopOverhead | None, pack: tuple[int, int], took: dict[str, float]) -> str:
     model_cfg, _ = trial_configs(dict(get_space(plan.overhead_space).default),
                                  SearchConfig(space=plan.overhead_space, data=plan.overhead_data), 10)
     asha, capped, rand = (list(col) for col in zip(*runs, strict=True))
@@ -54,12 +53,6 @@ def render(plan: Plan, times: EpochTimes, share: DataShare, runs: list[tuple[Sea
     in_function = [x for run in asha + capped + rand for x in run.in_function_s]
     most, pack_trials = pack
     target = round(1 / GPU_FRACTION)
-    if isinstance(cuda, dict):
-        cuda_row = (f"| aggregate throughput, 4 packed / 1 alone (real GPU) | "
-                    f"{cuda[4] / cuda[1]:.2f}x ({cuda[4]:.0f} vs {cuda[1]:.0f} clips/s) | > 1x | "
-                    f"{verdict(cuda[4] > cuda[1])} |")
-    else:
-        cuda_row = f"| aggregate throughput, 4 packed / 1 alone (real GPU) | {cuda} | > 1x | - |"
     lines = [
         "## Search benchmarks (`scripts/bench_search.py`, issue 7)",
         "",
@@ -92,7 +85,6 @@ def render(plan: Plan, times: EpochTimes, share: DataShare, runs: list[tuple[Sea
         f"| 4. per-trial overhead inside a trial (median) | {statistics.median(in_trial):.2f} s | - | info |",
         f"| 5. trials at once on one GPU, {GPU_FRACTION} GPU each | {most} | {target} | "
         f"{verdict(most == target)} |",
-        cuda_row,
         "",
         "### 1. Epoch time: trial inside Ray vs the plain loop",
         "",
@@ -197,10 +189,9 @@ def render(plan: Plan, times: EpochTimes, share: DataShare, runs: list[tuple[Sea
         "",
         "### 6. Packed trials on a real GPU",
         "",
-        (f"Same configuration (the seed default, {describe_data(plan.overhead_data)}) as 1 trial "
-         f"alone (1 GPU) and as 4 trials at {GPU_FRACTION} GPU each, {plan.overhead_epochs + 1} epochs: "
-         f"{cuda[1]:.0f} vs {cuda[4]:.0f} train clips/s in all, {cuda[4] / cuda[1]:.2f}x."
-         if isinstance(cuda, dict) else f"{cuda}."),
+        "Measured by `make gpu-check` (`scripts/gpu_check.py`) on a CUDA machine, in its own "
+        "section of this file (`gpu_check`): 1, 2, 4 and 8 packed trials per GPU on 16x112x112 "
+        "clips, with GPU utilization, peak memory per trial and the data path's share.",
     ]
     return "\n".join(lines)
 

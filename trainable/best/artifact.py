@@ -92,14 +92,15 @@ def data_config_of(config: dict[str, Any]) -> DataConfig:
 
 
 def export_program(model: VideoModel, frames: int, height: int, width: int,
-                   atol: float = 1e-4) -> torch.export.ExportedProgram:
-    """The eval-mode model as a torch.export program with a dynamic batch size.
+                   atol: float = 1e-4, device: str | torch.device = "cpu") -> torch.export.ExportedProgram:
+    """The eval-mode model as a torch.export program with a dynamic batch size, traced on
+    `device` (the CPU by default: model folders are portable) and run there.
 
     Checked before it is returned: on a random batch of 2 clips (1, T, C, H, W each) the
     program's logits must match the eager model's within atol, else ValueError.
     """
-    model = model.eval().cpu()
-    example = torch.randn(2, frames, model.cfg.in_channels, height, width)   # (B, T, C, H, W)
+    model = model.eval().to(device)
+    example = torch.randn(2, frames, model.cfg.in_channels, height, width, device=device)   # (B, T, C, H, W)
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     with warnings.catch_warnings():
         # nn.LSTM re-assigns its _flat_weights while tracing; harmless for inference.

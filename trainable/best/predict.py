@@ -28,12 +28,15 @@ class VideoPrediction:
     error: str | None = None
 
 
-def predict_videos(folder: str | Path, paths: list[str | Path], top_k: int = 3) -> list[VideoPrediction]:
-    """Classify each video file with the model in `folder` (on CPU). An unreadable file gives
-    a VideoPrediction with `error` set; the others are still predicted."""
+def predict_videos(folder: str | Path, paths: list[str | Path], top_k: int = 3,
+                   device: str | torch.device = "cpu") -> list[VideoPrediction]:
+    """Classify each video file with the model in `folder` on `device` (the CPU by default).
+    An unreadable file gives a VideoPrediction with `error` set; the others are still
+    predicted."""
     if top_k < 1:
         raise ValueError(f"top_k is {top_k}, but must be >= 1")
     model, config = load_artifact(folder)
+    model.to(device)
     data_cfg = data_config_of(config)
     class_names = tuple(config["class_names"])
     k = min(top_k, len(class_names))
@@ -45,8 +48,9 @@ def predict_videos(folder: str | Path, paths: list[str | Path], top_k: int = 3) 
             out.append(VideoPrediction(str(path), error=exc.reason))
             continue
         with torch.no_grad():
-            logits = model(to_float(torch.from_numpy(clip)[None]))   # (1, num_classes)
-        probs = logits.softmax(-1)[0]                                # (num_classes,)
+            clips = to_float(torch.from_numpy(clip)[None].to(device))   # (1, T, 3, H, W)
+            logits = model(clips)                                      # (1, num_classes)
+        probs = logits.softmax(-1)[0].cpu()                            # (num_classes,)
         values, indices = probs.topk(k)
         out.append(VideoPrediction(str(path), tuple(
             (class_names[i], float(p)) for p, i in zip(values.tolist(), indices.tolist(), strict=True))))

@@ -3,6 +3,13 @@
 fit() trains for cfg.epochs, calling `on_epoch(metrics, state_fn)` after every epoch; the
 caller decides what to do with it (print, checkpoint, report to Ray). A run can resume from a
 state dict produced by state_fn(): model, optimizer, scaler, epochs done, RNG and history.
+
+On CUDA the loop never waits for the GPU inside an epoch: batches arrive through
+data.device (uint8 copied without blocking, converted on the GPU, the next one prefetched),
+the loss is summed on the device and read once per epoch, the confusion matrix is counted
+on the device, and cuDNN picks its fastest kernels for the batch shapes (cudnn.benchmark).
+channels_last is not used: it is unmeasured for this model (docs/benchmarks.md, gpu_check).
+On the CPU every float is computed as before this path existed (a test holds it bit-exact).
 """
 
 from __future__ import annotations
@@ -17,7 +24,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from vidtune.data.device import TimedLoader, on_device
 from vidtune.trainable.core.config import TrainConfig
+
+MB = 1024.0**2
 
 
 class DivergedError(RuntimeError):
@@ -57,6 +67,21 @@ def _autocast(device: torch.device):
     return nullcontext()
 
 
+def _prepare(device: torch.device) -> None:
+    """On CUDA, let cuDNN time its convolution algorithms once per input shape and keep the
+    fastest: a loader's batches have one shape (and a last, smaller one)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+def gpu_peak_mb(device: torch.device) -> float:
+    """The most CUDA memory torch's allocator has held for tensors on `device` since the last
+    reset (torch.cuda.max_memory_allocated), in MiB; 0 on the CPU."""
+    if device.type != "cuda":
+        return 0.0
+    return torch.cuda.max_memory_allocated(device) / MB
+
+
 # threads() -> how many torch threads to use now; read before every batch (see follow_threads).
 Threads = Callable[[], int]
 
@@ -76,45 +101,65 @@ def follow_threads(threads: Threads | None) -> None:
 def train_one_epoch(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]],
                     optimizer: torch.optim.Optimizer, device: torch.device,
                     grad_clip: float = 0.0, threads: Threads | None = None) -> float:
-    """One pass over `loader`; returns the mean training loss. Raises DivergedError on NaN/inf."""
+    """One pass over `loader`; returns the mean training loss. Raises DivergedError on NaN/inf.
+
+    The loss is summed on the device in float64 (the same sums, in the same order, as Python
+    floats on the CPU) and read once, at the end. On the CPU a NaN/inf loss stops the epoch at
+    once (reading it there costs nothing); on CUDA, reading it would make the host wait for
+    the GPU every batch, so a NaN/inf is caught in the epoch's sum instead.
+    """
+    _prepare(device)
     model.train()
-    total, count = 0.0, 0
-    for clips, labels in loader:
+    check_each_batch = device.type != "cuda"
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    count = 0
+    for clips, labels in on_device(loader, device):
         follow_threads(threads)
         clips = clips.to(device, non_blocking=True)       # (B, T, C, H, W)
         labels = labels.to(device, non_blocking=True)     # (B,)
         with _autocast(device):
             loss = nn.functional.cross_entropy(model(clips), labels)
-        if not torch.isfinite(loss):
+        if check_each_batch and not torch.isfinite(loss):
             raise DivergedError(f"training loss became {loss.item()}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip > 0:
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
-        total += loss.item() * len(labels)
+        total += loss.detach().double() * len(labels)
         count += len(labels)
-    return total / max(count, 1)
+    mean = total.item() / max(count, 1)   # the epoch's one wait for the GPU
+    if not math.isfinite(mean):
+        raise DivergedError(f"training loss became {mean} during the epoch")
+    return mean
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]], device: torch.device,
              num_classes: int) -> EvalResult:
-    """Loss, accuracy, per-class accuracy and confusion matrix over `loader`."""
+    """Loss, accuracy, per-class accuracy and confusion matrix over `loader`.
+
+    Loss and confusion are summed on the device and read once, at the end (bincount would
+    wait for the GPU every batch to size its output; scatter_add_ does not).
+    """
+    _prepare(device)
     model.eval()
-    confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
-    total, count = 0.0, 0
-    for clips, labels in loader:
-        clips, labels = clips.to(device), labels.to(device)
+    confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    count = 0
+    for clips, labels in on_device(loader, device):
+        clips = clips.to(device, non_blocking=True)      # (B, T, C, H, W)
+        labels = labels.to(device, non_blocking=True)    # (B,)
         with _autocast(device):
             logits = model(clips).float()                 # (B, num_classes)
-        total += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
+        total += nn.functional.cross_entropy(logits, labels, reduction="sum").double()
         count += len(labels)
-        pairs = labels.cpu() * num_classes + logits.argmax(1).cpu()
-        confusion += torch.bincount(pairs, minlength=num_classes**2).view(num_classes, num_classes)
+        pairs = labels * num_classes + logits.argmax(1)   # (B,) index of (true, pred)
+        confusion.scatter_add_(0, pairs, torch.ones_like(pairs))
+    confusion = confusion.view(num_classes, num_classes).cpu()   # the pass's one wait
     per_class = confusion.diag().float() / confusion.sum(1).clamp(min=1).float()
     accuracy = confusion.diag().sum().item() / max(count, 1)
-    loss = total / max(count, 1)
+    loss = total.item() / max(count, 1)
     return EvalResult(loss=loss if math.isfinite(loss) else float("inf"), accuracy=accuracy,
                       per_class_accuracy=per_class.tolist(), confusion=confusion.tolist())
 
@@ -133,10 +178,15 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: TrainConfig, num_classe
     """Train for cfg.epochs (minus those already done in `resume`), evaluating after each epoch.
 
     Metrics per epoch: epoch (1-based count of epochs done), train_loss, val_loss, val_acc,
-    epoch_time_s, cpu_threads. Deterministic on CPU for a given cfg.seed and thread count, also
-    across a resume. Another thread count changes float sums in the last digits only.
+    epoch_time_s, cpu_threads, data_s (seconds the loop waited for its batches, train and val)
+    and gpu_peak_mb (the most CUDA memory this run's tensors have held so far; 0 on the CPU).
+    Deterministic on CPU for a given cfg.seed and thread count, also across a resume. Another
+    thread count changes float sums in the last digits only.
     """
     device = device or pick_device()
+    if device.type == "cuda":   # this run's peak, not that of a trial run earlier in the process
+        torch.cuda.reset_peak_memory_stats(device)
+    train_batches, val_batches = on_device(train_loader, device), on_device(val_loader, device)
     model.to(device)
     optimizer = make_optimizer(model, cfg)
     result = FitResult()
@@ -163,9 +213,10 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: TrainConfig, num_classe
         t0 = time.perf_counter()
         if hasattr(train_loader, "set_epoch"):
             train_loader.set_epoch(epoch)
-        train_loss = train_one_epoch(model, train_loader, optimizer, device, cfg.grad_clip, threads)
+        train, val = TimedLoader(train_batches), TimedLoader(val_batches)
+        train_loss = train_one_epoch(model, train, optimizer, device, cfg.grad_clip, threads)
         follow_threads(threads)
-        ev = evaluate(model, val_loader, device, num_classes)
+        ev = evaluate(model, val, device, num_classes)
         metrics = {
             "epoch": epoch + 1,
             "train_loss": train_loss,
@@ -173,6 +224,8 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: TrainConfig, num_classe
             "val_acc": ev.accuracy,
             "epoch_time_s": time.perf_counter() - t0,
             "cpu_threads": torch.get_num_threads(),
+            "data_s": train.seconds + val.seconds,
+            "gpu_peak_mb": round(gpu_peak_mb(device), 1),
         }
         result.history.append(metrics)
         if on_epoch is not None and on_epoch(metrics, state_fn):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -44,6 +45,26 @@ def parse_duration(text: str) -> float:
                                                                 [u for _, u in parts]):
         raise ValueError(f"duration {text!r} is not understood; write e.g. 15m, 90s, 1h30m or 2h")
     return sum(float(n) * {"h": 3600, "m": 60, "s": 1, "": 1}[u] for n, u in parts)
+
+
+# --gpus-per-trial auto: NaN, which no real share can be; the driver replaces it with a measured
+# share before Ray starts (core.packing), so a saved vidtune.json always holds a number.
+GPUS_AUTO = math.nan
+
+
+def parse_gpus(text: str) -> float:
+    """'auto' -> GPUS_AUTO, '0.25' -> 0.25 (SearchConfig checks the range). ValueError naming it."""
+    spec = str(text).strip().lower()
+    if spec == "auto":
+        return GPUS_AUTO
+    try:
+        value = float(spec)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ValueError(f"gpus per trial {text!r} is not understood; give a number, e.g. 0.25 "
+                         "to pack four trials per GPU, 0 for CPU trials, or auto")
+    return value
 
 
 def format_duration(seconds: float) -> str:
@@ -115,8 +136,10 @@ class SearchConfig:
     keep_checkpoints: int = _arg(3, "finished trials whose last checkpoint is kept, the best "
                                  "first (running trials keep theirs for resume)", "storage")
     cpus_per_trial: float = _arg(1.0, "CPUs per trial (= its torch threads)", "resources")
-    gpus_per_trial: float = _arg(0.0, "GPUs per trial; fractions pack trials on a GPU, e.g. 0.25",
-                                 "resources")
+    gpus_per_trial: float = _arg(0.0, "GPUs per trial; fractions pack trials on a GPU, e.g. "
+                                 "0.25; auto: as many trials per GPU as fit in its memory, "
+                                 "measured on this machine's GPU before Ray starts",
+                                 "resources", type=parse_gpus, metavar="N|auto")
     address: str = _arg("", "Ray cluster to join: 'auto' or HOST:PORT (default: an embedded "
                         "local Ray)", "resources")
     num_cpus: int = _arg(0, "embedded Ray: CPUs to use (0: all)", "resources")
@@ -177,10 +200,11 @@ class SearchConfig:
             raise ValueError(f"reduction_factor is {self.reduction_factor}, but must be >= 2")
         if self.cpus_per_trial <= 0:
             raise ValueError(f"cpus_per_trial is {self.cpus_per_trial}, but must be > 0")
-        if not 0 <= self.gpus_per_trial <= 8:
-            raise ValueError(f"gpus_per_trial is {self.gpus_per_trial}, but must lie in [0, 8], "
-                             "e.g. 0.25 to pack four trials per GPU")
-        if self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
+        gpus = self.gpus_per_trial
+        if not self.gpus_auto and not 0 <= gpus <= 8:
+            raise ValueError(f"gpus_per_trial is {gpus}, but must lie in [0, 8], e.g. 0.25 to "
+                             "pack four trials per GPU, or be auto")
+        if not self.gpus_auto and gpus > 1 and gpus != int(gpus):
             raise ValueError(f"gpus_per_trial is {self.gpus_per_trial}: above 1 it must be whole")
         if self.max_concurrent < 0 or self.max_failures < 0:
             raise ValueError("max_concurrent and max_failures must be >= 0")
@@ -203,6 +227,11 @@ class SearchConfig:
         if not self.data.is_synthetic and not Path(self.data.source).expanduser().is_dir():
             raise ValueError(f"data folder {self.data.source!r} does not exist; expected "
                              "root/<class>/<video files> or 'synthetic'")
+
+    @property
+    def gpus_auto(self) -> bool:
+        """--gpus-per-trial auto, not yet replaced by a measured share (core.packing)."""
+        return math.isnan(self.gpus_per_trial)
 
     def resolved(self) -> SearchConfig:
         """Absolute paths (trials chdir into their own folder), a concrete name, and the

@@ -56,6 +56,31 @@ class Grant:
                 "gpu_cap_mb": self.gpu_cap_mb}
 
 
+class TrialMemoryError(torch.OutOfMemoryError):
+    """CUDA ran out of memory in a trial; the message names the trial's share and memory cap.
+
+    Still a torch.OutOfMemoryError, so a retry policy treats it as before (core.failures).
+    """
+
+
+def memory_error(exc: BaseException, grant: Grant | None) -> TrialMemoryError:
+    """torch's out-of-memory error, restated with what the trial was given and the fix."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else "CUDA out of memory."
+    gib = 1024.0
+    if grant is not None and grant.gpu_cap_mb:
+        where = (f"capped at {grant.gpu_cap_mb / gib:.1f} GiB ({grant.gpu_share:g} of the "
+                 f"{grant.gpu_total_mb / gib:.1f} GiB of {grant.gpu_name}, --gpus-per-trial "
+                 f"{grant.gpu_share:g})")
+    elif grant is not None and grant.gpu_total_mb:
+        where = f"on a whole {grant.gpu_name} ({grant.gpu_total_mb / gib:.1f} GiB, no cap)"
+    else:
+        where = "on its GPU"
+    return TrialMemoryError(f"trial ran out of CUDA memory, {where}: {first} Give each trial more "
+                            "(a larger --gpus-per-trial) or let it need less (a smaller "
+                            "--batch-size, or a space with smaller models)")
+
+
 def memory_cap(device: torch.device, share: float) -> tuple[int, float] | None:
     """(device index, fraction) for torch.cuda.set_per_process_memory_fraction, or None: no cap.
 
@@ -98,7 +123,8 @@ def run_trial(params: dict[str, Any], cfg: SearchConfig, report: Report,
     plus what the trial was given (`grant`: device, GPU share and memory cap) and the torch
     threads it ran the epoch with (`threads()` may raise them when cores fall idle).
     A NaN/inf loss ends the trial with one report of diverged=1 and val_acc=0 instead of
-    raising, so the search goes on.
+    raising, so the search goes on. CUDA out of memory raises a TrialMemoryError that names
+    the trial's memory cap.
     """
     given = grant.metrics() if grant is not None else {}
     loaders = make_loaders(cfg.data, batch_size=int(_hparams(params, cfg)["batch_size"]), progress=False)
@@ -124,3 +150,5 @@ def run_trial(params: dict[str, Any], cfg: SearchConfig, report: Report,
     except DivergedError:
         report({**given, "epoch": done + 1, "train_loss": math.nan, "val_loss": math.nan,
                 "val_acc": 0.0, "epoch_time_s": 0.0, "diverged": 1}, None)
+    except torch.OutOfMemoryError as exc:
+        raise memory_error(exc, grant) from exc

@@ -31,6 +31,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from vidtune.search_spaces import trace_space
 from vidtune.trainable.core.failures import error_counts
+from vidtune.trainable.core.packing import resolve_gpus_per_trial
 from vidtune.trainable.core.preflight import preflight
 from vidtune.trainable.core.search_config import (
     CONFIG_FILE,
@@ -327,17 +328,22 @@ def fit(tuner: tune.Tuner) -> None:
         raise cause from None
 
 
-def _prepare(cfg: SearchConfig) -> None:
+def _prepare(cfg: SearchConfig) -> SearchConfig:
+    """Checks and Ray's start; returns cfg with --gpus-per-trial auto measured (core.packing)."""
     # Frequent experiment snapshots: a killed driver loses at most a few seconds of bookkeeping.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # The classic reporter: one compact live table, not a box per trial event.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    cfg, note = resolve_gpus_per_trial(cfg)   # before Ray (and its workers) hold the GPU
+    if note:
+        print(note, file=sys.stderr)
     # Refuse bad data and unwritable folders before Ray starts. It builds the data cache once
     # here, so trials on this node start from it.
     preflight(cfg)
     init_ray(cfg)
     check_cluster(cfg)
+    return cfg
 
 
 def _plan(cfg: SearchConfig) -> str:
@@ -354,7 +360,7 @@ def run_search(cfg: SearchConfig) -> SearchOutcome:
         raise ValueError(f"{cfg.experiment_path} already holds a search; resume it with "
                          f"`vidtune resume {cfg.experiment_path}` or choose another --name")
     warm = load_warm_start(cfg)   # before Ray starts: a folder that is not a search is an error
-    _prepare(cfg)
+    cfg = _prepare(cfg)
     write_text(cfg.experiment_path, CONFIG_FILE, json.dumps(cfg.to_json(), indent=2))
     print(f"search {cfg.name}: {_plan(cfg)} -> {cfg.experiment_path}", file=sys.stderr)
     for note in warm.notes:
@@ -370,7 +376,7 @@ def run_repeats(cfg: SearchConfig, params: dict[str, Any]) -> SearchOutcome:
     trial_<id>/), so load_experiment reads it.
     """
     cfg = cfg.resolved()
-    _prepare(cfg)
+    cfg = _prepare(cfg)
     write_text(cfg.experiment_path, CONFIG_FILE, json.dumps(cfg.to_json(), indent=2))
     tune.Tuner(
         make_trainable(cfg), param_space=dict(params),
@@ -415,7 +421,7 @@ def resume_search(path: str, address: str = "", time_budget_s: float | None = No
             raise ValueError(f"the time budget of {format_duration(cfg.time_budget_s)} of {path} "
                              f"is spent; give a new one: vidtune resume {path} --time-budget 10m")
     cfg.search_space()   # a space file moved or changed since the search started: an error
-    _prepare(cfg)
+    cfg = _prepare(cfg)
     left = f", {format_duration(budget.left())} of its time budget left" if cfg.time_budget_s else ""
     print(f"resuming {cfg.name} from {cfg.experiment_path}{left}", file=sys.stderr)
     # Errored trials stay failed (resume_errored=False): a deterministic error would fail

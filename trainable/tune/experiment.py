@@ -8,12 +8,13 @@ results, error files) and each trial's progress.csv (one row per report).
 trials:  one row per trial, in creation order: trial_id, order, status, the sampled
          parameters, best_val_acc, best_epoch, final_val_acc, epochs, time_s, s_per_epoch
          (the median epoch's seconds), start, end, what it was given: device, gpu_share,
-         gpu_cap_mb, gpu_name; for an errored trial its error in one line (error), and any
-         fallback to an older checkpoint (warning).
+         gpu_cap_mb, gpu_name; what it used: gpu_peak_mb (the most CUDA memory its tensors
+         held, over all its epochs; 0 on the CPU); for an errored trial its error in one line
+         (error), and any fallback to an older checkpoint (warning).
 history: one row per reported epoch: trial_id, epoch, val_acc, val_loss, train_loss,
          time_total_s, timestamp, and the timings the benchmarks read: epoch_time_s (the
          loop's own), started_at and reported_at (the adapter's float wall clock; Ray's
-         timestamp is whole seconds).
+         timestamp is whole seconds), data_s (the epoch's wait for batches) and gpu_peak_mb.
 
 status is a vidtune.trainable.core.trials.TrialStatus value (classify() decides it).
 """
@@ -35,7 +36,8 @@ from vidtune.trainable.core.trials import classify
 
 GRANT_COLUMNS = ["device", "gpu_share", "gpu_cap_mb", "gpu_name"]
 HISTORY_COLUMNS = ["trial_id", "epoch", "val_acc", "val_loss", "train_loss", "time_total_s", "timestamp",
-                   "epoch_time_s", "cpu_threads", "started_at", "reported_at"]
+                   "epoch_time_s", "cpu_threads", "started_at", "reported_at", "data_s",
+                   "gpu_peak_mb"]
 STATE_GLOB = "experiment_state-*.json"
 ERROR_FILE = "error.txt"   # Ray's, in each trial folder: one block per failure
 
@@ -187,6 +189,9 @@ def load_experiment(path: str | Path) -> Experiment:
             "end": float(df["timestamp"].max()) if len(df) else math.nan,
             # What the trial was given (core.trial.Grant): the cap is visible in trials.csv.
             **{k: last.get(k) for k in GRANT_COLUMNS},
+            # What it used: the peak over every epoch (a retried trial restarts its count).
+            "gpu_peak_mb": float(df["gpu_peak_mb"].max()) if len(df) and "gpu_peak_mb" in df
+            else math.nan,
             "error": _error_line(folder, record) if ray_status == "ERROR" else "",
             "warning": str(last.get("restore_warning") or ""),
         })
