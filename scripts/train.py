@@ -8,14 +8,18 @@ import sys
 
 from vidtune.scripts._args import add_data_args, data_config, fail, print_epoch
 from vidtune.trainable.core import ModelConfig, TrainConfig
+from vidtune.trainable.core.config import ENCODERS
 
 _M, _T = ModelConfig(), TrainConfig()
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     p = argparse.ArgumentParser(prog=prog, description=__doc__)
+    p.add_argument("--encoder", choices=ENCODERS, default=_M.encoder,
+                   help="per-frame encoder: the seed's conv blocks, or a torchvision backbone "
+                        "(weights from --encoder-weights, else random) (default %(default)s)")
     p.add_argument("--conv-widths", default=",".join(map(str, _M.conv_widths)),
-                   help="comma-separated conv block widths (default %(default)s)")
+                   help="comma-separated conv block widths, for --encoder conv (default %(default)s)")
     p.add_argument("--lstm-hidden", type=int, default=_M.lstm_hidden, help="(default %(default)s)")
     p.add_argument("--lstm-layers", type=int, default=_M.lstm_layers, help="(default %(default)s)")
     p.add_argument("--dropout", type=float, default=_M.dropout, help="(default %(default)s)")
@@ -35,7 +39,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
         fail(p, ValueError(f"--conv-widths is {args.conv_widths!r}; expected e.g. 32,64,128"))
     try:
         model_cfg = ModelConfig(conv_widths=widths, lstm_hidden=args.lstm_hidden,
-                                lstm_layers=args.lstm_layers, dropout=args.dropout)
+                                lstm_layers=args.lstm_layers, dropout=args.dropout,
+                                encoder=args.encoder)
         train_cfg = TrainConfig(lr=args.lr, weight_decay=args.weight_decay,
                                 batch_size=args.batch_size, epochs=args.epochs, seed=args.seed)
         metrics = train_model(model_cfg, train_cfg, data_config(args), out=args.out,

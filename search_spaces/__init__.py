@@ -12,6 +12,7 @@ from vidtune.search_spaces.spaces import (
     default_space,
     tiny_space,
     to_hparams,
+    video_space,
     wide_space,
 )
 
@@ -25,5 +26,6 @@ __all__ = [
     "space_distributions",
     "tiny_space",
     "to_hparams",
+    "video_space",
     "wide_space",
 ]

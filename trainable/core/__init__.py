@@ -3,6 +3,7 @@
 - config.py         ModelConfig, TrainConfig (frozen, validated)
 - search_config.py  SearchConfig: everything `vidtune search` takes, validated before Ray
 - model.py          VideoModel: per-frame CNN -> LSTM -> linear head
+- encoders.py       optional torchvision encoders (resnet18, mobilenet_v3_small), local weights
 - loop.py           fit / evaluate, seeded and resumable to the exact batch order
 - checkpoint.py     a trial's state on disk, with fallback to an older readable one
 - trial.py          one trial as plain Python: parameters in, per-epoch reports out

@@ -6,6 +6,9 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+# The per-frame encoders: the seed's conv blocks, or a torchvision backbone (encoders.py).
+ENCODERS = ("conv", "resnet18", "mobilenet_v3_small")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -16,6 +19,7 @@ class ModelConfig:
     num_classes: int = 10
     in_channels: int = 3            # RGB
     spatial_pool: int = 4           # CNN output pooled to spatial_pool^2 cells: keeps coarse position
+    encoder: str = "conv"           # or a torchvision backbone (ENCODERS); conv_widths: conv only
 
     def __post_init__(self) -> None:
         widths = tuple(self.conv_widths)
@@ -29,6 +33,8 @@ class ModelConfig:
             raise ValueError(f"num_classes is {self.num_classes}, but must be >= 2")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout is {self.dropout}, but must lie in [0, 1)")
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder is {self.encoder!r}; known: {', '.join(ENCODERS)}")
 
 
 @dataclass(frozen=True)

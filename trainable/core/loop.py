@@ -100,14 +100,22 @@ def train_one_epoch(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]],
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]], device: torch.device,
              num_classes: int) -> EvalResult:
-    """Loss, accuracy, per-class accuracy and confusion matrix over `loader`."""
+    """Loss, accuracy, per-class accuracy and confusion matrix over `loader`.
+
+    Clips (B, k, T, C, H, W) are k windows of each clip (multi-clip evaluation): the model's
+    probabilities are averaged over the windows, and the loss is that average's."""
     model.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
     total, count = 0.0, 0
     for clips, labels in loader:
         clips, labels = clips.to(device), labels.to(device)
         with _autocast(device):
-            logits = model(clips).float()                 # (B, num_classes)
+            if clips.ndim == 6:
+                B, k = clips.shape[:2]
+                probs = model(clips.flatten(0, 1)).float().softmax(-1).view(B, k, -1).mean(1)
+                logits = probs.clamp_min(1e-12).log()     # (B, num_classes): log of the average
+            else:
+                logits = model(clips).float()             # (B, num_classes)
         total += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
         count += len(labels)
         pairs = labels.cpu() * num_classes + logits.argmax(1).cpu()

@@ -31,7 +31,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from vidtune.search_spaces import get_space, space_distributions
 from vidtune.trainable.core.failures import error_counts
-from vidtune.trainable.core.preflight import preflight
+from vidtune.trainable.core.preflight import check_data, preflight
 from vidtune.trainable.core.search_config import (
     CONFIG_FILE,
     SearchConfig,
@@ -52,6 +52,7 @@ from vidtune.trainable.tune.budget import (
     set_current,
 )
 from vidtune.trainable.tune.checkpoints import CheckpointKeeper
+from vidtune.trainable.tune.decode import build_cache
 from vidtune.trainable.tune.experiment import load_experiment
 from vidtune.trainable.tune.failures import NoRetry, StorageLostError, StorageWatch
 from vidtune.trainable.tune.optuna_mirror import OptunaMirror
@@ -313,10 +314,12 @@ def _prepare(cfg: SearchConfig) -> None:
     # The classic reporter: one compact live table, not a box per trial event.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # Refuse bad data and unwritable folders before Ray starts. It builds the data cache once
-    # here, so trials on this node start from it.
-    preflight(cfg)
+    # here, so trials on this node start from it; on a cluster, Ray tasks build it on all nodes.
+    preflight(cfg, decode=not cfg.address)
     init_ray(cfg)
     check_cluster(cfg)
+    if cfg.address:
+        check_data(build_cache(cfg.data), cfg.data.resolved())
 
 
 def _plan(cfg: SearchConfig) -> str:
