@@ -42,10 +42,11 @@ def encode_coded(path: Path, count: int, codec: str = "libx264", rate: int = 25,
                  size: tuple[int, int] = (64, 48), gop: int | None = None,
                  pts_ms: Sequence[int] | None = None, rotation: int | None = None,
                  options: dict[str, str] | None = None, fmt: str | None = None,
-                 pix_fmt: str = "yuv420p") -> Path:
-    """`count` coded frames at `rate` fps, or at the given presentation times in ms (a
-    variable frame rate); a keyframe every `gop` frames; a display rotation (counter-clockwise
-    degrees) if given; `options` for the muxer (e.g. {"live": "1"}: a WebM with no duration)."""
+                 pix_fmt: str = "yuv420p", first: int = 0) -> Path:
+    """`count` coded frames (numbered from `first`) at `rate` fps, or at the given presentation
+    times in ms (a variable frame rate); a keyframe every `gop` frames; a display rotation
+    (counter-clockwise degrees) if given; `options` for the muxer (e.g. {"live": "1"}: a WebM
+    with no duration)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     width, height = size
     with av.open(str(path), "w", format=fmt, options=options or {}) as container:
@@ -60,7 +61,7 @@ def encode_coded(path: Path, count: int, codec: str = "libx264", rate: int = 25,
         if rotation is not None:
             stream.set_display_rotation(rotation)
         for i in range(count):
-            frame = av.VideoFrame.from_ndarray(coded_frame(i, height, width), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(coded_frame(first + i, height, width), format="rgb24")
             if pts_ms is not None:
                 frame.pts, frame.time_base = pts_ms[i], fractions.Fraction(1, 1000)
             for packet in stream.encode(frame):

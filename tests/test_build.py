@@ -142,3 +142,20 @@ def test_a_decoding_process_killed_fails_the_build_cleanly(tmp_path):
     assert "with --decode-workers 1 to find the file that kills it" in err
     kind = cache / "folders"
     assert not kind.exists() or list(kind.iterdir()) == []          # nothing left behind
+
+
+def test_a_trial_never_decodes_a_missing_cache(folder, tmp_path):
+    """Trials load with decode=False: the search built the cache before them, so a missing one
+    means a --cache-dir the trial's node does not share, and decoding there would repeat it."""
+    from vidtune.data import DataConfig, make_loaders
+    from vidtune.data.build import CacheMissingError
+
+    data = DataConfig(source=str(folder), frames=4, height=24, width=36,
+                      cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(CacheMissingError, match=r"no clip cache of .*videos at .* on .*; the search "
+                       "decodes the videos before the trials start, so every node must see that "
+                       "cache: point --cache-dir at a folder all nodes share"):
+        make_loaders(data, batch_size=4, progress=False, decode=False)
+    assert not (tmp_path / "cache" / "folders").exists()
+    make_loaders(data, batch_size=4, progress=False)                 # the driver builds it
+    assert len(make_loaders(data, 4, progress=False, decode=False).train.indices) > 0

@@ -14,6 +14,7 @@ call into here); each writes its own section of the markdown file.
 - gpus.py          parts 5 and 6: fractional GPUs, packed throughput on a real GPU
 - search_report.py the bench_search section
 - search.py        run_search_bench: every part, one embedded Ray through the driver
+- decode.py        bench_decode: a long video's decode, and a data set's cache build (issue 17)
 
 Ray is reached only through vidtune.trainable.tune.driver (run_search, init_ray, shutdown,
 run_repeats). Names are imported on first use, so `import vidtune.analysis.bench` and the
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from vidtune.analysis.bench.common import Verdict, machine_line, verdict, write_section
     from vidtune.analysis.bench.curves import halving_in_hindsight, max_overlap, rank_agreement
     from vidtune.analysis.bench.data_share import DataShare, measure_data_share, run_data_bench
+    from vidtune.analysis.bench.decode import run_decode_bench
     from vidtune.analysis.bench.efficiency import SearchRun
     from vidtune.analysis.bench.epoch_time import EpochTimes
     from vidtune.analysis.bench.overhead import NoopOverhead
@@ -46,6 +48,7 @@ _WHERE = {   # public name -> module under vidtune.analysis.bench
     "DataShare": "data_share",
     "measure_data_share": "data_share",
     "run_data_bench": "data_share",
+    "run_decode_bench": "decode",
     "SearchRun": "efficiency",
     "EpochTimes": "epoch_time",
     "NoopOverhead": "overhead",
@@ -68,6 +71,7 @@ __all__ = [
     "measure_data_share",
     "rank_agreement",
     "run_data_bench",
+    "run_decode_bench",
     "run_search_bench",
     "verdict",
     "write_section",
