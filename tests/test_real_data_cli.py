@@ -86,3 +86,5 @@ def test_a_search_samples_the_encoder_and_augmentation(manifest, tmp_path):
     assert len(params) == 5 and all({"encoder", "augment"} <= set(p) for p in params)
     assert {p["encoder"] for p in params} - {"conv"}, "no trial tried a torchvision encoder"
     assert np.isin([p["augment"] for p in params], [True, False]).all()
+    ok(vidtune("analyze", str(tmp_path / "results/v")))               # strings and booleans
+    assert (tmp_path / "results/v/analysis/report.html").exists()

@@ -283,11 +283,50 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _own_processes(marker: str, groups: list[int]) -> list[int]:
+    """The processes of a cluster this benchmark started: those in the process groups of its
+    `ray start` commands, those whose command line names its own temporary folder (`marker`,
+    unique to this run), and their descendants. Never a process matched by name alone."""
+    parents: dict[int, int] = {}
+    chosen: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        parents[pid] = int(fields[1])
+        if int(fields[2]) in groups or marker in cmdline:
+            chosen.add(pid)
+    grew = True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in chosen} - chosen
+        chosen |= more
+        grew = bool(more)
+    chosen.discard(os.getpid())
+    return sorted(chosen)
+
+
+def _stop(marker: str, groups: list[int]) -> None:
+    for sig in (15, 9):
+        for pid in _own_processes(marker, groups):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        time.sleep(3 if sig == 15 else 0.5)
+
+
 @contextmanager
 def ray_start_cluster(nodes: int = 2) -> Iterator[str]:
     """`ray start` a head and nodes-1 workers on this machine, one CPU each, each with its own
     temporary folder; yields the address. Token auth on, as Ray 2.60's default wants it for a
-    `ray start` cluster. Stopped by killing only the process groups these commands started."""
+    `ray start` cluster. Stopped by killing, by pid, only the processes these commands started
+    (never `ray stop`, which would stop every Ray on the machine)."""
     ray = str(Path(sys.executable).with_name("ray"))
     env = {**os.environ, "RAY_AUTH_MODE": "token"}
     os.environ["RAY_AUTH_MODE"] = "token"   # the driver too
@@ -303,23 +342,13 @@ def ray_start_cluster(nodes: int = 2) -> Iterator[str]:
                                      f"--temp-dir={base / f'n{k}'}", "--disable-usage-stats"],
                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     text=True, start_new_session=True)
-            groups.append(proc.pid)          # its daemons stay in its process group
+            groups.append(proc.pid)          # its daemons start in its process group
             out, _ = proc.communicate(timeout=180)
             if proc.returncode != 0:
                 raise RuntimeError(f"ray start failed:\n{out[-3000:]}")
         yield address
     finally:
-        for group in groups:
-            try:
-                os.killpg(group, 15)
-            except ProcessLookupError:
-                pass
-        time.sleep(3)
-        for group in groups:
-            try:
-                os.killpg(group, 9)
-            except ProcessLookupError:
-                pass
+        _stop(str(base), groups)
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -23,6 +23,7 @@ from vidtune.data import DataConfig, load_arrays
 from vidtune.data.arrays import VideoArrays
 from vidtune.data.build import Chunk, ChunkResult, decode_chunk, load_source
 from vidtune.data.catalogue import read_catalogue
+from vidtune.data.store import StoreWriteError
 
 
 @ray.remote(num_cpus=1, max_retries=2)   # retried where a node is lost, not for a bad video
@@ -57,6 +58,10 @@ def build_cache(data: DataConfig, progress: bool = True) -> VideoArrays:
         return load_arrays(data, progress=progress)
     catalogue = read_catalogue(data.source, data.split_file)
     workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    arrays, _report = load_source(catalogue, data.stored, data.height, data.width, data.cache_dir,
-                                  progress=progress, workers=workers, runner=ray_runner)
+    try:
+        arrays, _report = load_source(catalogue, data.stored, data.height, data.width,
+                                      data.cache_dir, progress=progress, workers=workers,
+                                      runner=ray_runner)
+    except StoreWriteError as exc:   # a full or read-only cache: bad input, as in preflight
+        raise ValueError(str(exc)) from None
     return arrays
