@@ -116,7 +116,9 @@ def frame_index(path: str | Path) -> FrameIndex:
         time_base = float(stream.time_base) if stream.time_base else 0.0
         count = 0
         for packet in container.demux(stream):
-            if not packet.size:   # the empty packets at the end flush the decoder
+            # Empty packets flush the decoder at the end; discarded ones (cut by an MP4 edit
+            # list) give no frame.
+            if not packet.size or packet.is_discard:
                 continue
             count += 1
             pts = packet.pts if packet.pts is not None else packet.dts
