@@ -4,6 +4,7 @@ process; one builder per store while the others wait; builders and decoders kill
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +26,16 @@ def make_folder(root: Path, per_class: int, frames: int = 12) -> Path:
         for i in range(per_class):
             encode_coded(root / name / f"{i:03d}.avi", frames + c * per_class + i,
                          codec="mpeg4", size=(36, 24))
+    return root
+
+
+def slow_folder(root: Path, per_class: int = 30) -> Path:
+    """Videos that take a while to decode: 500 frames of 320x240 behind a single keyframe, so
+    every sample needs the frames before it (one encoded per class, copied)."""
+    for c, name in enumerate(("cat", "dog")):
+        first = encode_coded(root / name / "000.mp4", 500, size=(320, 240), gop=1000, first=c)
+        for i in range(1, per_class):
+            shutil.copyfile(first, root / name / f"{i:03d}.mp4")
     return root
 
 
@@ -102,7 +113,7 @@ def test_a_cache_being_built_is_waited_for_not_built_twice(folder, tmp_path):
 
 @pytest.mark.slow
 def test_a_builder_killed_midway_leaves_nothing_that_blocks_the_next(tmp_path):
-    folder = make_folder(tmp_path / "videos", per_class=30, frames=200)
+    folder = slow_folder(tmp_path / "videos")
     cache = tmp_path / "cache"
     builder = start_loader(folder, cache)
     wait_for_line(builder.stderr, "decoding videos:")              # 10 % done
@@ -129,7 +140,7 @@ def _children(pid: int) -> list[int]:
 
 @pytest.mark.slow
 def test_a_decoding_process_killed_fails_the_build_cleanly(tmp_path):
-    folder = make_folder(tmp_path / "videos", per_class=30, frames=200)
+    folder = slow_folder(tmp_path / "videos")
     cache = tmp_path / "cache"
     builder = start_loader(folder, cache, workers=2)
     wait_for_line(builder.stderr, "decoding videos:")
@@ -159,3 +170,10 @@ def test_a_trial_never_decodes_a_missing_cache(folder, tmp_path):
     assert not (tmp_path / "cache" / "folders").exists()
     make_loaders(data, batch_size=4, progress=False)                 # the driver builds it
     assert len(make_loaders(data, 4, progress=False, decode=False).train.indices) > 0
+
+
+def test_a_decoding_process_imports_no_torch():
+    """The fork server imports data.build; with torch it would weigh 0.5 GB more a process."""
+    code = "import sys, vidtune.data.build; print(sorted({'torch', 'ray'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
