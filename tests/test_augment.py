@@ -158,3 +158,37 @@ def test_multi_clip_windows():
     with pytest.raises(ValueError, match=r"clips is 8, but the cache keeps 10 frames per clip, so "
                        r"there are only 7 windows of 4; evaluate with --clips 7 or less"):
         window_starts(10, 4, 8)
+
+
+def test_the_synthetic_benchmark_is_unchanged(tiny_data):
+    """Its cache key and its batches are what they were before issue 17, so the recorded
+    figures stand: same store, same clips in the same order, nothing cut or augmented."""
+    from vidtune.data.loaders import _synthetic_key, to_float
+
+    assert _synthetic_key(tiny_data) == {"kind": "synthetic", "num_clips": 200, "frames": 6,
+                                         "height": 16, "width": 16, "noise": 0.2, "seed": 0}
+    loaders = make_loaders(tiny_data, batch_size=16, progress=False)
+    arrays = loaders.train.arrays
+    for epoch in (0, 3):
+        order = loaders.train.indices[np.random.default_rng([0, epoch]).permutation(
+            len(loaders.train.indices))]
+        for k, (clips, labels) in enumerate(batches(loaders.train, epoch)):
+            idx = np.sort(order[16 * k:16 * (k + 1)])
+            assert torch.equal(clips, to_float(torch.from_numpy(np.array(arrays.clips[idx]))))
+            assert torch.equal(labels, torch.from_numpy(arrays.labels[idx]))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"decode_workers": -1}, r"decode_workers is -1, but must be >= 0 \(0: one per core\)"),
+    ({"split_file": "a.txt"}, "split_file is 'a.txt', but the synthetic benchmark has its own "
+                              "split; give --split-file with a video folder or manifest"),
+    ({"source": "v", "split_file": " , "}, "split_file is ' , '; give one or more paths"),
+    ({"encoder_weights": "res net=/w.pth"}, "encoder_weights item 'res net=/w.pth' is not "
+                                            "NAME=PATH; write e.g. resnet18=/models/resnet18.pth"),
+    ({"encoder_weights": "resnet18="}, "encoder_weights item 'resnet18=' is not NAME=PATH"),
+])
+def test_data_config_refuses_bad_new_settings(kwargs, match):
+    from vidtune.data import DataConfig
+
+    with pytest.raises(ValueError, match=match):
+        DataConfig(**kwargs)
