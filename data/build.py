@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import multiprocessing
 import os
 import re
 import shutil
@@ -24,8 +23,6 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -133,13 +130,10 @@ def default_workers() -> int:
 
 
 def process_runner(workers: int = 0) -> Runner:
-    """Chunks decoded by `workers` processes (0: one per core); with one worker, or one chunk,
-    in this process. Each process decodes with one FFmpeg thread: the processes fill the cores.
-
-    The processes start from a fork server that imports only this module (PyAV and NumPy, not
-    torch), so they are small and start fast, and forking a process with threads (a Ray worker,
-    torch's thread pool) is avoided.
-    """
+    """Chunks decoded by `workers` processes (0: one per core), forked by a helper process
+    that imports neither torch nor the caller's main script (data/pool.py); with one worker,
+    or one chunk, in this process. Each process decodes with one FFmpeg thread: the processes
+    fill the cores."""
     workers = workers or default_workers()
 
     def run(chunks: list[Chunk], done: Callable[[ChunkResult], None]) -> None:
@@ -148,22 +142,10 @@ def process_runner(workers: int = 0) -> Runner:
             for chunk in chunks:
                 done(decode_chunk(chunk, threads=threads))
             return
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["vidtune.data.build"])
-        pool = ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=context)
-        try:
-            futures = {pool.submit(decode_chunk, chunk): chunk for chunk in chunks}
-            for future in as_completed(futures):
-                try:
-                    done(future.result())
-                except BrokenProcessPool:
-                    videos = [path for _, path, _, _ in futures[future].videos]
-                    raise RuntimeError(
-                        f"a decoding process died (killed, or out of memory) while decoding one "
-                        f"of {len(videos)} videos, the first {shown(videos[0])}; run again, "
-                        "with --decode-workers 1 to find the file that kills it") from None
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        # Imported here: data.pool imports this module.
+        from vidtune.data.pool import run_pool
+
+        run_pool(chunks, min(workers, len(chunks)), done)
 
     return run
 

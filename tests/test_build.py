@@ -144,8 +144,8 @@ def test_a_decoding_process_killed_fails_the_build_cleanly(tmp_path):
     cache = tmp_path / "cache"
     builder = start_loader(folder, cache, workers=2)
     wait_for_line(builder.stderr, "decoding videos:")
-    workers = [w for server in _children(builder.pid) for w in _children(server)]
-    assert workers, "no decoding processes under the fork server"
+    workers = [w for helper in _children(builder.pid) for w in _children(helper)]
+    assert workers, "no decoding processes under the helper process (data/pool.py)"
     os.kill(workers[0], signal.SIGKILL)
     out, err = builder.communicate(timeout=120)
     assert builder.returncode != 0
@@ -173,7 +173,19 @@ def test_a_trial_never_decodes_a_missing_cache(folder, tmp_path):
 
 
 def test_a_decoding_process_imports_no_torch():
-    """The fork server imports data.build; with torch it would weigh 0.5 GB more a process."""
-    code = "import sys, vidtune.data.build; print(sorted({'torch', 'ray'} & set(sys.modules)))"
+    """The helper that forks the decoding processes imports data.pool and data.build; with
+    torch each process would weigh 0.5 GB more."""
+    code = ("import sys, vidtune.data.pool; "
+            "print(sorted({'torch', 'ray'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_decoding_process_error_comes_back_as_itself(tmp_path):
+    """An error in a decoding process reaches the builder as its own kind, not a bare one."""
+    from vidtune.data.build import CacheNotSharedError, Chunk
+
+    chunks = [Chunk(k, ((k, str(tmp_path / "a.avi"), None, None),), 4, 24, 36,
+                    str(tmp_path / "gone" / f"part-{k}.u8"), str(tmp_path)) for k in range(2)]
+    with pytest.raises(CacheNotSharedError, match="cannot see the cache folder"):
+        process_runner(2)(chunks, lambda result: None)
