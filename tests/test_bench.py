@@ -145,6 +145,7 @@ def test_bench_decode_smoke(tmp_path):
     assert re.search(r"\| after: decode_video, 1 thread \| \d+\.\d\d s \| \d+ MB \| \d+ MB \| yes \|",
                      body)
     assert re.search(r"\| 2 processes \| \d+\.\d \| \d+\.\d s \|", body)
-    assert re.search(r"\| Ray tasks, 2-node `ray start` cluster \(1 CPU a node\) \(2 nodes ran "
-                     r"chunks\) \| \d+\.\d \|", body)
+    # Six tiny videos may all be done before the second node's worker is up: 1 or 2 nodes.
+    assert re.search(r"\| Ray tasks, 2-node `ray start` cluster \(1 CPU a node\) \((1 node|2 "
+                     r"nodes) ran chunks\) \| \d+\.\d \|", body)
     assert "Goal: peak RSS under 300 MB: **PASS**" in body

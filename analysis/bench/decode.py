@@ -66,7 +66,7 @@ def _yuv_frame(i: int, width: int, height: int) -> np.ndarray:
         if (i >> b) & 1:
             y[(b // 6) * bh:(b // 6 + 1) * bh, (b % 6) * bw:(b % 6 + 1) * bw] = 235
     x = (8 * i) % max(1, width - 24)
-    y[:, x:x + 24] = 128
+    y[: height // 16, x:x + 24] = 128    # in the top rows, above where the blocks are read
     return np.concatenate([y, np.full((height // 2, width), 128, dtype=np.uint8)])
 
 
@@ -113,7 +113,7 @@ def read_number(frame: np.ndarray) -> int:
 # The decoder of main at b646fee (data/video_folder.py), verbatim but for the checks of a bad
 # file: every frame decoded and resized while decoding, all kept, then sampled.
 _BEFORE = """
-import json, resource, sys, time
+import json, sys, time
 import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
@@ -135,7 +135,7 @@ def decode_video(path, frames, height, width):
 """
 
 _AFTER = """
-import json, resource, sys, time
+import json, sys, time
 import numpy as np
 from vidtune.data.decode import decode_video as _decode
 
@@ -143,15 +143,22 @@ def decode_video(path, frames, height, width):
     return _decode(path, frames, height, width, threads=int(sys.argv[3]))
 """
 
+# VmHWM, not getrusage's ru_maxrss: a child's ru_maxrss starts at its parent's peak (Linux
+# keeps it across fork and exec), and the parent here is a benchmark that imported torch.
 _MEASURE = """
+def peak_kb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+
 path, size = sys.argv[1], int(sys.argv[2])
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = peak_kb()
 t0 = time.perf_counter()
 clip = decode_video(path, 16, size, size)
 seconds = time.perf_counter() - t0
 np.save(sys.argv[4], clip)
-print(json.dumps({"s": seconds, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                  "base_kb": base, "torch": "torch" in sys.modules}))
+print(json.dumps({"s": seconds, "peak_kb": peak_kb(), "base_kb": base,
+                  "torch": "torch" in sys.modules}))
 """
 
 
@@ -208,7 +215,7 @@ class Throughput:
     workers: int
     videos: int
     seconds: float               # median wall time of a build from an empty cache
-    nodes: int = 1               # where the chunks ran (Ray: distinct nodes)
+    nodes: int | None = None     # Ray: the distinct nodes where chunks ran (None: not Ray)
 
     @property
     def per_s(self) -> float:
@@ -321,15 +328,30 @@ def _stop(marker: str, groups: list[int]) -> None:
         time.sleep(3 if sig == 15 else 0.5)
 
 
+def _auth_mode() -> str:
+    """RAY_AUTH_MODE for a `ray start` cluster that this process then joins as the driver.
+
+    Ray 2.60 reads RAY_AUTH_MODE once, when it is first imported, and a driver whose mode
+    differs from the cluster's cannot connect (InvalidAuthToken). So a process that imported
+    Ray already (pytest) gives the cluster its own mode; otherwise both go without tokens (the
+    cluster lives only as long as the benchmark), where `ray start` would turn tokens on by
+    default and a fresh driver would follow only if a token file exists."""
+    if "ray._raylet" in sys.modules:
+        from ray._private.authentication.authentication_utils import is_token_auth_enabled
+
+        return "token" if is_token_auth_enabled() else "disabled"
+    os.environ["RAY_AUTH_MODE"] = "disabled"   # read by the driver's Ray when it is imported
+    return "disabled"
+
+
 @contextmanager
 def ray_start_cluster(nodes: int = 2) -> Iterator[str]:
     """`ray start` a head and nodes-1 workers on this machine, one CPU each, each with its own
-    temporary folder; yields the address. Token auth on, as Ray 2.60's default wants it for a
-    `ray start` cluster. Stopped by killing, by pid, only the processes these commands started
-    (never `ray stop`, which would stop every Ray on the machine)."""
+    temporary folder; yields the address. Its token auth is the driver's (_auth_mode). Stopped
+    by killing, by pid, only the processes these commands started (never `ray stop`, which
+    would stop every Ray on the machine)."""
     ray = str(Path(sys.executable).with_name("ray"))
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}
-    os.environ["RAY_AUTH_MODE"] = "token"   # the driver too
+    env = {**os.environ, "RAY_AUTH_MODE": _auth_mode()}
     base = Path(tempfile.mkdtemp(prefix="vt-ray-"))   # short: Ray's socket paths are limited
     port = _free_port()
     address = f"127.0.0.1:{port}"
@@ -353,12 +375,13 @@ def ray_start_cluster(nodes: int = 2) -> Iterator[str]:
 
 
 def measure_cluster(root: Path, work: Path, videos: int, repeats: int) -> Throughput:
-    """Ray tasks on a 2-node `ray start` cluster, reached through the driver as a search does."""
-    from vidtune.trainable.core.search_config import SearchConfig
-    from vidtune.trainable.tune.decode import ray_runner
-    from vidtune.trainable.tune.driver import init_ray, shutdown
-
+    """Ray tasks on a 2-node `ray start` cluster, reached through the driver as a search does.
+    Ray is imported only once the cluster runs, with the auth mode it was started with."""
     with ray_start_cluster(2) as address:
+        from vidtune.trainable.core.search_config import SearchConfig
+        from vidtune.trainable.tune.decode import ray_runner
+        from vidtune.trainable.tune.driver import init_ray, shutdown
+
         init_ray(SearchConfig(address=address))
         try:
             runs = [_build(root, work / "cache", 2, runner=ray_runner) for _ in range(repeats)]
@@ -373,6 +396,12 @@ def measure_cluster(root: Path, work: Path, videos: int, repeats: int) -> Throug
 
 
 # ---- the section ------------------------------------------------------------------------
+
+def _nodes_ran(nodes: int | None) -> str:
+    if nodes is None:
+        return ""
+    return f" ({nodes} node{'s' if nodes != 1 else ''} ran chunks)"
+
 
 def render(plan: Plan, long: list[Decoded], rates: list[Throughput], smoke: bool,
            long_mb: float) -> str:
@@ -404,7 +433,7 @@ def render(plan: Plan, long: list[Decoded], rates: list[Throughput], smoke: bool
         "",
         "| built by | videos/s | build time |",
         "|---|---|---|",
-        *[f"| {t.name}{f' ({t.nodes} nodes ran chunks)' if t.nodes > 1 else ''} | "
+        *[f"| {t.name}{_nodes_ran(t.nodes)} | "
           f"{t.per_s:.1f} | {t.seconds:.1f} s |" for t in rates],
         "",
         "Two processes on two cores against one: the speed-up is what the second core adds "
