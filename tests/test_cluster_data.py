@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import ray
-from test_build import make_folder
+from test_build import make_folder, slow_folder
 
 from vidtune.data import DataConfig
 from vidtune.data.build import load_source
@@ -37,18 +37,19 @@ def two_nodes():
 
 
 def test_ray_tasks_on_both_nodes_build_the_cache(tmp_path, two_nodes):
-    folder = make_folder(tmp_path / "shared" / "videos", per_class=8)
+    # Videos that take a while each, so that both nodes' workers are up before the work is done.
+    folder = slow_folder(tmp_path / "shared" / "videos", per_class=8)
     catalogue = folder_catalogue(folder)
     seen = []
 
     def spy(chunks, done):   # the real Ray runner; it only records where each chunk ran
         ray_runner(chunks, lambda result: (seen.append(result), done(result)))
 
-    arrays, report = load_source(catalogue, 4, 24, 36, tmp_path / "shared" / "cache",
+    arrays, report = load_source(catalogue, 4, 48, 64, tmp_path / "shared" / "cache",
                                  progress=False, workers=2, runner=spy)
     assert report.decoded == 16 and len(seen) >= 2
     assert len({r.node for r in seen}) == 2, f"all chunks ran on {seen[0].node}"
-    local, _ = load_source(catalogue, 4, 24, 36, tmp_path / "local", progress=False, workers=1)
+    local, _ = load_source(catalogue, 4, 48, 64, tmp_path / "local", progress=False, workers=1)
     np.testing.assert_array_equal(arrays.clips, local.clips)
     np.testing.assert_array_equal(arrays.labels, local.labels)
 
