@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 import pyarrow.fs
 import pytest
+from standins import storage
 
 from vidtune.analysis import asha_milestones
-from vidtune.trainable.tune.asha import DECISIONS_FILE, ResumableASHA, RungKeeper
+from vidtune.trainable.tune.asha import DECISIONS_FILE, ResumableASHA, RungKeeper, too_slow
 
 CONTINUE, STOP = ResumableASHA.CONTINUE, ResumableASHA.STOP
 LOGGER = "vidtune.trainable.tune.asha"
@@ -37,10 +38,7 @@ class Trial:
 
     @property
     def storage(self) -> SimpleNamespace:
-        """Ray's StorageContext as the scheduler and the mirror read it: the filesystem and the
-        experiment folder's path on it (a local one unless `fs` is given)."""
-        return SimpleNamespace(storage_filesystem=self.fs or pyarrow.fs.LocalFileSystem(),
-                               experiment_fs_path=self.remote_experiment_path)
+        return storage(self.remote_experiment_path, self.fs)
 
 
 def make_asha(*, max_t: int = 4, grace: int = 1, rf: float = 2, cap: bool = False) -> ResumableASHA:
@@ -336,3 +334,40 @@ def test_load_accepts_the_two_field_rung_state(caplog):
     assert records(asha) == {4.0: {}, 2.0: {"b": 0.7}, 1.0: {"a": 0.4, "b": 0.6}}
     assert promoted(asha) == {4.0: [], 2.0: [], 1.0: []}
     assert "restored 3 ASHA rung records" in caplog.text
+
+
+# -- cost in view (--asha-cost-factor) ------------------------------------------------------
+
+@pytest.mark.parametrize("value,seconds,expected", [
+    (0.80, 10.0, True),            # 5x the median cost and below the leader: stopped
+    (0.95, 10.0, False),           # slow but leads the rung: runs on
+    (0.80, 4.0, False),            # 2x the median is not more than 2x: runs on
+    (0.80, float("nan"), False),   # cost unknown: the quantile rule alone decides
+])
+def test_too_slow_stops_only_slow_trials_that_do_not_lead(value, seconds, expected):
+    others = [(0.90, 2.0), (0.70, 2.0)]
+    assert too_slow(value, seconds, others, cost_factor=2.0) is expected
+    assert too_slow(value, seconds, others, cost_factor=0.0) is False   # off
+
+
+def test_cost_factor_stops_a_slow_trial_that_does_not_lead_its_rung(tmp_path):
+    asha = ResumableASHA(time_attr="epoch", max_t=4, grace_period=1, reduction_factor=2,
+                         cost_factor=2.0)
+    asha.set_search_properties("val_acc", "max")
+    add(asha, tmp_path, "fast0", "fast1", "slow_leader", "slow_behind")
+
+    def at_rung(trial_id: str, val_acc: float, seconds: float) -> str:
+        return asha.on_trial_result(None, Trial(trial_id), {"epoch": 1, "val_acc": val_acc,
+                                                             "time_total_s": seconds})
+
+    assert at_rung("fast0", 0.60, 2.0) == CONTINUE
+    assert at_rung("fast1", 0.70, 2.0) == CONTINUE
+    assert at_rung("slow_leader", 0.90, 9.0) == CONTINUE   # 4.5x the median, but the best
+    # Above the rung's median (the quantile lets it through), 4.5x the cost, not the best.
+    assert at_rung("slow_behind", 0.80, 9.0) == STOP
+    state = RungKeeper(asha).get_state()
+    assert state["costs"] == {"fast0": 2.0, "fast1": 2.0, "slow_leader": 9.0, "slow_behind": 9.0}
+    twin = ResumableASHA(time_attr="epoch", max_t=4, grace_period=1, reduction_factor=2,
+                         cost_factor=2.0)
+    RungKeeper(twin).set_state(json.loads(json.dumps(state)))
+    assert twin.costs == asha.costs

@@ -18,8 +18,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import optuna
-import pyarrow.fs
 import pytest
+from standins import storage
 
 from vidtune.trainable.tune.optuna_mirror import DB_FILE, RAY_ID, OptunaMirror
 
@@ -43,10 +43,7 @@ class Trial:
 
     @property
     def storage(self) -> SimpleNamespace:
-        """Ray's StorageContext as the scheduler and the mirror read it: the filesystem and the
-        experiment folder's path on it (a local one unless `fs` is given)."""
-        return SimpleNamespace(storage_filesystem=self.fs or pyarrow.fs.LocalFileSystem(),
-                               experiment_fs_path=self.remote_experiment_path)
+        return storage(self.remote_experiment_path, self.fs)
 
 
 def train(mirror: OptunaMirror, trial: Trial, curve: list[float], *,

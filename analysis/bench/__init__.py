@@ -15,6 +15,8 @@ call into here); each writes its own section of the markdown file.
 - search_report.py the bench_search section
 - search.py        run_search_bench: every part, one embedded Ray through the driver
 - decode.py        bench_decode: a long video's decode, and a data set's cache build (issue 17)
+- warm_start.py    run_warm_start_bench: warm-started against cold searches, epochs to the
+                   cold best (scripts/bench_warm_start.py)
 
 Ray is reached only through vidtune.trainable.tune.driver (run_search, init_ray, shutdown,
 run_repeats). Names are imported on first use, so `import vidtune.analysis.bench` and the
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     from vidtune.analysis.bench.overhead import NoopOverhead
     from vidtune.analysis.bench.plan import Plan, make_plan
     from vidtune.analysis.bench.search import run_search_bench
+    from vidtune.analysis.bench.warm_start import run_warm_start_bench
 
 _WHERE = {   # public name -> module under vidtune.analysis.bench
     "Verdict": "common",
@@ -55,6 +58,7 @@ _WHERE = {   # public name -> module under vidtune.analysis.bench
     "Plan": "plan",
     "make_plan": "plan",
     "run_search_bench": "search",
+    "run_warm_start_bench": "warm_start",
 }
 
 __all__ = [
@@ -73,6 +77,7 @@ __all__ = [
     "run_data_bench",
     "run_decode_bench",
     "run_search_bench",
+    "run_warm_start_bench",
     "verdict",
     "write_section",
 ]

@@ -20,8 +20,7 @@ from vidtune.data.catalogue import read_catalogue
 from vidtune.data.config import weights_items
 from vidtune.data.loaders import split_indices
 from vidtune.data.store import StoreWriteError
-from vidtune.search_spaces import get_space, space_distributions
-from vidtune.search_spaces._registry import SearchSpace
+from vidtune.search_spaces import SearchSpace, decode_widths, trace_space
 from vidtune.trainable.core.config import ENCODERS, ModelConfig
 from vidtune.trainable.core.encoders import TorchvisionEncoder, load_encoder_weights, weights_for
 from vidtune.trainable.core.search_config import SearchConfig, filesystem, is_uri
@@ -53,18 +52,22 @@ def check_writable(folder: str, what: str, fix: str) -> None:
 
 
 def deepest_conv(space: SearchSpace) -> int:
-    """The most conv blocks a space can give a model: conv_blocks' largest value if it samples
-    it, else its default's, else the seed model's."""
-    dist = space_distributions(space.name).get("conv_blocks")
+    """The most conv blocks a space can give a model: conv_blocks' largest value (or the
+    longest conv_widths choice) if it samples it, else its default's, else the seed model's."""
+    sampled = trace_space(space).sampled
+    dist = sampled["conv_blocks"].distribution if "conv_blocks" in sampled else None
     if isinstance(dist, (optuna.distributions.IntDistribution, optuna.distributions.FloatDistribution)):
         return int(dist.high)
     if isinstance(dist, optuna.distributions.CategoricalDistribution):
         return max(int(c) for c in dist.choices)   # type: ignore[arg-type]
+    widths = sampled["conv_widths"].distribution if "conv_widths" in sampled else None
+    if isinstance(widths, optuna.distributions.CategoricalDistribution):
+        return max(len(decode_widths(c)) for c in widths.choices)
     fixed = {**space.default, **space.constants}
     if "conv_blocks" in fixed:
         return int(fixed["conv_blocks"])
     if "conv_widths" in fixed:
-        return len(fixed["conv_widths"])
+        return len(decode_widths(fixed["conv_widths"]))
     return len(ModelConfig().conv_widths)
 
 
@@ -72,20 +75,21 @@ def check_clip_size(cfg: SearchConfig) -> None:
     """Every config the space can sample must take the clips: each conv block ends in
     MaxPool2d(2), which halves height and width (rounding down) and fails below 1 pixel, so
     n blocks need frames of at least 2**n x 2**n. Any number of frames >= 1 suits the LSTM."""
-    blocks = deepest_conv(get_space(cfg.space))
+    blocks = deepest_conv(cfg.search_space())
     need = 2**blocks
     h, w = cfg.data.height, cfg.data.width
     if h < need or w < need:
         raise ValueError(
             f"clips of {h}x{w} pixels (--height x --width) are too small for space "
-            f"{cfg.space!r}: it samples up to {blocks} conv blocks, each halving the frame, so "
+            f"{cfg.space_label!r}: it samples up to {blocks} conv blocks, each halving the frame, so "
             f"both must be >= {need}; use --height {max(h, need)} --width {max(w, need)} or a "
             "space with fewer conv blocks (see `vidtune spaces`)")
 
 
 def space_encoders(space: SearchSpace) -> list[str]:
     """The per-frame encoders the space's trials can have, in ENCODERS order."""
-    dist = space_distributions(space.name).get("encoder")
+    sampled = trace_space(space).sampled
+    dist = sampled["encoder"].distribution if "encoder" in sampled else None
     if isinstance(dist, optuna.distributions.CategoricalDistribution):
         found = {str(c) for c in dist.choices}
     else:
@@ -97,18 +101,19 @@ def check_encoder_weights(cfg: SearchConfig) -> None:
     """--encoder-weights names local files that exist and fit the encoders the space can
     sample; a torchvision encoder without a file starts from random weights (a note says so)."""
     spec = cfg.data.encoder_weights
-    backbones = [e for e in space_encoders(get_space(cfg.space)) if e != "conv"]
+    backbones = [e for e in space_encoders(cfg.search_space()) if e != "conv"]
+    label = cfg.space_label
     items = weights_items(spec)
     unknown = [name for name, _ in items if name and name not in backbones]
     if items and not backbones:
-        raise ValueError(f"--encoder-weights is {spec!r}, but space {cfg.space!r} never uses a "
+        raise ValueError(f"--encoder-weights is {spec!r}, but space {label!r} never uses a "
                          "torchvision encoder (its trials use the seed's conv blocks); drop "
                          "--encoder-weights or use a space that samples encoder, e.g. 'video'")
     if unknown:
-        raise ValueError(f"--encoder-weights names {unknown[0]!r}, but space {cfg.space!r} uses "
+        raise ValueError(f"--encoder-weights names {unknown[0]!r}, but space {label!r} uses "
                          f"the encoders {', '.join(backbones)}; write NAME=PATH with one of them")
     if sum(not name for name, _ in items) and len(backbones) > 1:
-        raise ValueError(f"--encoder-weights is {spec!r}, but space {cfg.space!r} samples "
+        raise ValueError(f"--encoder-weights is {spec!r}, but space {label!r} samples "
                          f"{' and '.join(backbones)}: say which file is whose, e.g. "
                          f"{backbones[0]}=PATH,{backbones[1]}=PATH")
     untrained = []
@@ -119,7 +124,7 @@ def check_encoder_weights(cfg: SearchConfig) -> None:
             continue
         load_encoder_weights(TorchvisionEncoder(name), path)   # ValueError naming the file
     if items and untrained:
-        raise ValueError(f"space {cfg.space!r} samples encoder {untrained[0]}, but "
+        raise ValueError(f"space {label!r} samples encoder {untrained[0]}, but "
                          f"--encoder-weights ({spec}) has no file for it; add "
                          f"{untrained[0]}=PATH")
     if untrained:

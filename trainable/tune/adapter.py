@@ -59,6 +59,16 @@ def _restore_state() -> tuple[dict[str, Any] | None, str]:
     return state, "; ".join(notes)
 
 
+def report_to_tune(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+    """tune.report, with a checkpoint folder holding `state` when there is one."""
+    if state is None:
+        tune.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        save_state(folder, state, metrics)
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
 def tune_trainable(config: dict[str, Any], search: SearchConfig) -> None:
     if search.cpu_sharing == "restart":   # Ray may have restarted this trial with more CPUs
         cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", search.cpus_per_trial)
@@ -72,14 +82,8 @@ def tune_trainable(config: dict[str, Any], search: SearchConfig) -> None:
     extra = {RESTORE_KEY: restore_warning} if restore_warning else {}
 
     def report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
-        metrics = {**metrics, **extra, "node_id": node_id, "started_at": started_at,
-                   "reported_at": time.time()}
-        if state is None:
-            tune.report(metrics)
-            return
-        with tempfile.TemporaryDirectory() as folder:
-            save_state(folder, state, metrics)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        report_to_tune({**metrics, **extra, "node_id": node_id, "started_at": started_at,
+                        "reported_at": time.time()}, state)
 
     try:
         run_trial(config, search, report, resume=resume, device=device, grant=grant,

@@ -13,12 +13,18 @@ design (measured in docs/benchmarks.md: about 0.5 of a full-budget search, where
 grace 1 and 6 epochs is designed for 1/3). With `promotion_cap=True` a rung lets through at
 most max(1, floor(n / rf)) of the n trials recorded at it: a hard budget, at a cost in best
 accuracy that the same benchmark measures.
+
+Cost in view (`cost_factor` > 0, `--asha-cost-factor`): a trial whose seconds per epoch are
+more than cost_factor times the median of the other trials recorded at its rung continues
+only if it leads that rung. A slow config then runs on only when it is the best one seen,
+instead of holding a slot for minutes while cheaper configs reach the same accuracy.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from typing import Any
 
@@ -29,6 +35,21 @@ from ray.tune.schedulers import AsyncHyperBandScheduler
 logger = logging.getLogger(__name__)
 
 DECISIONS_FILE = "asha_decisions.jsonl"
+
+
+def too_slow(value: float, seconds: float, others: list[tuple[float, float]],
+             cost_factor: float) -> bool:
+    """Stop a trial the quantile let through? Only if it is slow and does not lead its rung.
+
+    value, seconds: its rung value (larger is better) and its seconds per epoch; others: the
+    (value, seconds) of the trials recorded at the rung before it. Trials of unknown cost
+    (seconds NaN) count as neither slow nor fast.
+    """
+    known = sorted(s for _, s in others if s == s)
+    if cost_factor <= 0 or not known or seconds != seconds:
+        return False
+    median = known[len(known) // 2] if len(known) % 2 else (known[len(known) // 2 - 1] + known[len(known) // 2]) / 2
+    return seconds > cost_factor * median and value <= max(v for v, _ in others)
 
 
 def append_line(fs: Any, path: str, line: str) -> None:
@@ -60,14 +81,17 @@ class ResumableASHA(AsyncHyperBandScheduler):
     the action taken.
     """
 
-    decisions_fs: Any = None   # class default: schedulers pickled before it existed resume too
+    decisions_fs: Any = None   # class defaults: schedulers pickled before these existed resume too
+    cost_factor: float = 0.0
 
     def __init__(self, *, time_attr: str, max_t: int, grace_period: int, reduction_factor: float,
-                 promotion_cap: bool = False) -> None:
+                 promotion_cap: bool = False, cost_factor: float = 0.0) -> None:
         super().__init__(time_attr=time_attr, max_t=max_t, grace_period=grace_period,
                          reduction_factor=reduction_factor, brackets=1)
         self.decisions_path: str | None = None   # on decisions_fs (pyarrow), set by on_trial_add
         self.promotion_cap = promotion_cap
+        self.cost_factor = cost_factor
+        self.costs: dict[str, float] = {}   # trial_id -> seconds per epoch, at its last result
         # milestone -> the trials let through that rung, in order
         self.promoted: dict[float, list[str]] = {float(m): [] for m, _ in self._brackets[0]._rungs}
 
@@ -127,12 +151,19 @@ class ResumableASHA(AsyncHyperBandScheduler):
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         before = self._rungs_holding(trial.trial_id)
+        costs = self.__dict__.setdefault("costs", {})   # absent in schedulers pickled before it
+        if result.get("epoch") and result.get("time_total_s"):
+            costs[trial.trial_id] = float(result["time_total_s"]) / float(result["epoch"])
         action = super().on_trial_result(tune_controller, trial, result)
         new = self._new_record(trial.trial_id, before)
         if new is not None and action == self.CONTINUE:
             milestone, recorded = new
             promoted = self.promoted[milestone]
+            others = [(v, costs.get(t, math.nan)) for t, v in recorded.items() if t != trial.trial_id]
             if self.promotion_cap and len(promoted) >= self.cap(len(recorded)):
+                action = self.STOP
+            elif too_slow(recorded[trial.trial_id], costs.get(trial.trial_id, math.nan), others,
+                          self.cost_factor):
                 action = self.STOP
             else:
                 promoted.append(trial.trial_id)
@@ -152,9 +183,11 @@ class RungKeeper(Callback):
         self.scheduler = scheduler
 
     def get_state(self) -> dict | None:
-        return {"rungs": self.scheduler.rung_state()}
+        return {"rungs": self.scheduler.rung_state(),
+                "costs": dict(self.scheduler.__dict__.get("costs", {}))}
 
     def set_state(self, state: dict) -> None:
         self.scheduler.load_rung_state(state["rungs"])
+        self.scheduler.costs = dict(state.get("costs", {}))
         n = sum(len(rung[1]) for rung in state["rungs"])
         logger.info("restored %d ASHA rung records", n)

@@ -10,7 +10,6 @@ vidtune's run_trial, so both sides train the same model on the same data.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from typing import Any
 
@@ -20,9 +19,9 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from vidtune.trainable.core.checkpoint import save_state
 from vidtune.trainable.core.search_config import SearchConfig
 from vidtune.trainable.core.trial import run_trial
+from vidtune.trainable.tune.adapter import report_to_tune
 
 # The `default` space of search_spaces/spaces.py, written the way Tune's docs write spaces.
 DEFAULT_PARAM_SPACE: dict[str, Any] = {
@@ -35,16 +34,9 @@ REPORT_COLUMNS = ("trial_id", "epoch", "val_acc", "epoch_time_s", "cpu_threads",
 
 
 def _train(config: dict[str, Any], search: SearchConfig) -> None:
-    def report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
-        metrics = {**metrics, "reported_at": time.time()}
-        if state is None:
-            tune.report(metrics)
-            return
-        with tempfile.TemporaryDirectory() as folder:
-            save_state(folder, state, metrics)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
-
-    run_trial(config, search, report)
+    # Report and checkpoint every epoch, as the docs teach (the same calls as vidtune's adapter).
+    run_trial(config, search, lambda metrics, state: report_to_tune(
+        {**metrics, "reported_at": time.time()}, state))
 
 
 def run_stock_tune(cfg: SearchConfig, param_space: dict[str, Any] | None = None,
