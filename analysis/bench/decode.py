@@ -329,19 +329,15 @@ def _stop(marker: str, groups: list[int]) -> None:
 
 
 def _auth_mode() -> str:
-    """RAY_AUTH_MODE for a `ray start` cluster that this process then joins as the driver.
+    """RAY_AUTH_MODE for a `ray start` cluster that this process then joins as the driver: the
+    driver's own (driver.ray_auth_mode). Where Ray is not imported yet, it is set first to go
+    without tokens (the cluster lives only as long as the benchmark): `ray start` would turn
+    them on by default, and a fresh driver would follow only if a token file exists."""
+    if "ray" not in sys.modules:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    from vidtune.trainable.tune.driver import ray_auth_mode
 
-    Ray 2.60 reads RAY_AUTH_MODE once, when it is first imported, and a driver whose mode
-    differs from the cluster's cannot connect (InvalidAuthToken). So a process that imported
-    Ray already (pytest) gives the cluster its own mode; otherwise both go without tokens (the
-    cluster lives only as long as the benchmark), where `ray start` would turn tokens on by
-    default and a fresh driver would follow only if a token file exists."""
-    if "ray._raylet" in sys.modules:
-        from ray._private.authentication.authentication_utils import is_token_auth_enabled
-
-        return "token" if is_token_auth_enabled() else "disabled"
-    os.environ["RAY_AUTH_MODE"] = "disabled"   # read by the driver's Ray when it is imported
-    return "disabled"
+    return ray_auth_mode()
 
 
 @contextmanager
@@ -375,8 +371,7 @@ def ray_start_cluster(nodes: int = 2) -> Iterator[str]:
 
 
 def measure_cluster(root: Path, work: Path, videos: int, repeats: int) -> Throughput:
-    """Ray tasks on a 2-node `ray start` cluster, reached through the driver as a search does.
-    Ray is imported only once the cluster runs, with the auth mode it was started with."""
+    """Ray tasks on a 2-node `ray start` cluster, reached through the driver as a search does."""
     with ray_start_cluster(2) as address:
         from vidtune.trainable.core.search_config import SearchConfig
         from vidtune.trainable.tune.decode import ray_runner

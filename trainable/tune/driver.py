@@ -141,6 +141,15 @@ def init_ray(cfg: SearchConfig) -> None:
     ray.init(**kwargs)
 
 
+def ray_auth_mode() -> str:
+    """"token" or "disabled": this process's Ray token auth. Ray 2.60 fixes it from
+    RAY_AUTH_MODE when it is first imported, and a driver whose mode is not its cluster's
+    cannot join it (InvalidAuthToken), so a `ray start` cluster started here must use it."""
+    from ray._private.authentication.authentication_utils import is_token_auth_enabled
+
+    return "token" if is_token_auth_enabled() else "disabled"
+
+
 def shutdown() -> None:
     """Stop the Ray this process started or joined; no-op if none.
 
