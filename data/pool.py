@@ -1,10 +1,10 @@
 """Decoding processes, one per core, forked by a small helper process.
 
-data.build.process_runner starts `python -m vidtune.data.pool WORKERS`, sends it the chunks
-(pickled, on its stdin) and reads one JSON line per finished chunk (on its stdout). The helper
-is a fresh interpreter that imports only PyAV, NumPy and data.build: no torch, no Ray, not
-the caller's main script. So it forks its workers cheaply and safely, before it has any
-thread. The other ways are worse: `spawn` and `forkserver` run the caller's main script again
+data.build.process_runner starts `python -m vidtune.data.pool WORKERS PARENT_PID`, sends it
+the chunks (pickled, on its stdin) and reads one JSON line per finished chunk (on its stdout).
+The helper is a fresh interpreter that imports only PyAV, NumPy and data.build: no torch, no
+Ray, not the caller's main script. So it forks its workers cheaply and safely, before it has
+any thread. The other ways are worse: `spawn` and `forkserver` run the caller's main script again
 in every worker (a benchmark script or pytest imports torch: 0.5 GB and seconds each), and
 forking the caller itself copies its threads' locks (a Ray worker, torch's thread pool).
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import pickle
 import subprocess
 import sys
@@ -35,7 +36,8 @@ class DecoderDiedError(RuntimeError):
 
 def run_pool(chunks: list[Chunk], workers: int, done: Callable[[ChunkResult], None]) -> None:
     """Decode `chunks` in `workers` processes, calling done(result) as each one finishes."""
-    helper = subprocess.Popen([sys.executable, "-m", "vidtune.data.pool", str(workers)],
+    helper = subprocess.Popen([sys.executable, "-m", "vidtune.data.pool", str(workers),
+                               str(os.getpid())],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=False)
     assert helper.stdin is not None and helper.stdout is not None
     try:
@@ -83,9 +85,11 @@ def _send(message: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     """Linux: get SIGKILL when the parent process dies, so that a killed build leaves no
-    decoding processes behind (the helper, and each of its workers)."""
+    decoding processes behind (the helper, and each of its workers). A parent that died
+    before this call sends nothing, and an idle worker would wait for work forever: so if
+    `parent` is no longer this process's parent, exit now."""
     try:
         import ctypes
         import signal
@@ -93,14 +97,16 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    if os.getppid() != parent:
+        os._exit(1)
 
 
-def main(workers: int) -> int:
-    _die_with_parent()
+def main(workers: int, parent: int) -> int:
+    _die_with_parent(parent)
     chunks: list[Chunk] = pickle.loads(sys.stdin.buffer.read())
     context = multiprocessing.get_context("fork")   # no threads here yet: fork is safe
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                               initializer=_die_with_parent)
+                               initializer=_die_with_parent, initargs=(os.getpid(),))
     status = 1
     try:
         futures = {pool.submit(decode_chunk, chunk): chunk for chunk in chunks}
@@ -126,4 +132,4 @@ def main(workers: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(int(sys.argv[1])))
+    sys.exit(main(int(sys.argv[1]), int(sys.argv[2])))

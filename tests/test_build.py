@@ -189,3 +189,12 @@ def test_a_decoding_process_error_comes_back_as_itself(tmp_path):
                     str(tmp_path / "gone" / f"part-{k}.u8"), str(tmp_path)) for k in range(2)]
     with pytest.raises(CacheNotSharedError, match="cannot see the cache folder"):
         process_runner(2)(chunks, lambda result: None)
+
+
+def test_a_helper_whose_parent_is_gone_exits_at_once():
+    """The helper (and each worker) checks that its parent still lives after asking to die
+    with it: a parent that died first sends no signal, and the orphan would wait forever."""
+    not_parent = 1 if os.getpid() != 1 else 2
+    done = subprocess.run([sys.executable, "-m", "vidtune.data.pool", "2", str(not_parent)],
+                          input=b"", capture_output=True, timeout=60)
+    assert done.returncode == 1 and done.stdout == b""
