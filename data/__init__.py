@@ -1,13 +1,62 @@
-"""Video data: a synthetic temporal benchmark, real video folders, cached uint8 stores, loaders,
-and the checks a data set must pass before a classifier trains on it."""
+"""Video data: a synthetic temporal benchmark, real video folders and manifests, cached uint8
+stores, loaders, augmentation, and the checks a data set must pass before a classifier trains.
 
-from vidtune.data.arrays import VideoArrays
-from vidtune.data.checks import check_clips
-from vidtune.data.config import SYNTHETIC, DataConfig, default_cache_dir
-from vidtune.data.device import DeviceLoader, TimedLoader, on_device
-from vidtune.data.loaders import ClipLoader, Loaders, load_arrays, make_loaders, to_float
-from vidtune.data.split import stratified_split
-from vidtune.data.synthetic import CLASS_NAMES, make_synthetic, render_clip
+Names are imported on first use, so a decoding process (vidtune.data.build) imports PyAV and
+NumPy but not torch, which would add about 0.5 GB to each process's memory.
+
+- config.py       DataConfig: the source, clip size, split, augmentation, decoding workers
+- catalogue.py    a folder or manifest as clips (file, label, segment, split), split lists
+- decode.py       decode_video: one video (or segment) into T frames, in bounded memory
+- build.py        the cache built by processes, or by any runner (Ray tasks: trainable/tune)
+- lock.py         one builder per cache; the others wait for it
+- store.py        the cached uint8 store: clips.u8 (memory-mapped), labels, manifest
+- video_folder.py folders root/<class>/<video files>
+- augment.py      label-keeping augmentation and the windows of the stored frames
+- loaders.py      batches of float clips for training and evaluation
+- device.py       the GPU data path: pinned uint8 batches, copied ahead and made float there
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vidtune.data.arrays import VideoArrays
+    from vidtune.data.checks import check_clips
+    from vidtune.data.config import SYNTHETIC, DataConfig, default_cache_dir
+    from vidtune.data.device import DeviceLoader, TimedLoader, on_device
+    from vidtune.data.loaders import (
+        ClipLoader,
+        Loaders,
+        MultiClipLoader,
+        load_arrays,
+        make_loaders,
+        to_float,
+    )
+    from vidtune.data.split import stratified_split
+    from vidtune.data.synthetic import CLASS_NAMES, make_synthetic, render_clip
+
+_WHERE = {   # public name -> module under vidtune.data
+    "CLASS_NAMES": "synthetic",
+    "SYNTHETIC": "config",
+    "ClipLoader": "loaders",
+    "DataConfig": "config",
+    "DeviceLoader": "device",
+    "Loaders": "loaders",
+    "MultiClipLoader": "loaders",
+    "TimedLoader": "device",
+    "VideoArrays": "arrays",
+    "check_clips": "checks",
+    "default_cache_dir": "config",
+    "load_arrays": "loaders",
+    "make_loaders": "loaders",
+    "make_synthetic": "synthetic",
+    "on_device": "device",
+    "render_clip": "synthetic",
+    "stratified_split": "split",
+    "to_float": "loaders",
+}
 
 __all__ = [
     "CLASS_NAMES",
@@ -16,6 +65,7 @@ __all__ = [
     "DataConfig",
     "DeviceLoader",
     "Loaders",
+    "MultiClipLoader",
     "TimedLoader",
     "VideoArrays",
     "check_clips",
@@ -28,3 +78,18 @@ __all__ = [
     "stratified_split",
     "to_float",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _WHERE[name]
+    except KeyError:
+        raise AttributeError(f"module 'vidtune.data' has no attribute {name!r}; "
+                             f"known: {', '.join(__all__)}") from None
+    value = getattr(importlib.import_module(f"vidtune.data.{module}"), name)
+    globals()[name] = value   # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

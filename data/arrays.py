@@ -13,11 +13,14 @@ class VideoArrays:
 
     clips: (N, T, H, W, 3) uint8, possibly a read-only np.memmap.
     labels: (N,) int64 in [0, len(class_names)).
+    splits: None (a random split, made by the loaders) or (N,) int8 split codes given by the
+    data (data.split.SPLIT_CODES: train 0, val 1, test 2, left out -1).
     """
 
     clips: np.ndarray
     labels: np.ndarray
     class_names: tuple[str, ...]
+    splits: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.clips.ndim != 5 or self.clips.shape[-1] != 3:
@@ -33,6 +36,10 @@ class VideoArrays:
                 f"labels must lie in [0, {len(self.class_names)}), "
                 f"got [{self.labels.min()}, {self.labels.max()}]"
             )
+        if self.splits is not None and (self.splits.shape != self.labels.shape
+                                        or not np.isin(self.splits, (-1, 0, 1, 2)).all()):
+            raise ValueError(f"splits must be ({len(self.labels)},) codes in -1..2, got shape "
+                             f"{self.splits.shape}")
 
     def __len__(self) -> int:
         return int(self.clips.shape[0])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from vidtune.data.config import DataConfig
+from vidtune.data.split import SPLIT_CODES, given_split
 from vidtune.data.synthetic import NUM_CLASSES
 
 MIN_CLASSES = 2
@@ -55,3 +56,26 @@ def check_clips(labels: np.ndarray, class_names: tuple[str, ...], cfg: DataConfi
         raise ValueError(
             f"in {where}, {_classes_have(single)} 1 {readable}clip, but {'needs' if len(single) == 1 else 'need'} at least 2 (one "
             f"for training, one for validation); {_add_clips(cfg, single)}")
+
+
+def check_given_split(labels: np.ndarray, splits: np.ndarray, class_names: tuple[str, ...],
+                      cfg: DataConfig) -> None:
+    """ValueError (one line) unless, in the split the data gives, there are >= 2 classes, every
+    class has a readable training clip and some clip validates. The manifest and split lists
+    were checked before decoding (data.catalogue); this catches videos that did not decode."""
+    where = cfg.source
+    if len(class_names) < MIN_CLASSES:
+        raise ValueError(
+            f"{where} has {len(class_names)} class ({', '.join(map(repr, class_names))}), but a "
+            f"classifier needs at least {MIN_CLASSES}; add clips of a second label")
+    train = np.bincount(labels[splits == SPLIT_CODES["train"]], minlength=len(class_names))
+    missing = [name for name, n in zip(class_names, train, strict=True) if n == 0]
+    if missing:
+        raise ValueError(
+            f"in {where}, {_classes_have(missing)} no readable training clip (their videos were "
+            "skipped as unreadable, see the decode report); fix those files or give those "
+            "labels other training clips")
+    if not len(given_split(splits)[1]):
+        raise ValueError(
+            f"in {where}, no readable clip is in the val or test split, so nothing validates; "
+            "give some clips split val (or test), or drop the split to split at random")

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vidtune.data.loaders import ClipLoader, to_float
+from vidtune.data.loaders import ClipLoader, MultiClipLoader, to_float
 
 Batch = tuple[torch.Tensor, torch.Tensor]   # clips, labels
 _END = object()   # the producer's last item
@@ -137,8 +137,9 @@ class DeviceLoader:
 
 def on_device(loader: Iterable[Batch], device: torch.device) -> Iterable[Batch]:
     """The batches to train on `device`: a ClipLoader wrapped in a DeviceLoader on CUDA; on
-    the CPU, and for any other iterable, the loader itself (the loop moves its tensors)."""
-    if device.type == "cuda" and isinstance(loader, ClipLoader):
+    the CPU, and for any other iterable, the loader itself (the loop moves its tensors). A
+    MultiClipLoader's k windows a clip (evaluation only) take that plain route too."""
+    if device.type == "cuda" and isinstance(loader, ClipLoader) and not isinstance(loader, MultiClipLoader):
         return DeviceLoader(loader, device)
     return loader
 

@@ -1,8 +1,12 @@
-"""Stratified, deterministic train/val split."""
+"""Train/val splits: stratified and deterministic, or given by the data (a manifest's split
+column, official split lists)."""
 
 from __future__ import annotations
 
 import numpy as np
+
+SPLITS = ("train", "val", "test")
+SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "unused": -1}   # VideoArrays.splits
 
 
 def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -26,3 +30,14 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
         val.append(idx[:n_val])
         train.append(idx[n_val:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+def given_split(splits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices (train, val, test) of a split the data gives, each sorted.
+
+    Validation takes the val clips; where there are none, the test clips (UCF101 and HMDB51
+    have only train and test lists). Clips left out (-1) are in none of them.
+    """
+    codes = np.asarray(splits)
+    train, val, test = (np.flatnonzero(codes == SPLIT_CODES[s]) for s in SPLITS)
+    return train, (val if len(val) else test), test

@@ -32,6 +32,16 @@ class StoreWriteError(OSError):
         return str(self.strerror)
 
 
+def cache_write_error(exc: OSError, path: str | Path, nbytes: int) -> StoreWriteError:
+    """The OSError of writing the store at `path` as a StoreWriteError naming the fix."""
+    if isinstance(exc, StoreWriteError):
+        return exc
+    return StoreWriteError(
+        exc.errno, f"cannot write the clip cache {path} ({exc.strerror or exc}); free "
+        f"{nbytes / 2**20:.0f} MB there or point --cache-dir (or $VIDTUNE_CACHE) at a writable "
+        "disk with room")
+
+
 def write_store(path: str | Path, arrays: VideoArrays, key: dict[str, Any], extra: dict[str, Any] | None = None) -> Path:
     """Write `arrays` to `path` atomically, recording `key` (what it was built from).
 
@@ -43,11 +53,7 @@ def write_store(path: str | Path, arrays: VideoArrays, key: dict[str, Any], extr
     except StoreWriteError:
         raise
     except OSError as exc:
-        size_mb = arrays.clips.nbytes / 2**20
-        raise StoreWriteError(
-            exc.errno, f"cannot write the clip cache {path} ({exc.strerror or exc}); free "
-            f"{size_mb:.0f} MB there or point --cache-dir (or $VIDTUNE_CACHE) at a writable "
-            "disk with room") from exc
+        raise cache_write_error(exc, path, arrays.clips.nbytes) from exc
 
 
 def _write_store(path: Path, arrays: VideoArrays, key: dict[str, Any], extra: dict[str, Any] | None) -> Path:
@@ -56,12 +62,42 @@ def _write_store(path: Path, arrays: VideoArrays, key: dict[str, Any], extra: di
     try:
         with open(tmp / CLIPS, "wb") as f:   # not ndarray.tofile: its short write has no errno
             f.write(np.ascontiguousarray(arrays.clips).data)
-        np.save(tmp / LABELS, np.asarray(arrays.labels, dtype=np.int64))
+        return seal_store(tmp, path, arrays.clips.shape, arrays.labels, arrays.class_names, key,
+                          extra)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def new_build_folder(path: str | Path) -> Path:
+    """An empty temporary folder beside the store `path`, to write a store into; seal_store
+    turns it into the store."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+
+
+def remove_stale_builds(path: str | Path) -> None:
+    """Remove the temporary folders of earlier builds of the store `path` that never finished
+    (a killed builder). Call it only while holding the store's BuildLock."""
+    path = Path(path)
+    for old in path.parent.glob(f".{path.name}.*"):
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def seal_store(tmp: Path, path: Path, shape: tuple[int, ...], labels: np.ndarray,
+               class_names: tuple[str, ...], key: dict[str, Any],
+               extra: dict[str, Any] | None = None) -> Path:
+    """Finish the store in `tmp`, whose clips.u8 holds `shape`: labels, then the manifest, then
+    one rename to `path`. Removes `tmp` if anything fails."""
+    try:
+        np.save(tmp / LABELS, np.asarray(labels, dtype=np.int64))
         manifest = {
             "format_version": FORMAT_VERSION,
             "key": key,
-            "shape": list(arrays.clips.shape),
-            "class_names": list(arrays.class_names),
+            "shape": [int(n) for n in shape],
+            "class_names": list(class_names),
             **(extra or {}),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))

@@ -109,7 +109,7 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, default_group: s
             or default in (None, "", (), argparse.SUPPRESS) else " (default %(default)s)"
         group.add_argument(_flag(f), dest=_dest(f), type=_parser(f, kind), default=default,
                            nargs=f.metadata.get("nargs"), metavar=f.metadata.get("metavar"),
-                           help=f.metadata["help"] + shown)
+                           choices=f.metadata.get("choices"), help=f.metadata["help"] + shown)
 
 
 def config_values(cls: type, args: argparse.Namespace) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from vidtune.search_spaces.spaces import (
     default_space,
     tiny_space,
     to_hparams,
+    video_space,
     wide_space,
 )
 
@@ -53,5 +54,6 @@ __all__ = [
     "tiny_space",
     "to_hparams",
     "trace_space",
+    "video_space",
     "wide_space",
 ]

@@ -1,7 +1,7 @@
 """Search spaces by name, by file or as a declaration, with a clear error for unknown names.
 
 A space is given (SpaceSpec) as one of:
-- a registered name: "default", "wide", "tiny" (search_spaces/spaces.py);
+- a registered name: "default", "wide", "video", "tiny" (search_spaces/spaces.py);
 - a define-by-run function in a user's file or module: "path/to/spaces.py:my_space" or
   "package.module:my_space" (search_spaces/_user.py);
 - a declaration, the [space] table of a search file (search_spaces/_declared.py);

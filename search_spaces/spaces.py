@@ -42,6 +42,14 @@ def tiny_space(trial: optuna.Trial) -> None:
     trial.suggest_float("lr", 1e-3, 3e-2, log=True)
 
 
+def video_space(trial: optuna.Trial) -> None:
+    """For real videos: the default space, the per-frame encoder (the seed's conv blocks,
+    resnet18 or mobilenet_v3_small; conv_* apply to conv only) and augmentation on or off."""
+    trial.suggest_categorical("encoder", ["conv", "resnet18", "mobilenet_v3_small"])
+    default_space(trial)
+    trial.suggest_categorical("augment", [False, True])
+
+
 def decode_widths(value: Any) -> tuple[int, ...]:
     """conv_widths as sampled: "32-64-128" (a categorical choice) or a sequence of ints."""
     if isinstance(value, str):
@@ -69,6 +77,8 @@ register(SearchSpace("default", default_space.__doc__ or "", default_space, SEED
 register(SearchSpace("wide", wide_space.__doc__ or "", wide_space,
                      {**SEED_DEFAULT, "lstm_layers": 1, "dropout": 0.0, "weight_decay": 1e-4,
                       "batch_size": 32}))
+register(SearchSpace("video", video_space.__doc__ or "", video_space,
+                     {"encoder": "conv", **SEED_DEFAULT, "augment": False}))
 register(SearchSpace("tiny", tiny_space.__doc__ or "", tiny_space,
                      {"conv_blocks": 2, "conv_base": 8, "lstm_hidden": 32, "lr": 3e-3},
                      constants={"spatial_pool": 2}))

@@ -132,3 +132,20 @@ def test_ray_ratio_is_judged_only_where_the_plain_loop_holds_still():
     steady = [[10.0, 10.0, 10.1, 10.0], [10.1, 10.0, 10.0, 10.1]]
     assert str(_times(steady, [10.5, 10.2, 10.3, 10.2]).verdict) == "**PASS**"
     assert str(_times(steady, [12.0, 11.5, 11.6, 11.5]).verdict) == "**FAIL**"
+
+
+@pytest.mark.slow
+def test_bench_decode_smoke(tmp_path):
+    from vidtune.scripts import bench_decode
+
+    md = tmp_path / "benchmarks.md"
+    bench_decode.main(["--smoke", "--out", str(md), "--work", str(tmp_path / "work")])
+    body = section(md.read_text(), "bench_decode")
+    assert "Smoke run" in body
+    assert re.search(r"\| after: decode_video, 1 thread \| \d+\.\d\d s \| \d+ MB \| \d+ MB \| yes \|",
+                     body)
+    assert re.search(r"\| 2 processes \| \d+\.\d \| \d+\.\d s \|", body)
+    # Six tiny videos may all be done before the second node's worker is up: 1 or 2 nodes.
+    assert re.search(r"\| Ray tasks, 2-node `ray start` cluster \(1 CPU a node\) \((1 node|2 "
+                     r"nodes) ran chunks\) \| \d+\.\d \|", body)
+    assert "Goal: peak RSS under 300 MB: **PASS**" in body

@@ -155,7 +155,7 @@ def test_existing_experiment_is_not_overwritten(tmp_path, cache_dir, local_ray):
     *([] if torch.cuda.is_available() else
       [(["--gpus-per-trial", "auto"], "--gpus-per-trial auto measures the GPU memory a trial "
                                       "needs on this machine, but torch sees no CUDA device here")]),
-    (["--space", "nope"], "unknown search space 'nope'; known spaces: default, tiny, wide"),
+    (["--space", "nope"], "unknown search space 'nope'; known spaces: default, tiny, video, wide"),
     (["--grace-period", "9", "--max-epochs", "3"], "grace_period (9) is larger than max_epochs (3)"),
     (["--storage", "relative/dir"], "give an absolute path"),
     (["--data", "/no/such/folder"], "data folder '/no/such/folder' does not exist"),

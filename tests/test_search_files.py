@@ -162,7 +162,7 @@ def test_missing_config_file_and_a_toml_syntax_error_in_a_real_process(tmp_path)
     ("[space]\nlr = { low = 1e-4, high = 1e-2 }\nlstm_hidden = []\n",
      "bad.toml line 3: space parameter 'lstm_hidden' has no choices"),
     ("[space]\nlr = { low = 1e-4, high = 1e-2 }\nlstm_hiden = [16]\n",
-     "bad.toml line 3: unknown hyperparameter 'lstm_hiden' in space declared; known: batch_size"),
+     "bad.toml line 3: unknown hyperparameter 'lstm_hiden' in space declared; known: augment, batch_size"),
     ("[space]\nlr = { low = 1e-2, high = 1e-4, log = true }\n",
      "bad.toml line 2: space parameter 'lr': low 0.01 is above high 0.0001; swap them"),
     ("[space]\nlr = { low = 1e-4, high = 1e-2 }\n[space.first]\nlr = 1.0\n",

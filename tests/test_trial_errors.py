@@ -166,7 +166,7 @@ def test_a_search_whose_every_trial_errored_exits_1(tmp_path, cache_dir, monkeyp
         ray.shutdown()
     assert exit_info.value.code == 1 and resume_exit.value.code == 1
     message = ("3 of 3 trials failed: SpaceError: unknown search space 'flaky-test'; known "
-               "spaces: default, tiny, wide, or a define-by-run function as path/to/file.py:function")
+               "spaces: default, tiny, video, wide, or a define-by-run function as path/to/file.py:function")
     assert f"vidtune search: error: {message}\n" in first.err
     assert f"full tracebacks: {tmp_path / 'all'}/trial_*/error.txt" in first.err
     assert "analyze:" not in first.out and "retrain:" not in first.out

@@ -267,6 +267,15 @@ def test_missing_function_lists_the_files_functions(tmp_path, search_fails):
     assert f"{path} has no function 'motion'; its functions: motion_space, with_first" in line
 
 
+@pytest.mark.parametrize("name", ["default", "wide", "video", "tiny"])
+def test_every_built_in_space_passes_the_space_check(name):
+    """'video' samples augment, a setting of the trial's data, which split_params refuses: the
+    check, like trial_configs, leaves it out of the model and training configs."""
+    from vidtune.trainable.core.space_check import check_space
+
+    check_space(get_space(name))
+
+
 def test_unknown_hyperparameter_names_file_line_and_known_names(tmp_path, search_fails):
     path = write(tmp_path, "spaces.py", """\
         def my_space(trial):
@@ -275,8 +284,8 @@ def test_unknown_hyperparameter_names_file_line_and_known_names(tmp_path, search
         """)
     line = search_fails("--space", f"{path}:my_space")
     assert f"{path} line 3: unknown hyperparameter 'lstm_hiden' in space {path}:my_space; known: " \
-           "batch_size, conv_base, conv_blocks, conv_widths, dropout, grad_clip, lr, lstm_hidden, " \
-           "lstm_layers, spatial_pool, weight_decay" in line
+           "augment, batch_size, conv_base, conv_blocks, conv_widths, dropout, encoder, grad_clip, " \
+           "lr, lstm_hidden, lstm_layers, spatial_pool, weight_decay" in line
 
 
 @pytest.mark.parametrize("call,message", [
@@ -353,7 +362,7 @@ def test_declared_space_samples_ranges_choices_and_conditions():
     ({"lr": {"low": 1e-2, "high": 1e-4}}, "space parameter 'lr': low 0.01 is above high 0.0001; swap them"),
     ({"lr": {"low": 0.0, "high": 1e-2, "log": True}}, "a log scale needs low > 0, not 0.0"),
     ({"lstm_hidden": []}, "space parameter 'lstm_hidden' has no choices ([]); give at least one"),
-    ({"lstm_hiden": [16]}, "unknown hyperparameter 'lstm_hiden' in space declared; known: batch_size"),
+    ({"lstm_hiden": [16]}, "unknown hyperparameter 'lstm_hiden' in space declared; known: augment, batch_size"),
     ({"lr": {"low": 1e-4}}, "space parameter 'lr' needs low and high"),
     ({"lr": {"low": 1e-4, "high": 1e-2, "lgo": True}}, "space parameter 'lr': unknown key 'lgo'"),
     ({"dropout": {"low": 0.0, "high": 0.5, "when": "lstm_layers > 1"}},
@@ -374,7 +383,7 @@ def test_declared_space_errors(declared, message):
 
 def test_a_registered_name_that_is_unknown_lists_the_known_and_the_file_form():
     with pytest.raises(SpaceError, match=r"unknown search space 'nope'; known spaces: default, "
-                                         r"tiny, wide, or a define-by-run function as "
+                                         r"tiny, video, wide, or a define-by-run function as "
                                          r"path/to/file.py:function"):
         SearchConfig(space="nope")
 

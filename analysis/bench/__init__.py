@@ -16,6 +16,7 @@ scripts/bench_data.py, scripts/bench_search.py and scripts/gpu_check.py are the 
 - gpu_check.py     `make gpu-check` (part 6): CUDA tests, auto probe, GPU data share, packing
 - search_report.py the bench_search section
 - search.py        run_search_bench: every part, one embedded Ray through the driver
+- decode.py        bench_decode: a long video's decode, and a data set's cache build (issue 17)
 - warm_start.py    run_warm_start_bench: warm-started against cold searches, epochs to the
                    cold best (scripts/bench_warm_start.py)
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from vidtune.analysis.bench.common import Verdict, machine_line, verdict, write_section
     from vidtune.analysis.bench.curves import halving_in_hindsight, max_overlap, rank_agreement
     from vidtune.analysis.bench.data_share import DataShare, measure_data_share, run_data_bench
+    from vidtune.analysis.bench.decode import run_decode_bench
     from vidtune.analysis.bench.efficiency import SearchRun
     from vidtune.analysis.bench.epoch_time import EpochTimes
     from vidtune.analysis.bench.gpu_check import GpuCheck, run_gpu_check
@@ -53,6 +55,7 @@ _WHERE = {   # public name -> module under vidtune.analysis.bench
     "DataShare": "data_share",
     "measure_data_share": "data_share",
     "run_data_bench": "data_share",
+    "run_decode_bench": "decode",
     "SearchRun": "efficiency",
     "EpochTimes": "epoch_time",
     "GpuCheck": "gpu_check",
@@ -81,6 +84,7 @@ __all__ = [
     "measure_data_share",
     "rank_agreement",
     "run_data_bench",
+    "run_decode_bench",
     "run_gpu_check",
     "run_search_bench",
     "run_warm_start_bench",

@@ -40,7 +40,8 @@ def save_artifact(folder: str | Path, model: VideoModel, train_cfg: TrainConfig,
         "preprocessing": {"frames": data_cfg.frames, "height": data_cfg.height,
                           "width": data_cfg.width, "layout": "B,T,C,H,W",
                           "scale": "uint8/255", "mean": 0.5, "std": 0.5,
-                          "temporal_sampling": "uniform"},
+                          "temporal_sampling": "uniform in time",
+                          "stored_frames": data_cfg.stored, "window": "middle"},
         **(extra or {}),
     }
     (folder / CONFIG).write_text(json.dumps(config, indent=2))

@@ -1,7 +1,8 @@
 """A saved model applied to data: evaluate it on a data set, or classify video files.
 
-Video files go through exactly the training preprocessing: data.video_folder.decode_video
-(frames uniformly sampled, resized to the model's height x width) then data.loaders.to_float.
+Video files go through exactly the training preprocessing: data.decode.decode_video (the
+stored frames sampled uniformly in time, resized to the model's height x width), the middle
+window of T of them as validation takes it (data.augment), then data.loaders.to_float.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from vidtune.data import DataConfig, to_float
-from vidtune.data.video_folder import VideoDecodeError, decode_video
+from vidtune.data.augment import view_batch
+from vidtune.data.decode import VideoDecodeError, decode_video
 from vidtune.trainable.best.artifact import data_config_of, load_artifact
 from vidtune.trainable.best.standalone import evaluate_artifact
 from vidtune.trainable.core.loop import EvalResult
@@ -43,12 +46,13 @@ def predict_videos(folder: str | Path, paths: list[str | Path], top_k: int = 3,
     out = []
     for path in paths:
         try:
-            clip = decode_video(path, data_cfg.frames, data_cfg.height, data_cfg.width)  # (T, H, W, 3)
+            stored = decode_video(path, data_cfg.stored, data_cfg.height, data_cfg.width)  # (S, H, W, 3)
         except VideoDecodeError as exc:
             out.append(VideoPrediction(str(path), error=exc.reason))
             continue
+        clip = view_batch(stored[None], np.zeros(1), data_cfg.frames, None, 0, 0)   # (1, T, H, W, 3)
         with torch.no_grad():
-            clips = to_float(torch.from_numpy(clip)[None].to(device))   # (1, T, 3, H, W)
+            clips = to_float(torch.from_numpy(np.ascontiguousarray(clip)).to(device))   # (1, T, 3, H, W)
             logits = model(clips)                                      # (1, num_classes)
         probs = logits.softmax(-1)[0].cpu()                            # (num_classes,)
         values, indices = probs.topk(k)
@@ -64,12 +68,14 @@ class Evaluation:
     split: str
     data: DataConfig
     held_out: bool               # False when the model was trained on these very clips
+    clips: int = 1               # windows per clip whose probabilities were averaged
 
 
 def evaluate_model(folder: str | Path, data: str | None = None, split: str = "val",
-                   **data_overrides: Any) -> Evaluation:
-    """Evaluate the model in `folder` on its own data config, or on `data` (a folder or
-    'synthetic') with the model's clip size and, unless overridden, its split settings.
+                   clips: int = 1, **data_overrides: Any) -> Evaluation:
+    """Evaluate the model in `folder` on its own data config, or on `data` (a folder, manifest
+    or 'synthetic') with the model's clip size and, unless overridden, its split settings (its
+    split lists only for its own data). clips > 1: multi-clip evaluation (evaluate_artifact).
     """
     _, config = load_artifact(folder)
     trained = data_config_of(config)
@@ -84,8 +90,10 @@ def evaluate_model(folder: str | Path, data: str | None = None, split: str = "va
                              f"{overrides[name]} does not fit")
     if data is not None:
         overrides["source"] = data
+        overrides.setdefault("split_file", "")   # the model's lists name its own data's files
     data_cfg = replace(trained, **overrides)
-    result, class_names = evaluate_artifact(folder, data_cfg, split=split)
+    result, class_names = evaluate_artifact(folder, data_cfg, split=split, clips=clips)
     same_data = replace(data_cfg.resolved(), cache_dir=None) == replace(trained.resolved(), cache_dir=None)
-    held_out = not (same_data and (split == "all" or config.get("train_on") == "train+val"))
-    return Evaluation(result, class_names, split, data_cfg, held_out)
+    held_out = not (same_data and (split == "all" or (split == "val" and
+                                                      config.get("train_on") == "train+val")))
+    return Evaluation(result, class_names, split, data_cfg, held_out, clips)

@@ -25,7 +25,7 @@ from vidtune.trainable.best.artifact import (
 )
 from vidtune.trainable.best.standalone import EpochLog, Log, train_model
 from vidtune.trainable.core.search_config import SearchConfig, beside_results, is_uri
-from vidtune.trainable.core.trial import trial_configs
+from vidtune.trainable.core.trial import trial_configs, trial_data
 from vidtune.trainable.core.trials import Best, TrialStatus, best_trial
 from vidtune.trainable.tune.experiment import Experiment, load_experiment
 
@@ -128,7 +128,8 @@ def retrain_best(results_dir: str | Path, epochs: int | None = None, train_on: s
              "train_on": train_on}
     log(f"retraining trial {b.trial_id} from scratch: {epochs} epochs, seed {seed}, "
         f"on {'the train split' if train_on == 'train' else 'all clips (train + val)'}")
-    metrics = train_model(model_cfg, train_cfg, cfg.data, out=out_path, extra=extra, log=log,
+    metrics = train_model(model_cfg, train_cfg, trial_data(choice.best.params, cfg), out=out_path,
+                          extra=extra, log=log,
                           on_epoch=on_epoch, all_clips=train_on == "train+val")
 
     exported = False

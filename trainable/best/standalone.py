@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from vidtune.data import ClipLoader, DataConfig, make_loaders
+from vidtune.data import ClipLoader, DataConfig, MultiClipLoader, make_loaders
+from vidtune.data.split import given_split
 from vidtune.trainable.best.artifact import (
     data_config_of,
     load_artifact,
@@ -18,6 +19,7 @@ from vidtune.trainable.best.artifact import (
     train_config_of,
 )
 from vidtune.trainable.core.config import ModelConfig, TrainConfig
+from vidtune.trainable.core.encoders import weights_for
 from vidtune.trainable.core.loop import EvalResult, evaluate, fit, pick_device
 from vidtune.trainable.core.model import build_model, count_parameters
 
@@ -38,11 +40,13 @@ def train_model(model_cfg: ModelConfig, train_cfg: TrainConfig, data_cfg: DataCo
     loaders = make_loaders(data_cfg, batch_size=train_cfg.batch_size, progress=log is not None)
     train_loader = loaders.train
     if all_clips:
-        arrays = loaders.train.arrays
-        train_loader = ClipLoader(arrays, np.arange(len(arrays)), train_cfg.batch_size,
-                                  shuffle=True, seed=data_cfg.seed)
+        both = np.union1d(loaders.train.indices, loaders.val.indices)   # never a held-out test split
+        train_loader = ClipLoader(loaders.train.arrays, both, train_cfg.batch_size, shuffle=True,
+                                  seed=data_cfg.seed, frames=data_cfg.frames,
+                                  augment=loaders.train.augment)
     model_cfg = replace(model_cfg, num_classes=len(loaders.class_names))
-    model = build_model(model_cfg, seed=train_cfg.seed)
+    model = build_model(model_cfg, seed=train_cfg.seed,
+                        encoder_weights=weights_for(data_cfg.encoder_weights, model_cfg.encoder))
     device = pick_device()
     if log is not None:
         clips = (f"all {len(train_loader.indices)} clips (train + val)" if all_clips else
@@ -65,25 +69,41 @@ def train_model(model_cfg: ModelConfig, train_cfg: TrainConfig, data_cfg: DataCo
     return metrics
 
 
+SPLITS = ("val", "test", "all")
+
+
 def evaluate_artifact(folder: str | Path, data_cfg: DataConfig | None = None,
-                      split: str = "val") -> tuple[EvalResult, tuple[str, ...]]:
-    """Evaluate a saved model on data_cfg (default: the data it was trained on), val or all clips."""
+                      split: str = "val", clips: int = 1) -> tuple[EvalResult, tuple[str, ...]]:
+    """Evaluate a saved model on data_cfg (default: the data it was trained on): its val split,
+    its test split (a manifest's or split lists' test clips) or all clips. clips > 1: each clip
+    is judged by the model's probabilities averaged over that many windows of its stored frames
+    (multi-clip evaluation)."""
     model, config = load_artifact(folder)
     data_cfg = (data_cfg or data_config_of(config)).resolved()
     trained = data_config_of(config)
     if (data_cfg.frames, data_cfg.height, data_cfg.width) != (trained.frames, trained.height, trained.width):
         data_cfg = replace(data_cfg, frames=trained.frames, height=trained.height, width=trained.width)
+    data_cfg = replace(data_cfg, augment=False)
+    if split not in SPLITS:
+        raise ValueError(f"split is {split!r}; use one of {', '.join(SPLITS)}")
     loaders = make_loaders(data_cfg, batch_size=train_config_of(config).batch_size, progress=True)
     class_names = tuple(config["class_names"])
     if loaders.class_names != class_names:
         raise ValueError(f"the data's classes {list(loaders.class_names)} differ from the model's "
                          f"{list(class_names)}")
-    if split not in ("val", "all"):
-        raise ValueError(f"split is {split!r}; use 'val' or 'all'")
-    loader = loaders.val
+    arrays = loaders.val.arrays
+    indices = loaders.val.indices
     if split == "all":
-        loader = ClipLoader(loaders.val.arrays, np.arange(len(loaders.val.arrays)),
-                            loaders.val.batch_size, shuffle=False)
+        indices = np.arange(len(arrays))
+    elif split == "test":
+        indices = given_split(arrays.splits)[2] if arrays.splits is not None else np.array([], int)
+        if not len(indices):
+            raise ValueError(f"{data_cfg.source} has no test clips; give them split test in the "
+                             "manifest or a test list with --split-file, or evaluate --split val")
+    loader: ClipLoader = ClipLoader(arrays, indices, loaders.val.batch_size, shuffle=False,
+                                    frames=data_cfg.frames)
+    if clips > 1:
+        loader = MultiClipLoader(arrays, indices, loaders.val.batch_size, data_cfg.frames, clips)
     device = pick_device()
     model.to(device)
     with torch.no_grad():

@@ -5,6 +5,7 @@
 - config_file.py    search files (TOML, or an earlier vidtune.json) read strictly, with lines
 - space_check.py    a search space checked against ModelConfig/TrainConfig; its first trial
 - model.py          VideoModel: per-frame CNN -> LSTM -> linear head
+- encoders.py       optional torchvision encoders (resnet18, mobilenet_v3_small), local weights
 - loop.py           fit / evaluate, seeded and resumable to the exact batch order
 - checkpoint.py     a trial's state on disk, with fallback to an older readable one
 - trial.py          one trial as plain Python: parameters in, per-epoch reports out

@@ -6,6 +6,14 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+# The per-frame encoders: the seed's conv blocks, or a torchvision backbone (encoders.py).
+ENCODERS = ("conv", "resnet18", "mobilenet_v3_small")
+
+
+# Sampled like hyperparameters, but settings of a trial's data (DataConfig fields): applied by
+# core.trial.trial_data, and never passed to ModelConfig/TrainConfig.
+DATA_PARAMS = ("augment",)
+
 
 def parse_widths(text: str) -> tuple[int, ...]:
     """'32,64,128' -> (32, 64, 128), for --conv-widths. ValueError naming the text."""
@@ -19,7 +27,8 @@ def parse_widths(text: str) -> tuple[int, ...]:
 @dataclass(frozen=True)
 class ModelConfig:
     conv_widths: tuple[int, ...] = field(default=(32, 64, 128), metadata={  # one block per width
-        "help": "comma-separated widths of the Conv-BN-ReLU-MaxPool blocks", "type": parse_widths,
+        "help": "comma-separated widths of the Conv-BN-ReLU-MaxPool blocks (--encoder conv)",
+        "type": parse_widths,
         "metavar": "W,W,..."})
     lstm_hidden: int = field(default=256, metadata={"help": "LSTM hidden size"})
     lstm_layers: int = field(default=1, metadata={"help": "LSTM layers"})
@@ -28,6 +37,9 @@ class ModelConfig:
     num_classes: int = 10
     in_channels: int = 3            # RGB
     spatial_pool: int = 4           # CNN output pooled to spatial_pool^2 cells: keeps coarse position
+    encoder: str = field(default="conv", metadata={   # conv_widths apply to "conv" only
+        "help": "per-frame encoder: the seed's conv blocks, or a torchvision backbone (weights "
+                "from --encoder-weights, else random)", "choices": ENCODERS})
 
     def __post_init__(self) -> None:
         widths = tuple(self.conv_widths)
@@ -41,6 +53,8 @@ class ModelConfig:
             raise ValueError(f"num_classes is {self.num_classes}, but must be >= 2")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout is {self.dropout}, but must lie in [0, 1)")
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder is {self.encoder!r}; known: {', '.join(ENCODERS)}")
 
 
 @dataclass(frozen=True)

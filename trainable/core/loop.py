@@ -139,8 +139,10 @@ def evaluate(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]], device: 
              num_classes: int) -> EvalResult:
     """Loss, accuracy, per-class accuracy and confusion matrix over `loader`.
 
-    Loss and confusion are summed on the device and read once, at the end (bincount would
-    wait for the GPU every batch to size its output; scatter_add_ does not).
+    Clips (B, k, T, C, H, W) are k windows of each clip (multi-clip evaluation): the model's
+    probabilities are averaged over the windows, and the loss is that average's. Loss and
+    confusion are summed on the device and read once, at the end (bincount would wait for the
+    GPU every batch to size its output; scatter_add_ does not).
     """
     _prepare(device)
     model.eval()
@@ -151,7 +153,12 @@ def evaluate(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]], device: 
         clips = clips.to(device, non_blocking=True)      # (B, T, C, H, W)
         labels = labels.to(device, non_blocking=True)    # (B,)
         with _autocast(device):
-            logits = model(clips).float()                 # (B, num_classes)
+            if clips.ndim == 6:
+                B, k = clips.shape[:2]
+                probs = model(clips.flatten(0, 1)).float().softmax(-1).view(B, k, -1).mean(1)
+                logits = probs.clamp_min(1e-12).log()     # (B, num_classes): log of the average
+            else:
+                logits = model(clips).float()             # (B, num_classes)
         total += nn.functional.cross_entropy(logits, labels, reduction="sum").double()
         count += len(labels)
         pairs = labels * num_classes + logits.argmax(1)   # (B,) index of (true, pred)

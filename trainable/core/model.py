@@ -2,17 +2,21 @@
 
 Input clips are (B, T, C, H, W). Each frame goes through blocks of
 Conv2d(3x3) -> BatchNorm2d -> ReLU -> MaxPool2d(2) with growing widths (default 32, 64, 128),
-is average-pooled to a small spatial grid (keeping where things are, which motion classes
-need), flattened, and fed in time order to an LSTM (hidden 256 by default). The last hidden
-state goes to a Linear head over num_classes.
+or, with encoder resnet18 or mobilenet_v3_small, through that torchvision backbone (weights
+from a local file, encoders.py). The feature map is average-pooled to a small spatial grid
+(keeping where things are, which motion classes need), flattened, and fed in time order to an
+LSTM (hidden 256 by default). The last hidden state goes to a Linear head over num_classes.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from vidtune.trainable.core.config import ModelConfig
+from vidtune.trainable.core.encoders import TorchvisionEncoder, load_encoder_weights
 
 
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -28,13 +32,22 @@ class VideoModel(nn.Module):
     def __init__(self, cfg: ModelConfig | None = None) -> None:
         super().__init__()
         self.cfg = cfg = cfg or ModelConfig()
-        widths = (cfg.in_channels, *cfg.conv_widths)
+        if cfg.encoder == "conv":
+            widths = (cfg.in_channels, *cfg.conv_widths)
+            blocks: list[nn.Module] = [conv_block(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)]
+            channels = cfg.conv_widths[-1]
+        else:
+            if cfg.in_channels != 3:
+                raise ValueError(f"encoder {cfg.encoder} takes RGB frames, but in_channels is "
+                                 f"{cfg.in_channels}")
+            encoder = TorchvisionEncoder(cfg.encoder)
+            blocks, channels = [encoder], encoder.channels
         self.cnn = nn.Sequential(
-            *[conv_block(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)],
+            *blocks,
             nn.AdaptiveAvgPool2d(cfg.spatial_pool),
             nn.Flatten(),
         )
-        self.feature_dim = cfg.conv_widths[-1] * cfg.spatial_pool**2
+        self.feature_dim = channels * cfg.spatial_pool**2
         self.lstm = nn.LSTM(
             input_size=self.feature_dim,
             hidden_size=cfg.lstm_hidden,
@@ -66,8 +79,18 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def build_model(cfg: ModelConfig | None = None, seed: int | None = None) -> VideoModel:
-    """A freshly initialised model; with `seed`, the same weights every time."""
+def build_model(cfg: ModelConfig | None = None, seed: int | None = None,
+                encoder_weights: str | Path | None = None) -> VideoModel:
+    """A freshly initialised model; with `seed`, the same weights every time. A torchvision
+    encoder starts from `encoder_weights` (a local file) if given, else from random weights."""
     if seed is not None:
         torch.manual_seed(seed)
-    return VideoModel(cfg)
+    model = VideoModel(cfg)
+    if encoder_weights is not None:
+        encoder = model.cnn[0]
+        if not isinstance(encoder, TorchvisionEncoder):
+            raise ValueError(f"encoder_weights is {str(encoder_weights)!r}, but the model's encoder "
+                             "is the seed's conv blocks; choose encoder resnet18 or "
+                             "mobilenet_v3_small, or drop the weights")
+        load_encoder_weights(encoder, encoder_weights)
+    return model

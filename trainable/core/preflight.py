@@ -1,4 +1,5 @@
-"""What the driver checks before Ray starts: where the search writes, the clip size, the data.
+"""What the driver checks before Ray starts: where the search writes, the clip size, the
+encoder weights, the data.
 
 A search whose every trial would fail for the same reason is refused here, in one line that
 names the value and the fix (ValueError; the commands exit 2), instead of failing each trial
@@ -7,16 +8,21 @@ inside Ray. No Ray here.
 
 from __future__ import annotations
 
+import sys
 import uuid
 from pathlib import Path
 
 import optuna
 
-from vidtune.data import load_arrays
-from vidtune.data.checks import check_clips
+from vidtune.data import DataConfig, load_arrays
+from vidtune.data.arrays import VideoArrays
+from vidtune.data.catalogue import read_catalogue
+from vidtune.data.config import weights_items
+from vidtune.data.loaders import split_indices
 from vidtune.data.store import StoreWriteError
 from vidtune.search_spaces import SearchSpace, decode_widths, trace_space
-from vidtune.trainable.core.config import ModelConfig
+from vidtune.trainable.core.config import ENCODERS, ModelConfig
+from vidtune.trainable.core.encoders import TorchvisionEncoder, load_encoder_weights, weights_for
 from vidtune.trainable.core.search_config import SearchConfig, filesystem, is_uri
 
 
@@ -80,10 +86,64 @@ def check_clip_size(cfg: SearchConfig) -> None:
             "space with fewer conv blocks (see `vidtune spaces`)")
 
 
-def preflight(cfg: SearchConfig) -> None:
+def space_encoders(space: SearchSpace) -> list[str]:
+    """The per-frame encoders the space's trials can have, in ENCODERS order."""
+    sampled = trace_space(space).sampled
+    dist = sampled["encoder"].distribution if "encoder" in sampled else None
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        found = {str(c) for c in dist.choices}
+    else:
+        found = {str({**space.default, **space.constants}.get("encoder", ModelConfig().encoder))}
+    return [e for e in ENCODERS if e in found]
+
+
+def check_encoder_weights(cfg: SearchConfig) -> None:
+    """--encoder-weights names local files that exist and fit the encoders the space can
+    sample; a torchvision encoder without a file starts from random weights (a note says so)."""
+    spec = cfg.data.encoder_weights
+    backbones = [e for e in space_encoders(cfg.search_space()) if e != "conv"]
+    label = cfg.space_label
+    items = weights_items(spec)
+    unknown = [name for name, _ in items if name and name not in backbones]
+    if items and not backbones:
+        raise ValueError(f"--encoder-weights is {spec!r}, but space {label!r} never uses a "
+                         "torchvision encoder (its trials use the seed's conv blocks); drop "
+                         "--encoder-weights or use a space that samples encoder, e.g. 'video'")
+    if unknown:
+        raise ValueError(f"--encoder-weights names {unknown[0]!r}, but space {label!r} uses "
+                         f"the encoders {', '.join(backbones)}; write NAME=PATH with one of them")
+    if sum(not name for name, _ in items) and len(backbones) > 1:
+        raise ValueError(f"--encoder-weights is {spec!r}, but space {label!r} samples "
+                         f"{' and '.join(backbones)}: say which file is whose, e.g. "
+                         f"{backbones[0]}=PATH,{backbones[1]}=PATH")
+    untrained = []
+    for name in backbones:
+        path = weights_for(spec, name)
+        if path is None:
+            untrained.append(name)
+            continue
+        load_encoder_weights(TorchvisionEncoder(name), path)   # ValueError naming the file
+    if items and untrained:
+        raise ValueError(f"space {label!r} samples encoder {untrained[0]}, but "
+                         f"--encoder-weights ({spec}) has no file for it; add "
+                         f"{untrained[0]}=PATH")
+    if untrained:
+        print(f"note: encoder {', '.join(untrained)} starts from random weights (no "
+              "--encoder-weights)", file=sys.stderr)
+
+
+def check_data(arrays: VideoArrays, data: DataConfig) -> None:
+    """The clips can train a classifier: >= 2 classes, and a split with every class in
+    training (data.loaders.split_indices: the random split's or the data's own)."""
+    split_indices(arrays, data)
+
+
+def preflight(cfg: SearchConfig, decode: bool = True) -> None:
     """All checks, cheapest first: the results and cache folders are writable, the clips fit
-    the space's models, then the data (the cache is built here, with the decode report on
-    stderr) has >= 2 classes with >= 2 clips each (data.checks.check_clips)."""
+    the space's models, the encoder weights fit, the data's rows and split lists are sound,
+    then the data (the cache is built here, with the decode report on stderr) can train a
+    classifier (check_data). decode=False stops before decoding videos (on a cluster, Ray
+    tasks decode them afterwards: trainable/tune/decode.py)."""
     target = cfg.experiment_path if _exists(cfg.experiment_path) else cfg.storage_root
     check_writable(target, "results folder", "choose another with --results-dir (or --storage) "
                    "or make it writable")
@@ -92,11 +152,16 @@ def preflight(cfg: SearchConfig) -> None:
     check_writable(data.cache_dir, "cache folder", "point --cache-dir (or $VIDTUNE_CACHE) at a "
                    "writable folder")
     check_clip_size(cfg)
+    check_encoder_weights(cfg)
+    if not data.is_synthetic:
+        read_catalogue(data.source, data.split_file)   # bad rows and split lines, by line
+        if not decode:
+            return
     try:
         arrays = load_arrays(data, progress=True)
     except StoreWriteError as exc:   # e.g. the disk filled while the cache was written
         raise ValueError(str(exc)) from None
-    check_clips(arrays.labels, arrays.class_names, data)
+    check_data(arrays, data)
 
 
 def _exists(path: str) -> bool:

@@ -219,14 +219,20 @@ class SearchConfig:
         if (self.num_cpus or self.num_gpus >= 0) and self.address:
             raise ValueError("num_cpus/num_gpus size an embedded Ray; with --address the "
                              "cluster's own resources are used")
-        if not self.data.is_synthetic and Path(self.data.source).expanduser().is_file():
+        source = Path(self.data.source).expanduser()
+        if self.data.is_manifest and not source.is_file():
+            raise ValueError(f"manifest {self.data.source!r} does not exist; give a CSV file with "
+                             "the columns path,label[,split][,start,end]")
+        if not self.data.is_synthetic and not self.data.is_manifest and source.is_file():
             raise ValueError(f"data {self.data.source!r} is a file, but --data takes a folder "
-                             "root/<class>/<video files> with one subfolder per class; put the "
-                             "videos in such a folder (or, to classify one video, use "
+                             "root/<class>/<video files> with one subfolder per class, or a "
+                             "manifest .csv with the columns path,label[,split][,start,end]; "
+                             "put the videos in such a folder or list them in a manifest (or, "
+                             "to classify one video, use "
                              f"`vidtune predict MODEL {self.data.source}`)")
-        if not self.data.is_synthetic and not Path(self.data.source).expanduser().is_dir():
+        if not self.data.is_synthetic and not self.data.is_manifest and not source.is_dir():
             raise ValueError(f"data folder {self.data.source!r} does not exist; expected "
-                             "root/<class>/<video files> or 'synthetic'")
+                             "root/<class>/<video files>, a manifest .csv or 'synthetic'")
 
     @property
     def gpus_auto(self) -> bool:

@@ -19,7 +19,7 @@ from optuna.distributions import (
 )
 
 from vidtune.search_spaces import SearchSpace, SpaceError, to_hparams, trace_space
-from vidtune.trainable.core.config import ModelConfig, TrainConfig, split_params
+from vidtune.trainable.core.config import DATA_PARAMS, ModelConfig, TrainConfig, split_params
 
 # Set by the data (classes, RGB) and by the search (epochs, seed), never sampled.
 NOT_SEARCHED = frozenset({"num_classes", "in_channels", "epochs", "seed"})
@@ -28,9 +28,9 @@ CONV_PAIR = ("conv_blocks", "conv_base")
 
 
 def hyperparameters() -> list[str]:
-    """The names a space may sample or fix."""
+    """The names a space may sample or fix (augment too: a setting of the trial's data)."""
     names = {f.name for f in fields(ModelConfig)} | {f.name for f in fields(TrainConfig)}
-    return sorted((names - NOT_SEARCHED) | set(CONV_PAIR))
+    return sorted((names - NOT_SEARCHED) | set(CONV_PAIR) | set(DATA_PARAMS))
 
 
 def seed_config() -> dict[str, Any]:
@@ -72,7 +72,8 @@ def _fails(constants: dict[str, Any], config: dict[str, Any]) -> str | None:
     the trial builds it (core.trial._hparams): the space's constants, then to_hparams of the
     config Ray hands over, so a constant cannot stand in for half of conv_blocks/conv_base."""
     try:
-        split_params({**constants, **to_hparams(config)})
+        hp = {**constants, **to_hparams(config)}
+        split_params({k: v for k, v in hp.items() if k not in DATA_PARAMS})
     except (ValueError, TypeError) as exc:
         return str(exc)
     return None

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
-from vidtune.data import make_loaders
+from vidtune.data import DataConfig, make_loaders
 from vidtune.search_spaces import to_hparams
-from vidtune.trainable.core.config import ModelConfig, TrainConfig, split_params
+from vidtune.trainable.core.config import DATA_PARAMS, ModelConfig, TrainConfig, split_params
+from vidtune.trainable.core.encoders import weights_for
 from vidtune.trainable.core.loop import DivergedError, Threads, fit, pick_device
 from vidtune.trainable.core.model import build_model
 from vidtune.trainable.core.search_config import SearchConfig
@@ -32,9 +33,19 @@ def _hparams(params: dict[str, Any], cfg: SearchConfig) -> dict[str, Any]:
     return {"batch_size": cfg.batch_size, **cfg.search_space().constants, **to_hparams(params)}
 
 
+def trial_data(params: dict[str, Any], cfg: SearchConfig) -> DataConfig:
+    """The data config a trial trains on: the search's, with what the space samples or fixes
+    for it (augment on or off) in place."""
+    hp = _hparams(params, cfg)
+    given = {k: hp[k] for k in DATA_PARAMS if k in hp}
+    if "augment" in given:
+        given["augment"] = bool(given["augment"])
+    return replace(cfg.data, **given) if given else cfg.data
+
+
 def trial_configs(params: dict[str, Any], cfg: SearchConfig, num_classes: int) -> tuple[ModelConfig, TrainConfig]:
     """A trial's sampled parameters -> the configs it trains with (retrain uses the same)."""
-    hp = _hparams(params, cfg)
+    hp = {k: v for k, v in _hparams(params, cfg).items() if k not in DATA_PARAMS}
     hp.update(epochs=cfg.max_epochs, seed=cfg.seed, num_classes=num_classes)
     return split_params(hp)
 
@@ -127,9 +138,14 @@ def run_trial(params: dict[str, Any], cfg: SearchConfig, report: Report,
     the trial's memory cap.
     """
     given = grant.metrics() if grant is not None else {}
-    loaders = make_loaders(cfg.data, batch_size=int(_hparams(params, cfg)["batch_size"]), progress=False)
+    # decode=False: the driver built the video cache before trials started (on a cluster, in
+    # the shared --cache-dir); a trial that cannot find it fails instead of decoding it again.
+    data = trial_data(params, cfg)
+    loaders = make_loaders(data, batch_size=int(_hparams(params, cfg)["batch_size"]),
+                           progress=False, decode=False)
     model_cfg, train_cfg = trial_configs(params, cfg, len(loaders.class_names))
-    model = build_model(model_cfg, seed=train_cfg.seed)
+    model = build_model(model_cfg, seed=train_cfg.seed,
+                        encoder_weights=weights_for(data.encoder_weights, model_cfg.encoder))
 
     if resume is not None and resume["epoch"] >= train_cfg.epochs:
         # Finished before the driver went down, but its end was never recorded: report it again.

@@ -32,7 +32,7 @@ from ray.tune.search.optuna import OptunaSearch
 from vidtune.search_spaces import trace_space
 from vidtune.trainable.core.failures import error_counts
 from vidtune.trainable.core.packing import resolve_gpus_per_trial
-from vidtune.trainable.core.preflight import preflight
+from vidtune.trainable.core.preflight import check_data, preflight
 from vidtune.trainable.core.search_config import (
     CONFIG_FILE,
     SearchConfig,
@@ -54,6 +54,7 @@ from vidtune.trainable.tune.budget import (
     set_current,
 )
 from vidtune.trainable.tune.checkpoints import CheckpointKeeper
+from vidtune.trainable.tune.decode import build_cache
 from vidtune.trainable.tune.experiment import load_experiment
 from vidtune.trainable.tune.failures import NoRetry, StorageLostError, StorageWatch
 from vidtune.trainable.tune.optuna_mirror import OptunaMirror
@@ -139,6 +140,15 @@ def init_ray(cfg: SearchConfig) -> None:
     if cfg.num_gpus >= 0:
         kwargs["num_gpus"] = cfg.num_gpus
     ray.init(**kwargs)
+
+
+def ray_auth_mode() -> str:
+    """"token" or "disabled": this process's Ray token auth. Ray 2.60 fixes it from
+    RAY_AUTH_MODE when it is first imported, and a driver whose mode is not its cluster's
+    cannot join it (InvalidAuthToken), so a `ray start` cluster started here must use it."""
+    from ray._private.authentication.authentication_utils import is_token_auth_enabled
+
+    return "token" if is_token_auth_enabled() else "disabled"
 
 
 def shutdown() -> None:
@@ -339,10 +349,12 @@ def _prepare(cfg: SearchConfig) -> SearchConfig:
     if note:
         print(note, file=sys.stderr)
     # Refuse bad data and unwritable folders before Ray starts. It builds the data cache once
-    # here, so trials on this node start from it.
-    preflight(cfg)
+    # here, so trials on this node start from it; on a cluster, Ray tasks build it on all nodes.
+    preflight(cfg, decode=not cfg.address)
     init_ray(cfg)
     check_cluster(cfg)
+    if cfg.address:
+        check_data(build_cache(cfg.data), cfg.data.resolved())
     return cfg
 
 
