@@ -1,7 +1,8 @@
 """Benchmarks: the figures of docs/benchmarks.md, measured against the project's goals.
 
-scripts/bench_data.py and scripts/bench_search.py are the entry points (argparse, then one
-call into here); each writes its own section of the markdown file.
+scripts/bench_data.py, scripts/bench_search.py, scripts/bench_race.py and
+scripts/bench_scale.py are the entry points (argparse, then one call into here); each writes
+its own section of the markdown file.
 
 - common.py        machine line, Verdict (PASS / FAIL / not resolvable), section writing
 - data_share.py    bench_data, and part 2 of bench_search: data loading's share of an epoch
@@ -14,6 +15,8 @@ call into here); each writes its own section of the markdown file.
 - gpus.py          parts 5 and 6: fractional GPUs, packed throughput on a real GPU
 - search_report.py the bench_search section
 - search.py        run_search_bench: every part, one embedded Ray through the driver
+- scale.py         bench_scale (issue 16): thousands of trials, the driver killed once
+- scale_report.py  the bench_scale section
 
 Ray is reached only through vidtune.trainable.tune.driver (run_search, init_ray, shutdown,
 run_repeats). Names are imported on first use, so `import vidtune.analysis.bench` and the
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
     from vidtune.analysis.bench.epoch_time import EpochTimes
     from vidtune.analysis.bench.overhead import NoopOverhead
     from vidtune.analysis.bench.plan import Plan, make_plan
+    from vidtune.analysis.bench.scale import ScalePlan, make_scale_plan, run_scale
     from vidtune.analysis.bench.search import run_search_bench
 
 _WHERE = {   # public name -> module under vidtune.analysis.bench
@@ -52,6 +56,9 @@ _WHERE = {   # public name -> module under vidtune.analysis.bench
     "Plan": "plan",
     "make_plan": "plan",
     "run_search_bench": "search",
+    "ScalePlan": "scale",
+    "make_scale_plan": "scale",
+    "run_scale": "scale",
 }
 
 __all__ = [
@@ -59,15 +66,18 @@ __all__ = [
     "EpochTimes",
     "NoopOverhead",
     "Plan",
+    "ScalePlan",
     "SearchRun",
     "Verdict",
     "halving_in_hindsight",
     "machine_line",
     "make_plan",
+    "make_scale_plan",
     "max_overlap",
     "measure_data_share",
     "rank_agreement",
     "run_data_bench",
+    "run_scale",
     "run_search_bench",
     "verdict",
     "write_section",

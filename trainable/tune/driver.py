@@ -55,6 +55,7 @@ from vidtune.trainable.tune.checkpoints import CheckpointKeeper
 from vidtune.trainable.tune.experiment import load_experiment
 from vidtune.trainable.tune.failures import NoRetry, StorageLostError, StorageWatch
 from vidtune.trainable.tune.optuna_mirror import OptunaMirror
+from vidtune.trainable.tune.stats import DriverStats, SnapshotClock
 from vidtune.trainable.tune.threads import ThreadSharer
 
 METRIC, MODE = "val_acc", "max"
@@ -199,6 +200,8 @@ def callbacks(cfg: SearchConfig, scheduler: ResumableASHA | FIFOScheduler) -> li
         out.append(RungKeeper(scheduler))
     if cfg.cpu_sharing == "threads":
         out.append(ThreadSharer(cfg.name, cfg.cpus_per_trial, cfg.num_samples))
+    # Tune restores callback states by their index in this list: new ones go at the end.
+    out.append(DriverStats(cfg.experiment_path))
     return out
 
 
@@ -237,6 +240,7 @@ def _tuner(cfg: SearchConfig) -> tune.Tuner:
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
             callbacks=callbacks(cfg, scheduler),
+            stop=SnapshotClock(),   # stops nothing: times the snapshots (stats.py)
             progress_reporter=trial_table(cfg),
             verbose=1,
         ),
