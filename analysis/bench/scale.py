@@ -81,7 +81,7 @@ class ScalePlan:
 
 
 def make_scale_plan(smoke: bool = False, trials: int | None = None) -> ScalePlan:
-    """2,000 trials killed at 1,000 (issue 16); --smoke: 40 killed at 20 (marks 20, 40); --trials N: N,
+    """2,000 trials killed at 1,000 (issue 16); --smoke: 60 killed at 20 (marks 20, 60); --trials N: N,
     killed at N/2, marks at N/8, N/4, N/2 and N."""
     if trials is not None:
         if trials < 16:
@@ -91,7 +91,9 @@ def make_scale_plan(smoke: bool = False, trials: int | None = None) -> ScalePlan
                          tpe_counts=tuple(n for n in TPE_COUNTS if n <= 5 * trials),
                          asks=5 if smoke else 20)
     if smoke:
-        return ScalePlan(True, 40, (20, 40), 20, tpe_counts=(20, 40), asks=3)
+        # 60, killed once 20 have finished: driver.jsonl is rewritten every ~2 s, so the kill
+        # lands some trials past 20, and well before the end.
+        return ScalePlan(True, 60, (20, 60), 20, tpe_counts=(20, 60), asks=3)
     return ScalePlan(False, MARKS[-1], MARKS, MARKS[-1] // 2)
 
 
@@ -128,7 +130,8 @@ def trial_spans(history: pd.DataFrame, order: list[str]) -> pd.DataFrame:
                           "sessions": g["started_at"].nunique()})
     spans = spans.reindex([t for t in order if t in spans.index])
     spans["seconds"] = spans["end"] - spans["start"]
-    spans["order"] = [order.index(t) + 1 for t in spans.index] if len(spans) else []
+    place = {t: i + 1 for i, t in enumerate(order)}
+    spans["order"] = [place[t] for t in spans.index]
     return spans
 
 
