@@ -54,6 +54,7 @@ from vidtune.trainable.tune.budget import (
 from vidtune.trainable.tune.checkpoints import CheckpointKeeper
 from vidtune.trainable.tune.experiment import load_experiment
 from vidtune.trainable.tune.failures import NoRetry, StorageLostError, StorageWatch
+from vidtune.trainable.tune.loggers import loggers
 from vidtune.trainable.tune.optuna_mirror import OptunaMirror
 from vidtune.trainable.tune.stats import DriverStats, SnapshotClock
 from vidtune.trainable.tune.threads import ThreadSharer
@@ -202,6 +203,7 @@ def callbacks(cfg: SearchConfig, scheduler: ResumableASHA | FIFOScheduler) -> li
         out.append(ThreadSharer(cfg.name, cfg.cpus_per_trial, cfg.num_samples))
     # Tune restores callback states by their index in this list: new ones go at the end.
     out.append(DriverStats(cfg.experiment_path))
+    out += loggers()   # progress.csv and params.json straight into storage (loggers.py)
     return out
 
 

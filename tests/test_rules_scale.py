@@ -1,0 +1,61 @@
+"""Millisecond tests of what keeps a search's cost per trial bounded, on Ray's real objects
+(no Ray started): the trial files written straight into storage."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pyarrow.fs
+
+from vidtune.trainable.tune.loggers import NoTensorBoard, Params, ProgressCSV
+
+
+@dataclass(eq=False)   # hashed by identity, as Ray's Trial: loggers key their files by trial
+class Trial:
+    """What a logger reads from a Ray trial: its config, its folder in storage (path), the
+    driver's staging folder (local_path) and the storage's filesystem."""
+
+    trial_id: str
+    config: dict
+    path: str
+    local_path: str
+
+    @property
+    def storage(self) -> SimpleNamespace:
+        return SimpleNamespace(storage_filesystem=pyarrow.fs.LocalFileSystem())
+
+    def init_local_path(self) -> None:
+        Path(self.local_path).mkdir(parents=True, exist_ok=True)
+
+
+def _trial(tmp_path: Path, trial_id: str = "a") -> Trial:
+    return Trial(trial_id, {"lr": 0.01, "conv_base": 8}, str(tmp_path / "storage" / f"trial_{trial_id}"),
+                 str(tmp_path / "staging" / f"trial_{trial_id}"))
+
+
+def test_trial_files_go_straight_into_storage_and_nothing_to_staging(tmp_path):
+    trial = _trial(tmp_path)
+    loggers = [ProgressCSV(), Params(), NoTensorBoard()]
+    for logger in loggers:
+        logger.on_trial_start(0, [trial], trial)
+    for epoch in (1, 2):
+        for logger in loggers:
+            logger.on_trial_result(0, [trial], trial, {"epoch": epoch, "val_acc": 0.1 * epoch,
+                                                        "config": trial.config})
+    for logger in loggers:
+        logger.on_trial_complete(0, [trial], trial)
+    folder = Path(trial.path)
+    assert sorted(p.name for p in folder.iterdir()) == ["params.json", "progress.csv"]
+    assert json.loads((folder / "params.json").read_text()) == trial.config
+    assert pd.read_csv(folder / "progress.csv").to_dict("list") == {"epoch": [1, 2], "val_acc": [0.1, 0.2]}
+    assert not (tmp_path / "staging").exists(), "a snapshot would copy it again and again"
+    # The same trial run again (a resume, a retry) appends, without a second header.
+    again = ProgressCSV()
+    again.on_trial_result(0, [trial], trial, {"epoch": 3, "val_acc": 0.3})
+    again.on_trial_complete(0, [trial], trial)
+    assert pd.read_csv(folder / "progress.csv")["epoch"].tolist() == [1, 2, 3]
+    assert again._trial_continue == {}, "no entry kept per finished trial"
