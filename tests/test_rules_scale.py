@@ -1,5 +1,6 @@
 """Millisecond tests of what keeps a search's cost per trial bounded, on Ray's real objects
-(no Ray started): the trial files written straight into storage."""
+(no Ray started): the trial files written straight into storage, and a finished trial's
+slimmed bookkeeping."""
 
 from __future__ import annotations
 
@@ -10,8 +11,14 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pyarrow.fs
+import pytest
+from ray.train import Checkpoint, CheckpointConfig
+from ray.train._internal.checkpoint_manager import _CheckpointManager
+from ray.train._internal.session import _TrainingResult
+from ray.tune.trainable.metadata import _TrainingRunMetadata
 
 from vidtune.trainable.tune.loggers import NoTensorBoard, Params, ProgressCSV
+from vidtune.trainable.tune.slim import slim
 
 
 @dataclass(eq=False)   # hashed by identity, as Ray's Trial: loggers key their files by trial
@@ -59,3 +66,34 @@ def test_trial_files_go_straight_into_storage_and_nothing_to_staging(tmp_path):
     again.on_trial_complete(0, [trial], trial)
     assert pd.read_csv(folder / "progress.csv")["epoch"].tolist() == [1, 2, 3]
     assert again._trial_continue == {}, "no entry kept per finished trial"
+
+
+def _metadata(tmp_path: Path, epochs: int) -> _TrainingRunMetadata:
+    """A trial's run metadata as Ray 2.60 builds it from its reports and checkpoints."""
+    meta = _TrainingRunMetadata()
+    meta.checkpoint_manager = _CheckpointManager(CheckpointConfig(num_to_keep=None))
+    for epoch in range(1, epochs + 1):
+        result = {"epoch": epoch, "val_acc": 0.1 * epoch, "train_loss": 1.0 / epoch,
+                  "time_total_s": 2.0 * epoch, "training_iteration": epoch}
+        meta.last_result = result
+        for key, value in result.items():
+            meta.update_metric(key, value, step=epoch)
+        folder = tmp_path / f"checkpoint_{epoch:06d}"
+        folder.mkdir()
+        meta.checkpoint_manager.register_checkpoint(
+            _TrainingResult(Checkpoint.from_directory(str(folder)), dict(result)))
+    return meta
+
+
+def test_a_finished_trial_keeps_its_last_result_and_newest_checkpoint_only(tmp_path):
+    meta = _metadata(tmp_path, epochs=6)
+    before = len(meta.get_json_state())
+    trial = SimpleNamespace(run_metadata=meta)
+    slim(trial)
+    state = json.loads(meta.get_json_state())     # the JSON Ray writes into its snapshot
+    assert state["metric_analysis"] == {} and state["metric_n_steps"] == {}
+    assert state["last_result"]["epoch"] == 6 and state["last_result"]["val_acc"] == pytest.approx(0.6)
+    manager = meta.checkpoint_manager
+    assert [r.checkpoint.path for r in manager.best_checkpoint_results] == [str(tmp_path / "checkpoint_000006")]
+    assert manager.latest_checkpoint_result.checkpoint.path == str(tmp_path / "checkpoint_000006")
+    assert len(meta.get_json_state()) < before / 3, (len(meta.get_json_state()), before)

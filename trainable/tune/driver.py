@@ -56,6 +56,7 @@ from vidtune.trainable.tune.experiment import load_experiment
 from vidtune.trainable.tune.failures import NoRetry, StorageLostError, StorageWatch
 from vidtune.trainable.tune.loggers import loggers
 from vidtune.trainable.tune.optuna_mirror import OptunaMirror
+from vidtune.trainable.tune.slim import SlimFinished
 from vidtune.trainable.tune.stats import DriverStats, SnapshotClock
 from vidtune.trainable.tune.threads import ThreadSharer
 
@@ -203,7 +204,7 @@ def callbacks(cfg: SearchConfig, scheduler: ResumableASHA | FIFOScheduler) -> li
         out.append(ThreadSharer(cfg.name, cfg.cpus_per_trial, cfg.num_samples))
     # Tune restores callback states by their index in this list: new ones go at the end.
     out.append(DriverStats(cfg.experiment_path))
-    out += loggers()   # progress.csv and params.json straight into storage (loggers.py)
+    out += [SlimFinished(), *loggers()]   # bounded per-trial state and files (slim.py, loggers.py)
     return out
 
 
@@ -319,6 +320,8 @@ def _prepare(cfg: SearchConfig) -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # The classic reporter: one compact live table, not a box per trial event.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # A trial's checkpoint records in Ray's snapshot hold no copy of its metrics (slim.py).
+    os.environ.setdefault("TUNE_ONLY_STORE_CHECKPOINT_SCORE_ATTRIBUTE", "1")
     # Refuse bad data and unwritable folders before Ray starts. It builds the data cache once
     # here, so trials on this node start from it.
     preflight(cfg)
