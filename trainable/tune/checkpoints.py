@@ -1,8 +1,16 @@
 """Bounded storage: checkpoints stay only where they can still be used.
 
-A running trial keeps its last two checkpoints (Ray's num_to_keep=2): the newest to resume
-from, the one before in case the newest is corrupt. Once a trial has finished it is never
-resumed again, so CheckpointKeeper, a Tune callback, keeps the newest checkpoint of the
+A running trial keeps its last two checkpoints: the newest to resume from, the one before in
+case the newest is corrupt. CheckpointKeeper deletes the older ones as each new one arrives
+(on_checkpoint). Ray's own CheckpointConfig(num_to_keep=2) would do that too, but with it Ray
+also forces an experiment snapshot, and waits for it, whenever a trial has checkpointed
+num_to_keep times since the last one (ray.tune.execution.experiment_state.
+_ExperimentCheckpointManager.on_trial_checkpoint): with short epochs nearly one snapshot per
+trial, each writing the state of every trial so far (docs/scaling.md). So the search gives Ray
+no num_to_keep. A snapshot may then name a checkpoint deleted since; a trial resumed from it
+takes the newest one beside it (core.checkpoint.sibling_checkpoints).
+
+Once a trial has finished it is never resumed again, so the keeper keeps the newest checkpoint of the
 best `keep` finished trials only (ranked by the retrain rule of core.trials.best_trial:
 most epochs, then final val_acc, then the earlier trial), slimmed to the weights (the
 optimizer's moments are two thirds of it and only a resume needs them), and deletes every
@@ -26,6 +34,7 @@ from vidtune.trainable.core.checkpoint import STATE
 logger = logging.getLogger(__name__)
 
 PREFIX = "checkpoint_"
+RUNNING_KEEP = 2   # a running trial's newest checkpoint, and one to fall back on
 
 
 def _checkpoints(trial: Any) -> list[str]:
@@ -55,6 +64,18 @@ class CheckpointKeeper(Callback):
     def __init__(self, keep: int) -> None:
         self.keep = keep
         self._top: list[tuple[tuple[float, float, int], str]] = []   # (rank key, trial_id), best first
+        self._index: dict[str, int] = {}   # trial_id -> its place in Tune's list of trials
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_index": {}}
+
+    def _place(self, trials: list, trial_id: str) -> int:
+        """The trial's index in Tune's list, which only grows: indexed as it grows, so each
+        lookup costs O(1) on average instead of a scan of every trial so far."""
+        index = self.__dict__.setdefault("_index", {})   # keepers pickled before it had none
+        for i in range(len(index), len(trials)):
+            index.setdefault(trials[i].trial_id, i)
+        return index.get(trial_id, len(trials))
 
     def get_state(self) -> dict | None:
         return {"top": [[list(key), trial_id] for key, trial_id in self._top]}
@@ -63,8 +84,13 @@ class CheckpointKeeper(Callback):
         self._top = [((float(a), float(b), int(c)), trial_id)
                      for (a, b, c), trial_id in state.get("top", [])]
 
+    def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any,
+                      **info: Any) -> None:
+        """A running trial's new checkpoint is in storage: drop all but the newest two."""
+        _delete(trial, _checkpoints(trial)[:-RUNNING_KEEP])
+
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        order = next((i for i, t in enumerate(trials) if t is trial), len(trials))
+        order = self._place(trials, trial.trial_id)
         key = rank_key(dict(trial.last_result or {}), order)
         if any(trial_id == trial.trial_id for _, trial_id in self._top):
             return
@@ -78,9 +104,9 @@ class CheckpointKeeper(Callback):
         self._top = sorted([*self._top, (key, trial.trial_id)])
         if len(self._top) > self.keep:
             _, out = self._top.pop()
-            pushed = next((t for t in trials if t.trial_id == out), None)
-            if pushed is not None:
-                _delete(pushed, _checkpoints(pushed))
+            place = self._place(trials, out)
+            if place < len(trials):
+                _delete(trials[place], _checkpoints(trials[place]))
 
 
 def _slim(fs: Any, folder: str) -> None:

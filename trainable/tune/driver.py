@@ -240,7 +240,9 @@ def _tuner(cfg: SearchConfig) -> tune.Tuner:
         run_config=RunConfig(
             name=cfg.name,
             **ray_storage(cfg.storage_root),
-            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            # No num_to_keep: with it Ray forces a snapshot every num_to_keep checkpoints of a
+            # trial. The CheckpointKeeper keeps a running trial's newest two (checkpoints.py).
+            checkpoint_config=CheckpointConfig(num_to_keep=None),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
             callbacks=callbacks(cfg, scheduler),
             stop=SnapshotClock(),   # stops nothing: times the snapshots (stats.py)
