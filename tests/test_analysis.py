@@ -38,6 +38,7 @@ from vidtune.analysis import (
     space_distributions,
 )
 from vidtune.analysis.analyze import PLOTS
+from vidtune.analysis.plots import TOP_K, split_curves
 from vidtune.analysis.tables import best_so_far_by_time, best_so_far_by_trial
 from vidtune.data import DataConfig
 from vidtune.trainable.core.trials import TrialStatus
@@ -352,3 +353,24 @@ def test_analysis_imports_no_ray():
     code = ("import sys, vidtune.analysis, vidtune.analysis.plots; "
             "assert 'ray' not in sys.modules, 'ray imported'")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_many_trials_plot_the_best_curves_and_a_density_for_the_rest(tmp_path):
+    n = 3 * TOP_K
+    rows = [{"trial_id": f"t{i}", "epoch": e, "val_acc": (i % n) / n * e / 3, "timestamp": 100 + i,
+             "time_total_s": float(e)} for i in range(n) for e in (1, 2, 3)]
+    history = pd.DataFrame(rows)
+    drawn, rest = split_curves(history, TOP_K)
+    best = {f"t{i}" for i in range(n - TOP_K, n)}          # the highest val_acc at epoch 3
+    assert set(drawn["trial_id"]) == best and len(drawn) == 3 * TOP_K
+    assert set(rest["trial_id"]).isdisjoint(best) and len(rest) == len(history) - len(drawn)
+    assert split_curves(history.iloc[:9], TOP_K)[1].empty   # 3 trials: all drawn
+    trials = pd.DataFrame({"trial_id": [f"t{i}" for i in range(n)], "order": range(n),
+                           "status": ["completed"] * n, "conv_blocks": [1, 2] * (n // 2),
+                           "conv_base": [4, 8] * (n // 2), "lstm_hidden": [16] * n,
+                           "lr": np.geomspace(1e-3, 3e-2, n), "epochs": [3] * n,
+                           "best_val_acc": [(i % n) / n for i in range(n)]})
+    scales = {"conv_blocks": "linear", "conv_base": "categorical", "lstm_hidden": "categorical",
+              "lr": "log"}
+    _assert_real_png(plot_learning_curves(history, trials, [1], 3, tmp_path / "lc.png"))
+    _assert_real_png(plot_parallel_coordinates(trials, scales, tmp_path / "pc.png"))
