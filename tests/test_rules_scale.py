@@ -1,13 +1,15 @@
 """Millisecond tests of what keeps a search's cost per trial bounded, on Ray's real objects
 (no Ray started): the trial files written straight into storage, and a finished trial's
-slimmed bookkeeping."""
+slimmed bookkeeping and staging folder."""
 
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pandas as pd
 import pyarrow.fs
@@ -18,7 +20,7 @@ from ray.train._internal.session import _TrainingResult
 from ray.tune.trainable.metadata import _TrainingRunMetadata
 
 from vidtune.trainable.tune.loggers import NoTensorBoard, Params, ProgressCSV
-from vidtune.trainable.tune.slim import slim
+from vidtune.trainable.tune.slim import SlimFinished, slim
 
 
 @dataclass(eq=False)   # hashed by identity, as Ray's Trial: loggers key their files by trial
@@ -30,6 +32,8 @@ class Trial:
     config: dict
     path: str
     local_path: str
+    status: str = "RUNNING"
+    run_metadata: Any = None
 
     @property
     def storage(self) -> SimpleNamespace:
@@ -97,3 +101,23 @@ def test_a_finished_trial_keeps_its_last_result_and_newest_checkpoint_only(tmp_p
     assert [r.checkpoint.path for r in manager.best_checkpoint_results] == [str(tmp_path / "checkpoint_000006")]
     assert manager.latest_checkpoint_result.checkpoint.path == str(tmp_path / "checkpoint_000006")
     assert len(meta.get_json_state()) < before / 3, (len(meta.get_json_state()), before)
+
+
+def test_a_finished_trial_leaves_no_empty_staging_folder_behind(tmp_path):
+    ended, failed = _trial(tmp_path, "a"), _trial(tmp_path, "b")
+    for trial in (ended, failed):
+        (tmp_path / trial.trial_id).mkdir()
+        trial.run_metadata = _metadata(tmp_path / trial.trial_id, epochs=1)
+    for trial in (ended, failed):
+        trial.init_local_path()
+    (Path(failed.local_path) / "error.txt").write_text("Failure # 1")   # Ray uploads it
+    slimmer = SlimFinished()
+    slimmer.on_trial_complete(0, [ended, failed], ended)
+    slimmer.on_trial_error(0, [ended, failed], failed)
+    assert not Path(ended.local_path).exists() and (Path(failed.local_path) / "error.txt").exists()
+    # A resumed driver: Ray made staging folders for every restored trial; ended ones go.
+    ended.init_local_path()
+    ended.status, failed.status = "TERMINATED", "ERROR"
+    restored = pickle.loads(pickle.dumps(slimmer))
+    restored.on_step_begin(0, [ended, failed])
+    assert not Path(ended.local_path).exists() and Path(failed.local_path).exists()
