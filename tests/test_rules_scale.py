@@ -1,11 +1,13 @@
 """Millisecond tests of what keeps a search's cost per trial bounded, on Ray's real objects
-(no Ray started): the trial files written straight into storage, and a finished trial's
-slimmed bookkeeping and staging folder."""
+(no Ray started): the trial files written straight into storage, a finished trial's slimmed
+bookkeeping and staging folder, and one set of snapshot files however often a search resumes."""
 
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,6 +23,7 @@ from ray.tune.trainable.metadata import _TrainingRunMetadata
 
 from vidtune.trainable.tune.loggers import NoTensorBoard, Params, ProgressCSV
 from vidtune.trainable.tune.slim import SlimFinished, slim
+from vidtune.trainable.tune.snapshots import FAMILIES, DropStaleSnapshots, session_of
 
 
 @dataclass(eq=False)   # hashed by identity, as Ray's Trial: loggers key their files by trial
@@ -121,3 +124,35 @@ def test_a_finished_trial_leaves_no_empty_staging_folder_behind(tmp_path):
     restored = pickle.loads(pickle.dumps(slimmer))
     restored.on_step_begin(0, [ended, failed])
     assert not Path(ended.local_path).exists() and Path(failed.local_path).exists()
+
+
+def test_a_resumed_search_drops_the_earlier_sessions_snapshot_files(tmp_path):
+    staging, storage = tmp_path / "staging", tmp_path / "storage"
+    old, new = "2026-11-27_07-59-24", "2026-11-27_09-12-00"
+    for folder in (staging, storage):     # Ray copied the old session's files into staging
+        folder.mkdir()
+        for pattern in FAMILIES:
+            (folder / pattern.format(old)).write_text("old session " * 100)
+            os.utime(folder / pattern.format(old), (time.time() - 3600,) * 2)
+        (folder / "trial_a").mkdir()
+    for name in ("vidtune.json", "budget.jsonl", "optuna.db", "tuner.pkl"):
+        (storage / name).write_text("kept")
+    dropper = pickle.loads(pickle.dumps(DropStaleSnapshots()))   # as Tune restores it
+    for pattern in FAMILIES:
+        (staging / pattern.format(new)).write_text("this session")
+    trial = SimpleNamespace(storage=SimpleNamespace(
+        experiment_driver_staging_path=str(staging), experiment_fs_path=str(storage),
+        storage_filesystem=pyarrow.fs.LocalFileSystem()))
+    dropper.get_state()
+    dropper.on_step_end(0, [trial])                              # not uploaded yet: nothing goes
+    assert len(list(storage.glob(f"*{old}*"))) == len(FAMILIES)
+    for pattern in FAMILIES:                                     # the sync has copied it
+        (storage / pattern.format(new)).write_text("this session")
+    dropper.on_step_end(0, [trial])                              # no snapshot in this step
+    assert len(list(storage.glob(f"*{old}*"))) == len(FAMILIES)
+    dropper.get_state()
+    dropper.on_step_end(0, [trial])
+    assert not list(staging.glob(f"*{old}*")) and not list(storage.glob(f"*{old}*"))
+    assert len(list(storage.glob(f"*{new}*"))) == len(FAMILIES) and (storage / "trial_a").is_dir()
+    assert {p.name for p in storage.iterdir()} >= {"vidtune.json", "budget.jsonl", "optuna.db", "tuner.pkl"}
+    assert session_of("experiment_state-x_y.json") == "x_y" and session_of("tuner.pkl") is None

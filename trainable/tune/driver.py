@@ -57,6 +57,7 @@ from vidtune.trainable.tune.failures import NoRetry, StorageLostError, StorageWa
 from vidtune.trainable.tune.loggers import loggers
 from vidtune.trainable.tune.optuna_mirror import OptunaMirror
 from vidtune.trainable.tune.slim import SlimFinished
+from vidtune.trainable.tune.snapshots import DropStaleSnapshots
 from vidtune.trainable.tune.stats import DriverStats, SnapshotClock
 from vidtune.trainable.tune.threads import ThreadSharer
 
@@ -205,6 +206,7 @@ def callbacks(cfg: SearchConfig, scheduler: ResumableASHA | FIFOScheduler) -> li
     # Tune restores callback states by their index in this list: new ones go at the end.
     out.append(DriverStats(cfg.experiment_path))
     out += [SlimFinished(), *loggers()]   # bounded per-trial state and files (slim.py, loggers.py)
+    out.append(DropStaleSnapshots())   # one set of snapshot files, however often resumed
     return out
 
 
