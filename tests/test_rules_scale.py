@@ -1,6 +1,7 @@
 """Millisecond tests of what keeps a search's cost per trial bounded, on Ray's real objects
 (no Ray started): the trial files written straight into storage, a finished trial's slimmed
-bookkeeping and staging folder, and one set of snapshot files however often a search resumes."""
+bookkeeping and staging folder, one set of snapshot files however often a search resumes, and
+a resume from a snapshot that names a deleted checkpoint."""
 
 from __future__ import annotations
 
@@ -156,3 +157,22 @@ def test_a_resumed_search_drops_the_earlier_sessions_snapshot_files(tmp_path):
     assert len(list(storage.glob(f"*{new}*"))) == len(FAMILIES) and (storage / "trial_a").is_dir()
     assert {p.name for p in storage.iterdir()} >= {"vidtune.json", "budget.jsonl", "optuna.db", "tuner.pkl"}
     assert session_of("experiment_state-x_y.json") == "x_y" and session_of("tuner.pkl") is None
+
+
+def test_a_trial_resumes_from_the_newest_checkpoint_when_the_snapshot_names_a_deleted_one(tmp_path):
+    """The keeper deletes all but a running trial's newest two checkpoints; Ray's snapshot may
+    be older and name one of the deleted: local and remote (URI) storage fall forward."""
+    from ray import tune
+
+    from vidtune.trainable.core.checkpoint import save_state
+    from vidtune.trainable.tune.adapter import _load_checkpoint
+
+    trial = tmp_path / "exp" / "trial_a"
+    for epoch in (3, 4):
+        save_state(trial / f"checkpoint_{epoch - 1:06d}", {"epoch": epoch}, {"epoch": epoch})
+    local = pyarrow.fs.LocalFileSystem()
+    remote = pyarrow.fs.SubTreeFileSystem(str(tmp_path), local)   # paths relative to a bucket
+    for fs, path in ((local, str(trial / "checkpoint_000001")), (remote, "exp/trial_a/checkpoint_000001")):
+        assert _load_checkpoint(tune.Checkpoint(path, filesystem=fs))["epoch"] == 4
+        present = path.replace("000001", "000002")           # a snapshot naming one still there
+        assert _load_checkpoint(tune.Checkpoint(present, filesystem=fs))["epoch"] == 3
