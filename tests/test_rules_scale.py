@@ -1,7 +1,8 @@
 """Millisecond tests of what keeps a search's cost per trial bounded, on Ray's real objects
 (no Ray started): the trial files written straight into storage, a finished trial's slimmed
-bookkeeping and staging folder, one set of snapshot files however often a search resumes, and
-a resume from a snapshot that names a deleted checkpoint."""
+bookkeeping and staging folder, one set of snapshot files however often a search resumes, a
+resume from a snapshot that names a deleted checkpoint, and the one-line errors for a cluster
+that cannot be joined."""
 
 from __future__ import annotations
 
@@ -22,6 +23,13 @@ from ray.train._internal.checkpoint_manager import _CheckpointManager
 from ray.train._internal.session import _TrainingResult
 from ray.tune.trainable.metadata import _TrainingRunMetadata
 
+from vidtune.trainable.tune.cluster import (
+    AUTH_FIX,
+    ClusterError,
+    cluster_error,
+    join_cluster,
+    probe,
+)
 from vidtune.trainable.tune.loggers import NoTensorBoard, Params, ProgressCSV
 from vidtune.trainable.tune.slim import SlimFinished, slim
 from vidtune.trainable.tune.snapshots import FAMILIES, DropStaleSnapshots, session_of
@@ -125,6 +133,51 @@ def test_a_finished_trial_leaves_no_empty_staging_folder_behind(tmp_path):
     restored = pickle.loads(pickle.dumps(slimmer))
     restored.on_step_begin(0, [ended, failed])
     assert not Path(ended.local_path).exists() and Path(failed.local_path).exists()
+
+
+def test_a_cluster_that_cannot_be_joined_is_one_line_naming_the_address_and_the_fix():
+    from ray.exceptions import AuthenticationError
+
+    refused = cluster_error("10.0.0.1:6379", AuthenticationError("Token authentication is "
+                                                                 "enabled but the token is invalid"))
+    assert "10.0.0.1:6379" in str(refused) and AUTH_FIX in str(refused)
+    nobody = cluster_error("10.0.0.1:6379", ConnectionError("Failed to connect to GCS at "
+                                                            "10.0.0.1:6379\nretried 5 times"))
+    assert "cannot reach a Ray cluster at 10.0.0.1:6379" in str(nobody)
+    assert "ray start --head" in str(nobody) and "\n" not in str(nobody)
+    assert isinstance(nobody, ValueError)   # the commands print it as one line, exit status 2
+    # As Ray 2.60 raises a wrong token: a bare ConnectionError from the GCS client's
+    # AuthenticationError, quoted as a traceback in a RuntimeError.
+    try:
+        try:
+            raise RuntimeError("Failed to connect to GCS. Last connection error: Traceback (most "
+                               "recent call last):\n  File \"node.py\", line 996\nray.exceptions."
+                               "AuthenticationError: RPC error: InvalidAuthToken: Authentication "
+                               "token is missing or incorrect. Ensure that the token ...\n")
+        except RuntimeError as inner:
+            raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.1:6379") from inner
+    except ConnectionError as exc:
+        wrapped = cluster_error("10.0.0.1:6379", exc)
+    assert "refused this driver's authentication" in str(wrapped) and "\n" not in str(wrapped)
+    assert str(wrapped).endswith("Ray said: RPC error: InvalidAuthToken: Authentication token is "
+                                 "missing or incorrect"), wrapped
+
+
+def test_an_address_where_nothing_listens_fails_in_seconds_not_minutes():
+    import socket
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        probe(f"127.0.0.1:{listening.getsockname()[1]}")   # something answers: Ray's turn
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))                   # bound, not listening: refused
+            address = f"127.0.0.1:{closed.getsockname()[1]}"
+            t0 = time.perf_counter()
+            with pytest.raises(ClusterError, match=f"cannot reach a Ray cluster at {address}: "):
+                join_cluster(address)                       # Ray is never started
+            assert time.perf_counter() - t0 < 5
+    probe("auto")   # left to Ray
 
 
 def test_a_resumed_search_drops_the_earlier_sessions_snapshot_files(tmp_path):

@@ -52,6 +52,7 @@ from vidtune.trainable.tune.budget import (
     set_current,
 )
 from vidtune.trainable.tune.checkpoints import CheckpointKeeper
+from vidtune.trainable.tune.cluster import join_cluster
 from vidtune.trainable.tune.experiment import load_experiment
 from vidtune.trainable.tune.failures import NoRetry, StorageLostError, StorageWatch
 from vidtune.trainable.tune.loggers import loggers
@@ -120,7 +121,7 @@ def init_ray(cfg: SearchConfig) -> None:
     if ray.is_initialized():
         return
     if cfg.address:
-        ray.init(address=cfg.address, log_to_driver=False)
+        join_cluster(cfg.address)   # a failed connection or authentication: one line, the fix
         return
     kwargs: dict[str, Any] = {"address": "local", "include_dashboard": False, "log_to_driver": False}
     if cfg.num_cpus:
