@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The default search within a time budget: under 5 minutes in all (docs/benchmarks.md).
 search: $(STAMP)
-	$(BIN)/vidtune search $(ARGS)
+	$(BIN)/vidtune search --time-budget 4m30s $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -39,6 +40,8 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_data.py
 	$(BIN)/python scripts/bench_search.py
+	$(BIN)/python scripts/bench_race.py
+	$(BIN)/python scripts/bench_warm_start.py
 
 clean:
 	rm -rf $(VENV) results .cache $(MYPY_TREE) .mypy_cache

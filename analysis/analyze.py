@@ -130,7 +130,7 @@ def summary_lines(a: Analysis) -> list[str]:
     cfg = a.config
     n = len(a.trials)
     state = "finished" if a.finished else "NOT finished (interrupted or still running)"
-    lines = [f"{a.name}: {n} of {cfg.num_samples} trials of space {cfg.space!r}, "
+    lines = [f"{a.name}: {n} of {cfg.num_samples} trials of space {cfg.space_label!r}, "
              f"up to {cfg.max_epochs} epochs, search {state}"]
     if a.best is None:
         lines.append("best val_acc: none yet (no trial has reported an epoch)")
@@ -175,7 +175,7 @@ def _trials_for_report(a: Analysis) -> pd.DataFrame:
 def _report_sections(a: Analysis) -> list[Section]:
     cfg = a.config
     rows = [("results", a.path),
-            ("search", f"space {cfg.space!r}, {len(a.trials)} of {cfg.num_samples} trials, "
+            ("search", f"space {cfg.space_label!r}, {len(a.trials)} of {cfg.num_samples} trials, "
                        f"max {cfg.max_epochs} epochs"
                        + ("" if a.finished else " - NOT finished (interrupted or still running)")),
             ("ASHA", f"grace period {cfg.grace_period}, reduction factor {cfg.reduction_factor:g}, "
@@ -265,7 +265,7 @@ def comparison_table(analyses: list[Analysis]) -> pd.DataFrame:
     rows = []
     for a in analyses:
         rows.append({
-            "search": a.name, "space": a.config.space, "trials": len(a.trials),
+            "search": a.name, "space": a.config.space_label, "trials": len(a.trials),
             "finished": a.finished,
             "best_val_acc": a.best.val_acc if a.best else math.nan,
             "best_trial": a.best.trial_id if a.best else "",
@@ -284,7 +284,7 @@ def compare(analyses: list[Analysis], out: str | Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     table = comparison_table(analyses)
     table.to_csv(out / "comparison.csv", index=False)
-    names = [f"{a.name} ({a.config.space})" for a in analyses]
+    names = [f"{a.name} ({a.config.space_label})" for a in analyses]
     png = plots.plot_comparison(
         {n: best_so_far_by_trial(a.trials) for n, a in zip(names, analyses, strict=True)},
         {n: best_so_far_by_time(a.trials, a.history) for n, a in zip(names, analyses, strict=True)},

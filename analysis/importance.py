@@ -19,6 +19,7 @@ import pandas as pd
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 
 from vidtune.analysis.tables import trial_scores
+from vidtune.search_spaces import SpaceSpec
 from vidtune.trainable.core.trials import TrialStatus
 
 MIN_TRIALS = 2
@@ -47,12 +48,17 @@ def _quiet_optuna() -> Iterator[None]:
         optuna.logging.set_verbosity(level)
 
 
-def space_distributions(space: str) -> dict[str, BaseDistribution]:
-    """The Optuna distributions of a named search space (one define-by-run call), quietly."""
+def space_distributions(space: SpaceSpec) -> dict[str, BaseDistribution]:
+    """The Optuna distributions of a search space, quietly; {} if a user's space file is gone
+    (the analysis then takes each parameter's scale from its column)."""
+    from vidtune.search_spaces import SpaceError
     from vidtune.search_spaces import space_distributions as distributions_of
 
     with _quiet_optuna():
-        return distributions_of(space)
+        try:
+            return distributions_of(space)
+        except SpaceError:
+            return {}
 
 
 def param_scales(distributions: dict[str, BaseDistribution], trials: pd.DataFrame,

@@ -56,48 +56,76 @@ def duration(text: str) -> float:
 
 
 def _scalar(hint: Any) -> type:
-    """int, float, str or bool from a field's type (str | None -> str)."""
+    """int, float, str or bool from a field's type (str | None -> str; tuple[str, ...] -> str,
+    for a flag that takes several values; the space's str | dict | function -> str)."""
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if typing.get_origin(hint) is tuple:
+        hint = typing.get_args(hint)[0]
     if hint not in (int, float, str, bool):
         raise TypeError(f"no flag for a field of type {hint!r}")
     return hint
 
 
 def config_fields(cls: type) -> list[tuple[Field[Any], type]]:
-    """The fields of a config dataclass that are flags (those with help), with their types."""
+    """The fields of a config dataclass that are flags (those with help), with their types
+    (a field with its own parser, metadata["type"], is read as text)."""
     hints = typing.get_type_hints(cls)
-    return [(f, _scalar(hints[f.name])) for f in fields(cls) if "help" in f.metadata]
+    return [(f, str if "type" in f.metadata and not _is_scalar(hints[f.name]) else _scalar(hints[f.name]))
+            for f in fields(cls) if "help" in f.metadata]
 
 
-def add_config_args(parser: argparse.ArgumentParser, cls: type, default_group: str) -> None:
-    """One flag per field of `cls`, in argument groups named by metadata["group"]."""
+def _is_scalar(hint: Any) -> bool:
+    try:
+        _scalar(hint)
+    except TypeError:
+        return False
+    return True
+
+
+def add_config_args(parser: argparse.ArgumentParser, cls: type, default_group: str,
+                    defaults: bool = True) -> None:
+    """One flag per field of `cls`, in argument groups named by metadata["group"].
+
+    defaults=False: flags not given are left out of the namespace (argparse.SUPPRESS), which
+    tells the flags a user gave, to override a search file with.
+    """
     groups: dict[str, Any] = {}
     for f, kind in config_fields(cls):
         title = str(f.metadata.get("group", default_group))
         group = groups.setdefault(title, parser.add_argument_group(title))
         default = None if f.default is MISSING else f.default
+        if not defaults:
+            default = argparse.SUPPRESS
         if kind is bool:   # --flag, and --no-flag where it is on by default
-            action = argparse.BooleanOptionalAction if default else "store_true"
-            group.add_argument(_flag(f), dest=_dest(f), action=action, default=bool(default),
+            action = argparse.BooleanOptionalAction if f.default is True else "store_true"
+            group.add_argument(_flag(f), dest=_dest(f), action=action,
+                               default=bool(default) if defaults else default,
                                help=f.metadata["help"])
             continue
-        shown = "" if default in (None, "", 0.0) and "type" in f.metadata or default in (None, "") \
-            else " (default %(default)s)"
+        if isinstance(default, tuple) and "nargs" not in f.metadata:   # e.g. conv widths:
+            default = ",".join(map(str, default))                      # shown, parsed as "32,64,128"
+        shown = "" if (default in (None, "", 0.0) and "type" in f.metadata) \
+            or default in (None, "", (), argparse.SUPPRESS) else " (default %(default)s)"
         group.add_argument(_flag(f), dest=_dest(f), type=_parser(f, kind), default=default,
-                           metavar=f.metadata.get("metavar"), help=f.metadata["help"] + shown)
+                           nargs=f.metadata.get("nargs"), metavar=f.metadata.get("metavar"),
+                           help=f.metadata["help"] + shown)
+
+
+def config_values(cls: type, args: argparse.Namespace) -> dict[str, Any]:
+    """{field: value} of the flags of `cls` in a namespace (None and absent ones left out)."""
+    return {f.name: getattr(args, _dest(f)) for f, _ in config_fields(cls)
+            if getattr(args, _dest(f), None) is not None}
 
 
 def config_from_args(cls: type[C], args: argparse.Namespace, **nested: Any) -> C:
     """`cls` from the parsed flags (fields left None keep their defaults) and nested configs."""
     assert is_dataclass(cls)
-    values = {f.name: getattr(args, _dest(f)) for f, _ in config_fields(cls)
-              if getattr(args, _dest(f), None) is not None}
-    return cls(**values, **nested)
+    return cls(**config_values(cls, args), **nested)
 
 
-def add_data_args(parser: argparse.ArgumentParser) -> None:
-    add_config_args(parser, DataConfig, "data")
+def add_data_args(parser: argparse.ArgumentParser, defaults: bool = True) -> None:
+    add_config_args(parser, DataConfig, "data", defaults)
 
 
 def data_config(args: argparse.Namespace) -> DataConfig:

@@ -22,7 +22,15 @@ import time
 from pathlib import Path
 
 from vidtune.analysis.bench.common import write_section
-from vidtune.analysis.bench.race import METHODS, make_race_plan, plot_anytime, race, standing
+from vidtune.analysis.bench.make_search import render_make_search, run_make_search
+from vidtune.analysis.bench.race import (
+    METHODS,
+    load_runs,
+    make_race_plan,
+    plot_anytime,
+    race,
+    standing,
+)
 from vidtune.analysis.bench.race_report import KEY, render
 from vidtune.scripts._args import fail
 
@@ -38,6 +46,10 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--results-dir", default=None, help="keep the searches here (default: a temporary folder)")
     p.add_argument("--out", default=str(DOCS / "benchmarks.md"), help="markdown file to update")
     p.add_argument("--png", default=None, help="the anytime plot (default: race.png beside --out)")
+    p.add_argument("--from-runs", default=None, metavar="JSON",
+                   help="render the section from a saved race_runs.json instead of racing")
+    p.add_argument("--make-search-seeds", type=int, default=None,
+                   help="then time `make search` for seeds 0..N-1 (default 5; smoke 1, tiny)")
     args = p.parse_args(argv)
     try:
         plan = make_race_plan(args.smoke, args.seeds,
@@ -46,11 +58,18 @@ def main(argv: list[str] | None = None) -> str:
         fail(p, exc)
     png = Path(args.png) if args.png else Path(args.out).with_name("race.png")
     t0 = time.perf_counter()
+    n_make = args.make_search_seeds if args.make_search_seeds is not None else (1 if plan.smoke else 5)
+    # --smoke: the same command on the tiny smoke search, just to show the part runs.
+    extra = ("--smoke-test", "--time-budget", "30s") if plan.smoke else ()
     with tempfile.TemporaryDirectory(prefix="vidtune-race-") as tmp:
-        runs = race(plan, str(Path(args.results_dir).resolve()) if args.results_dir else tmp)
+        root = str(Path(args.results_dir).resolve()) if args.results_dir else tmp
+        runs = load_runs(args.from_runs) if args.from_runs else race(plan, root)
+        made = [run_make_search(seed, root, extra) for seed in range(n_make)]
     st = standing(runs)
     plot_anytime(runs, png)
     body = render(plan, runs, st, png, Path(args.out), time.perf_counter() - t0)
+    if made:
+        body += "\n" + "\n".join(render_make_search(made))
     write_section(args.out, KEY, body)
     print(body, file=sys.stderr)
     return body

@@ -1,9 +1,22 @@
-"""A small registry of named search spaces with a clear error for unknown names."""
+"""Search spaces by name, by file or as a declaration, with a clear error for unknown names.
+
+A space is given (SpaceSpec) as one of:
+- a registered name: "default", "wide", "tiny" (search_spaces/spaces.py);
+- a define-by-run function in a user's file or module: "path/to/spaces.py:my_space" or
+  "package.module:my_space" (search_spaces/_user.py);
+- a declaration, the [space] table of a search file (search_spaces/_declared.py);
+- in Python, the function itself (recorded as one of the two string forms above).
+
+get_space() turns any of them into a SearchSpace whose `define` pickles: Ray's OptunaSearch
+is pickled with the experiment for Tuner.restore, and a user's function is reached again by
+its file or module name, never pickled by value.
+"""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
+import hashlib
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,15 +24,35 @@ import optuna
 
 # A define-by-run function: samples from an Optuna trial, returns constants (or None).
 DefineFn = Callable[[optuna.Trial], dict[str, Any] | None]
+# What SearchConfig.space and get_space() take.
+SpaceSpec = str | Mapping[str, Any] | DefineFn
+
+
+class SpaceError(ValueError):
+    """A bad search space. `param` names the parameter at fault, when there is one, so that
+    a search file can point at its line."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+SpaceError.__module__ = "vidtune.search_spaces"   # its public name, in tracebacks and error.txt
 
 
 @dataclass(frozen=True)
 class SearchSpace:
-    name: str
+    name: str                                # the name, "file.py:function" or "declared"
     description: str
-    define: DefineFn                         # module-level, so the searcher pickles for resume
-    default: dict[str, Any]                  # the seed's configuration, always evaluated first
+    define: DefineFn                         # pickles (module-level or a small object)
+    default: dict[str, Any]                  # the first trial; {}: the seed where it fits
     constants: dict[str, Any] = field(default_factory=dict)   # fixed hyperparameters
+    source: str = ""                         # the user's file (for error lines); "" built in
+    key: str = ""                            # identity for caches ("" -> name)
+
+    @property
+    def cache_key(self) -> str:
+        return self.key or self.name
 
 
 _SPACES: dict[str, SearchSpace] = {}
@@ -32,36 +65,60 @@ def register(space: SearchSpace) -> SearchSpace:
     return space
 
 
-def get_space(name: str) -> SearchSpace:
+def registered(name: str) -> SearchSpace | None:
+    return _SPACES.get(name)
+
+
+def get_space(spec: SpaceSpec, sha256: str = "") -> SearchSpace:
+    """The SearchSpace of a name, a "file.py:function" or "module:function", a declaration
+    (mapping) or a function. SpaceError (a ValueError) naming the fix if it cannot be had.
+
+    sha256: the content hash a search recorded for its space file; a file that has moved or
+    changed since is an error, here and whenever Ray's searcher calls the space.
+    """
+    from vidtune.search_spaces import _declared, _user
+
+    if isinstance(spec, Mapping):
+        return _declared.declared_space(spec)
+    if callable(spec):
+        return get_space(_user.function_spec(spec))
+    if not isinstance(spec, str):
+        raise SpaceError(f"space is {spec!r}; give a name, 'file.py:function' or a declaration")
+    if ":" in spec:
+        return _user.user_space(spec, sha256)
     try:
-        return _SPACES[name]
+        return _SPACES[spec]
     except KeyError:
-        raise ValueError(
-            f"unknown search space {name!r}; known spaces: {', '.join(sorted(_SPACES))}"
+        hint = " (a file? give path/to/file.py:function)" if spec.endswith(".py") else ""
+        raise SpaceError(
+            f"unknown search space {spec!r}; known spaces: {', '.join(sorted(_SPACES))}, "
+            f"or a define-by-run function as path/to/file.py:function{hint}"
         ) from None
+
+
+def space_label(spec: SpaceSpec) -> str:
+    """A short name for a space in one line of text: the name or spec, or 'declared'."""
+    if isinstance(spec, Mapping):
+        return "declared"
+    return spec if isinstance(spec, str) else getattr(spec, "__name__", repr(spec))
+
+
+def declaration_key(spec: Mapping[str, Any]) -> str:
+    text = json.dumps(spec, sort_keys=True, default=str)
+    return "declared:" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def list_spaces() -> list[SearchSpace]:
     return [_SPACES[name] for name in sorted(_SPACES)]
 
 
-@functools.cache
-def _distributions(name: str) -> tuple[tuple[str, optuna.distributions.BaseDistribution], ...]:
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)   # no "new study created" line
-    try:
-        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-        trial = study.ask()
-        get_space(name).define(trial)
-    finally:
-        optuna.logging.set_verbosity(verbosity)
-    return tuple(trial.distributions.items())
+def space_distributions(spec: SpaceSpec) -> dict[str, optuna.distributions.BaseDistribution]:
+    """The Optuna distributions a space samples, found by running it on throwaway trials.
 
-
-def space_distributions(name: str) -> dict[str, optuna.distributions.BaseDistribution]:
-    """The Optuna distributions a space samples, found by running it once on a throwaway trial.
-
-    Define-by-run spaces may branch; this records the parameters of one run, which covers the
-    flat spaces registered here.
+    A define-by-run space may branch (dropout only with 2 LSTM layers): the space is run
+    TRACE_RUNS times with a seeded random sampler and the union is returned, so a
+    conditional parameter is there as long as its branch is taken in one of the runs.
     """
-    return dict(_distributions(name))
+    from vidtune.search_spaces._trace import trace_space
+
+    return {name: s.distribution for name, s in trace_space(get_space(spec)).sampled.items()}

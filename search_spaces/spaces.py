@@ -2,7 +2,8 @@
 
 A space samples flat, scalar parameters (what Optuna and the results table see); to_hparams()
 turns them into the model/train hyperparameters: conv_blocks and conv_base become
-conv_widths = (base, 2*base, 4*base, ...), growing channels as in the seed model.
+conv_widths = (base, 2*base, 4*base, ...), growing channels as in the seed model, and
+conv_widths sampled as a string "32-64-128" becomes (32, 64, 128).
 """
 
 from __future__ import annotations
@@ -41,9 +42,21 @@ def tiny_space(trial: optuna.Trial) -> None:
     trial.suggest_float("lr", 1e-3, 3e-2, log=True)
 
 
+def decode_widths(value: Any) -> tuple[int, ...]:
+    """conv_widths as sampled: "32-64-128" (a categorical choice) or a sequence of ints."""
+    if isinstance(value, str):
+        try:
+            return tuple(int(w) for w in value.split("-"))
+        except ValueError:
+            raise ValueError(f"conv_widths is {value!r}; write widths as '32-64-128'") from None
+    return tuple(value)
+
+
 def to_hparams(params: dict[str, Any]) -> dict[str, Any]:
     """Sampled parameters -> keyword arguments for ModelConfig/TrainConfig (see split_params)."""
     out = dict(params)
+    if "conv_widths" in out:
+        out["conv_widths"] = decode_widths(out["conv_widths"])
     blocks, base = out.pop("conv_blocks", None), out.pop("conv_base", None)
     if (blocks is None) != (base is None):
         raise ValueError(f"conv_blocks ({blocks}) and conv_base ({base}) must be sampled together")

@@ -32,7 +32,7 @@ def test_train_saves_a_model_that_evaluate_reproduces(tmp_path, cache_dir, capsy
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--conv-widths", "8,x"], "--conv-widths is '8,x'"),
+    (["--conv-widths", "8,x"], "conv widths '8,x' are not understood; write e.g. 32,64,128"),
     (["--lr", "-1"], "lr is -1.0"),
     (["--epochs", "0"], "epochs is 0"),
 ])

@@ -2,8 +2,10 @@
 a search whose every trial errored fails, crashed workers are still retried (from a corrupt
 checkpoint too), a vanishing storage stops the search, and a storage URI keeps every file.
 
-Some configs of the space "flaky-test" fail deterministically: conv_base 0 makes ModelConfig
-raise ValueError. Ray's trial workers learn the space from a worker setup hook.
+Some configs of the space "flaky-test" fail deterministically in their worker: a trial with one
+conv block takes dropout from the space's constants, and the workers' copy of the space
+(registered by a worker setup hook) fixes it at 1.5, which makes ModelConfig raise ValueError.
+The driver's copy fixes 0, so the space passes the checks made before Ray starts.
 """
 
 from __future__ import annotations
@@ -35,25 +37,28 @@ pytestmark = pytest.mark.slow
 
 
 def flaky_space(trial) -> None:
-    trial.suggest_int("conv_blocks", 1, 2)
-    trial.suggest_categorical("conv_base", [4, 0])     # 0: ModelConfig raises ValueError
+    trial.suggest_categorical("conv_base", [4])
+    if trial.suggest_int("conv_blocks", 1, 2) == 2:
+        trial.suggest_categorical("dropout", [0.0])
     trial.suggest_categorical("lstm_hidden", [16])
-    trial.suggest_float("lr", 1e-3, 1e-2, log=True)
+    trial.suggest_float("lr", 1e-3, 1e-2, log=True)   # one block: dropout is the constant
 
 
 FLAKY = SearchSpace("flaky-test", "some configs fail", flaky_space,
-                    {"conv_blocks": 1, "conv_base": 4, "lstm_hidden": 16, "lr": 3e-3},
-                    constants={"spatial_pool": 2})
+                    {"conv_blocks": 2, "conv_base": 4, "lstm_hidden": 16, "lr": 3e-3},
+                    constants={"spatial_pool": 2, "dropout": 0.0})
 
 
 def worker_hook():
     """Registers the space in every Ray worker (a closure, so Ray pickles it by value).
-    Workers only read the space's constants; the driver samples with flaky_space."""
+    Workers only read the space's constants (dropout 1.5: one-block trials fail); the
+    driver samples with flaky_space."""
     def register() -> None:
         from vidtune.search_spaces import SearchSpace, _registry
 
         _registry._SPACES.setdefault("flaky-test", SearchSpace(
-            "flaky-test", "", lambda trial: None, {}, constants={"spatial_pool": 2}))
+            "flaky-test", "", lambda trial: None, {},
+            constants={"spatial_pool": 2, "dropout": 1.5}))
     return register
 
 
@@ -86,17 +91,14 @@ def test_deterministic_errors_fail_once_are_counted_and_stay_failed_on_resume(
     outcome = run_search(cfg)
     path = outcome.experiment_path
     trials = load_experiment(path).trials.set_index("trial_id")
-    bad = trials["conv_base"] == 0
-    assert 0 < bad.sum() < len(trials) == 6, trials[["conv_base", "status"]]
+    bad = trials["conv_blocks"] == 1
+    assert 0 < bad.sum() < len(trials) == 6, trials[["conv_blocks", "status"]]
     assert (trials["status"] == "errored").tolist() == bad.tolist()
 
     # Each bad config failed once, though --max-failures is 2; the good ones never failed.
     assert {t: failures(path, t) for t in trials.index} == {t: int(b) for t, b in bad.items()}
     # Its one-line error, in trials.csv and counted by message in the outcome.
-    expected = {t: "ValueError: conv_widths is (0,), but must be positive ints, e.g. (32, 64, 128)"
-                if trials.loc[t, "conv_blocks"] == 1 else
-                "ValueError: conv_widths is (0, 0), but must be positive ints, e.g. (32, 64, 128)"
-                for t in trials.index[bad]}
+    expected = {t: "ValueError: dropout is 1.5, but must lie in [0, 1)" for t in trials.index[bad]}
     assert trials.loc[bad, "error"].to_dict() == expected
     assert (trials.loc[~bad, "error"] == "").all()
     assert outcome.num_errors == bad.sum() and not outcome.all_failed
@@ -163,8 +165,8 @@ def test_a_search_whose_every_trial_errored_exits_1(tmp_path, cache_dir, monkeyp
     finally:
         ray.shutdown()
     assert exit_info.value.code == 1 and resume_exit.value.code == 1
-    message = ("3 of 3 trials failed: ValueError: unknown search space 'flaky-test'; known "
-               "spaces: default, tiny, wide")
+    message = ("3 of 3 trials failed: SpaceError: unknown search space 'flaky-test'; known "
+               "spaces: default, tiny, wide, or a define-by-run function as path/to/file.py:function")
     assert f"vidtune search: error: {message}\n" in first.err
     assert f"full tracebacks: {tmp_path / 'all'}/trial_*/error.txt" in first.err
     assert "analyze:" not in first.out and "retrain:" not in first.out

@@ -17,6 +17,8 @@ its own section of the markdown file.
 - search.py        run_search_bench: every part, one embedded Ray through the driver
 - scale.py         bench_scale (issue 16): thousands of trials, the driver killed once
 - scale_report.py  the bench_scale section
+- warm_start.py    run_warm_start_bench: warm-started against cold searches, epochs to the
+                   cold best (scripts/bench_warm_start.py)
 
 Ray is reached only through vidtune.trainable.tune.driver (run_search, init_ray, shutdown,
 run_repeats). Names are imported on first use, so `import vidtune.analysis.bench` and the
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from vidtune.analysis.bench.plan import Plan, make_plan
     from vidtune.analysis.bench.scale import ScalePlan, make_scale_plan, run_scale
     from vidtune.analysis.bench.search import run_search_bench
+    from vidtune.analysis.bench.warm_start import run_warm_start_bench
 
 _WHERE = {   # public name -> module under vidtune.analysis.bench
     "Verdict": "common",
@@ -59,6 +62,7 @@ _WHERE = {   # public name -> module under vidtune.analysis.bench
     "ScalePlan": "scale",
     "make_scale_plan": "scale",
     "run_scale": "scale",
+    "run_warm_start_bench": "warm_start",
 }
 
 __all__ = [
@@ -79,6 +83,7 @@ __all__ = [
     "run_data_bench",
     "run_scale",
     "run_search_bench",
+    "run_warm_start_bench",
     "verdict",
     "write_section",
 ]

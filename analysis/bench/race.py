@@ -29,7 +29,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from vidtune.data import DataConfig, load_arrays
 from vidtune.trainable.core.search_config import SearchConfig
 
 METHODS = ("vidtune", "ray-tune", "optuna", "random")
+RUNS_FILE = "race_runs.json"
 TARGET_GAP = 0.01            # time to target: within 1 point of the best any method reached
 GOAL_TTT_RATIO = 0.5         # vidtune's median time to target <= 0.5 x the best peer's
 GOAL_ACC_GAP = 0.01          # vidtune's mean best val acc never more than 1 point below a peer's
@@ -253,8 +254,19 @@ def _optuna(cfg: SearchConfig, workers: int, root: str) -> Callable[[float], tup
     return go
 
 
+def save_runs(runs: list[RaceRun], path: str | Path) -> None:
+    """The runs as JSON (written after every method, so a long race keeps what it measured)."""
+    Path(path).write_text(json.dumps([asdict(r) for r in runs], indent=1))
+
+
+def load_runs(path: str | Path) -> list[RaceRun]:
+    return [RaceRun(**{**d, "reports": [tuple(x) for x in d["reports"]]})
+            for d in json.loads(Path(path).read_text())]
+
+
 def race(plan: RacePlan, root: str) -> list[RaceRun]:
-    """Every method at every seed, interleaved; Ray is shut down between methods."""
+    """Every method at every seed, interleaved; Ray is shut down between methods. The runs
+    are saved to root/race_runs.json as they finish."""
     from vidtune.trainable.tune.driver import shutdown
 
     load_arrays(plan.data, progress=True)   # the cache is built before any clock starts
@@ -274,6 +286,7 @@ def race(plan: RacePlan, root: str) -> list[RaceRun]:
             shutdown()
             run = _timed(method, seed, go)
             runs.append(run)
+            save_runs(runs, Path(root) / RUNS_FILE)
             print(f"race seed {seed} {method}: best {run.best:.4f}, {run.wall_s:.0f} s, "
                   f"{run.epochs} epochs, cores busy {run.cpu_busy:.0%}", file=sys.stderr, flush=True)
     return runs

@@ -13,8 +13,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from optuna.distributions import CategoricalDistribution, IntDistribution
+
 from vidtune.data import DataConfig
-from vidtune.search_spaces import get_space
+from vidtune.search_spaces import trace_space
 from vidtune.trainable.best.artifact import (
     CONFIG,
     EXPORTED,
@@ -65,9 +67,14 @@ def choose(experiment: Experiment) -> Choice:
     """best_trial's pick, with ints where the space samples ints. ValueError if no epoch yet."""
     trials = experiment.trials
     best = best_trial(trials, experiment.param_names)
-    default = get_space(experiment.config.space).default
-    params = {k: int(v) if isinstance(default.get(k), int) and isinstance(v, float) and v.is_integer()
-              else v for k, v in best.params.items()}
+    # A column with a NaN (a conditional parameter) holds floats: back to ints where the space
+    # samples ints. search_space() refuses a space file changed since the search.
+    sampled = trace_space(experiment.config.search_space()).sampled
+    ints = {k for k, s in sampled.items() if isinstance(s.distribution, IntDistribution)
+            or (isinstance(s.distribution, CategoricalDistribution)
+                and all(isinstance(c, int) for c in s.distribution.choices))}
+    params = {k: int(v) if k in ints and isinstance(v, float) and v.is_integer() else v
+              for k, v in best.params.items()}
     failed = [s.value for s in TrialStatus if s.failed]
     at_budget = trials[(trials["epochs"] == best.epoch) & ~trials["status"].isin(failed)]
     return Choice(replace(best, params=params), num_trials=len(trials), num_at_budget=len(at_budget))

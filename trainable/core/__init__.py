@@ -2,6 +2,8 @@
 
 - config.py         ModelConfig, TrainConfig (frozen, validated)
 - search_config.py  SearchConfig: everything `vidtune search` takes, validated before Ray
+- config_file.py    search files (TOML, or an earlier vidtune.json) read strictly, with lines
+- space_check.py    a search space checked against ModelConfig/TrainConfig; its first trial
 - model.py          VideoModel: per-frame CNN -> LSTM -> linear head
 - loop.py           fit / evaluate, seeded and resumable to the exact batch order
 - checkpoint.py     a trial's state on disk, with fallback to an older readable one

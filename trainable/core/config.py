@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
+def parse_widths(text: str) -> tuple[int, ...]:
+    """'32,64,128' -> (32, 64, 128), for --conv-widths. ValueError naming the text."""
+    try:
+        return tuple(int(w) for w in str(text).split(","))
+    except ValueError:
+        raise ValueError(f"conv widths {text!r} are not understood; write e.g. 32,64,128") from None
+
+
+# Fields with "help" in their metadata are `vidtune train` flags (scripts/_args.py).
 @dataclass(frozen=True)
 class ModelConfig:
-    conv_widths: tuple[int, ...] = (32, 64, 128)  # one Conv-BN-ReLU-MaxPool block per width
-    lstm_hidden: int = 256
-    lstm_layers: int = 1
-    dropout: float = 0.0            # between LSTM layers and before the head
+    conv_widths: tuple[int, ...] = field(default=(32, 64, 128), metadata={  # one block per width
+        "help": "comma-separated widths of the Conv-BN-ReLU-MaxPool blocks", "type": parse_widths,
+        "metavar": "W,W,..."})
+    lstm_hidden: int = field(default=256, metadata={"help": "LSTM hidden size"})
+    lstm_layers: int = field(default=1, metadata={"help": "LSTM layers"})
+    dropout: float = field(default=0.0, metadata={     # between LSTM layers and before the head
+        "help": "dropout between LSTM layers and before the head"})
     num_classes: int = 10
     in_channels: int = 3            # RGB
     spatial_pool: int = 4           # CNN output pooled to spatial_pool^2 cells: keeps coarse position
@@ -33,12 +45,12 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    batch_size: int = 32
-    epochs: int = 10
-    grad_clip: float = 1.0          # max grad norm; 0 disables
-    seed: int = 0
+    lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate"})
+    weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay"})
+    batch_size: int = field(default=32, metadata={"help": "clips per batch"})
+    epochs: int = field(default=10, metadata={"help": "epochs to train"})
+    grad_clip: float = field(default=1.0, metadata={"help": "max gradient norm (0: no clipping)"})
+    seed: int = field(default=0, metadata={"help": "initial weights and batch order"})
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.lr) and self.lr > 0):

@@ -15,8 +15,7 @@ import optuna
 from vidtune.data import load_arrays
 from vidtune.data.checks import check_clips
 from vidtune.data.store import StoreWriteError
-from vidtune.search_spaces import get_space, space_distributions
-from vidtune.search_spaces._registry import SearchSpace
+from vidtune.search_spaces import SearchSpace, decode_widths, trace_space
 from vidtune.trainable.core.config import ModelConfig
 from vidtune.trainable.core.search_config import SearchConfig, filesystem, is_uri
 
@@ -47,18 +46,22 @@ def check_writable(folder: str, what: str, fix: str) -> None:
 
 
 def deepest_conv(space: SearchSpace) -> int:
-    """The most conv blocks a space can give a model: conv_blocks' largest value if it samples
-    it, else its default's, else the seed model's."""
-    dist = space_distributions(space.name).get("conv_blocks")
+    """The most conv blocks a space can give a model: conv_blocks' largest value (or the
+    longest conv_widths choice) if it samples it, else its default's, else the seed model's."""
+    sampled = trace_space(space).sampled
+    dist = sampled["conv_blocks"].distribution if "conv_blocks" in sampled else None
     if isinstance(dist, (optuna.distributions.IntDistribution, optuna.distributions.FloatDistribution)):
         return int(dist.high)
     if isinstance(dist, optuna.distributions.CategoricalDistribution):
         return max(int(c) for c in dist.choices)   # type: ignore[arg-type]
+    widths = sampled["conv_widths"].distribution if "conv_widths" in sampled else None
+    if isinstance(widths, optuna.distributions.CategoricalDistribution):
+        return max(len(decode_widths(c)) for c in widths.choices)
     fixed = {**space.default, **space.constants}
     if "conv_blocks" in fixed:
         return int(fixed["conv_blocks"])
     if "conv_widths" in fixed:
-        return len(fixed["conv_widths"])
+        return len(decode_widths(fixed["conv_widths"]))
     return len(ModelConfig().conv_widths)
 
 
@@ -66,13 +69,13 @@ def check_clip_size(cfg: SearchConfig) -> None:
     """Every config the space can sample must take the clips: each conv block ends in
     MaxPool2d(2), which halves height and width (rounding down) and fails below 1 pixel, so
     n blocks need frames of at least 2**n x 2**n. Any number of frames >= 1 suits the LSTM."""
-    blocks = deepest_conv(get_space(cfg.space))
+    blocks = deepest_conv(cfg.search_space())
     need = 2**blocks
     h, w = cfg.data.height, cfg.data.width
     if h < need or w < need:
         raise ValueError(
             f"clips of {h}x{w} pixels (--height x --width) are too small for space "
-            f"{cfg.space!r}: it samples up to {blocks} conv blocks, each halving the frame, so "
+            f"{cfg.space_label!r}: it samples up to {blocks} conv blocks, each halving the frame, so "
             f"both must be >= {need}; use --height {max(h, need)} --width {max(w, need)} or a "
             "space with fewer conv blocks (see `vidtune spaces`)")
 

@@ -5,13 +5,22 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from vidtune.data import DataConfig
-from vidtune.search_spaces import get_space
+from vidtune.search_spaces import (
+    SearchSpace,
+    SpaceSpec,
+    get_space,
+    resolve_spec,
+    sha256_of,
+    source_of,
+    space_label,
+)
+from vidtune.trainable.core.space_check import check_space
 
 CONFIG_FILE = "vidtune.json"
 SAMPLERS = ("tpe", "random")
@@ -75,14 +84,15 @@ def _arg(default: Any, help: str, group: str = "search", **extra: Any) -> Any:
 class SearchConfig:
     """Everything `vidtune search` takes. Each field is one flag (--num-samples for num_samples)."""
 
-    space: str = _arg("default", "named search space, see `vidtune spaces`")
+    space: SpaceSpec = _arg("default", "named search space (see `vidtune spaces`) or a define-by-run "
+                            "function: path/to/spaces.py:my_space or module:my_space")
     num_samples: int = _arg(12, "trials in total, the seed configuration included; with "
-                            "--time-budget an optional cap (0: none)")
-    max_epochs: int = _arg(6, "epochs of a trial that ASHA never stops")
+                            "--time-budget an optional cap (0: none)", "budget")
+    max_epochs: int = _arg(6, "epochs of a trial that ASHA never stops", "budget")
     time_budget_s: float = _arg(0.0, "wall time for the search, e.g. 15m, 90s, 1h30m: no trial "
                                 "starts that cannot reach its first rung in time, and at the end "
-                                "the search stops as Ctrl-C does (resumable)", flag="--time-budget",
-                                type=parse_duration, metavar="DURATION")
+                                "the search stops as Ctrl-C does (resumable)", "budget",
+                                flag="--time-budget", type=parse_duration, metavar="DURATION")
     grace_period: int = _arg(1, "epochs before ASHA's first stopping decision", "ASHA")
     reduction_factor: float = _arg(3.0, "ASHA keeps the top 1/N of the trials at each rung", "ASHA")
     promotion_cap: bool = _arg(False, "let at most 1/N of the trials at a rung through, whatever "
@@ -123,9 +133,22 @@ class SearchConfig:
     optuna_storage: str = _arg("", "database URL of the mirrored Optuna study (default: sqlite "
                                "optuna.db in the results)", "storage")
     data: DataConfig = field(default_factory=DataConfig)
+    warm_start: tuple[str, ...] = _arg((), "earlier searches (results folders) whose finished "
+                                       "trials TPE learns from before its first proposal",
+                                       metavar="DIR", nargs="+")
+    # The space file's sha256 when the search started (resolved() sets it): a recorded search
+    # refuses a space file that has moved or changed since. Not a flag.
+    space_sha256: str = ""
 
     def __post_init__(self) -> None:
-        get_space(self.space)  # raises with the list of known spaces
+        object.__setattr__(self, "space", _space_spec(self.space))
+        warm = (self.warm_start,) if isinstance(self.warm_start, str) else tuple(self.warm_start)
+        if not all(isinstance(p, str) and p for p in warm):
+            raise ValueError(f"warm_start is {self.warm_start!r}; give results folders of earlier "
+                             "searches, e.g. ('results/search-1',)")
+        object.__setattr__(self, "warm_start", warm)
+        if not self.space_sha256:   # a new search; a recorded one is checked by search_space()
+            check_space(get_space(self.space))   # names the known spaces, the file and line
         positive = ("max_epochs", "grace_period", "batch_size")
         for name in positive:
             if getattr(self, name) < 1:
@@ -182,13 +205,30 @@ class SearchConfig:
                              "root/<class>/<video files> or 'synthetic'")
 
     def resolved(self) -> SearchConfig:
-        """Absolute paths (trials chdir into their own folder) and a concrete name."""
+        """Absolute paths (trials chdir into their own folder), a concrete name, and the
+        content hash of a user's space file (recorded in vidtune.json)."""
         name = self.name or time.strftime("search-%Y%m%d-%H%M%S")
         storage = self.storage
         if storage and not is_uri(storage):
             storage = str(Path(storage).expanduser().resolve())
+        space, sha = self.space, self.space_sha256
+        if isinstance(space, str) and ":" in space:
+            space = resolve_spec(space)
+            source = source_of(space)
+            sha = sha or (sha256_of(source) if source else "")
+        warm = tuple(p if is_uri(p) else str(Path(p).expanduser().resolve()) for p in self.warm_start)
         return replace(self, name=name, storage=storage, data=self.data.resolved(),
-                       results_dir=str(Path(self.results_dir).expanduser().resolve()))
+                       results_dir=str(Path(self.results_dir).expanduser().resolve()),
+                       space=space, space_sha256=sha, warm_start=warm)
+
+    def search_space(self) -> SearchSpace:
+        """The space. For a recorded search, a space file moved or changed since is an error."""
+        return get_space(self.space, self.space_sha256)
+
+    @property
+    def space_label(self) -> str:
+        """The space in one line of text: its name or spec, or 'declared'."""
+        return space_label(self.space)
 
     @property
     def storage_root(self) -> str:
@@ -209,6 +249,28 @@ class SearchConfig:
         return cls(**d)
 
     @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> SearchConfig:
+        """A search file (.toml) or an earlier search's vidtune.json, with keyword arguments
+        overriding it as flags do on the command line (data= takes a dict of DataConfig fields
+        or a DataConfig). Errors point at the file's line. See trainable/core/config_file.py."""
+        from vidtune.trainable.core.config_file import file_keys, locate, read_config_file
+
+        values, data, reader = read_config_file(path, cls)
+        data_over = overrides.pop("data", None)
+        keys = file_keys(values, data, reader)
+        keys = {k: s for k, s in keys.items()
+                if k not in overrides and not (s == "data" and (isinstance(data_over, DataConfig)
+                                                               or k in (data_over or {})))}
+        try:
+            if isinstance(data_over, DataConfig):
+                data_cfg = data_over
+            else:
+                data_cfg = DataConfig(**{**data, **dict(data_over or {})})
+            return cls(**{**values, **overrides}, data=data_cfg)
+        except ValueError as exc:
+            raise locate(exc, reader, keys) from None
+
+    @classmethod
     def load(cls, path: str | Path) -> SearchConfig:
         """The config saved in an experiment folder (path or URI), pointed at where it is now.
 
@@ -227,6 +289,19 @@ class SearchConfig:
         if cfg.storage:
             return replace(cfg, storage=str(folder.parent), name=folder.name)
         return replace(cfg, results_dir=str(folder.parent), name=folder.name)
+
+
+def _space_spec(space: Any) -> str | dict[str, Any]:
+    """A name, a "file.py:function" spec or a declaration (a plain dict); a function given in
+    Python becomes its spec, so that trials and a resumed search can load it again."""
+    if isinstance(space, str):
+        return space
+    if isinstance(space, Mapping):
+        return json.loads(json.dumps(space))    # a plain copy: it is saved in vidtune.json
+    if callable(space):
+        return get_space(space).name
+    raise ValueError(f"space is {space!r}; give a name (see `vidtune spaces`), "
+                     "'path/to/spaces.py:my_space', a function or a declaration (a dict)")
 
 
 def beside_results(experiment_path: str, name: str) -> Path:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from vidtune.data import make_loaders
-from vidtune.search_spaces import get_space, to_hparams
+from vidtune.search_spaces import to_hparams
 from vidtune.trainable.core.config import ModelConfig, TrainConfig, split_params
 from vidtune.trainable.core.loop import DivergedError, Threads, fit, pick_device
 from vidtune.trainable.core.model import build_model
@@ -24,8 +24,12 @@ Report = Callable[[dict[str, Any], dict[str, Any] | None], None]   # (metrics, r
 
 
 def _hparams(params: dict[str, Any], cfg: SearchConfig) -> dict[str, Any]:
-    """The search's batch size, then the space's constants, then the sampled values (last wins)."""
-    return {"batch_size": cfg.batch_size, **get_space(cfg.space).constants, **to_hparams(params)}
+    """The search's batch size, then the space's constants, then the sampled values (last wins).
+
+    A space in a user's file is loaded again here, in the trial's worker (by its path, checked
+    against the content hash the search recorded).
+    """
+    return {"batch_size": cfg.batch_size, **cfg.search_space().constants, **to_hparams(params)}
 
 
 def trial_configs(params: dict[str, Any], cfg: SearchConfig, num_classes: int) -> tuple[ModelConfig, TrainConfig]:

@@ -6,6 +6,7 @@
 - optuna_mirror.py  the study mirrored into SQLite once each trial has finished
 - failures.py       NoRetry (a deterministic trial error is not retried), StorageWatch
 - experiment.py     a results folder as pandas tables (reads Ray's files, imports no Ray)
+- warm_start.py     earlier searches' finished trials as Optuna trials for a warm start
 
 Nothing is imported here, so reading a results folder does not import Ray.
 """

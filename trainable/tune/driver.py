@@ -29,7 +29,7 @@ from ray.tune.schedulers.resource_changing_scheduler import (
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from vidtune.search_spaces import get_space, space_distributions
+from vidtune.search_spaces import trace_space
 from vidtune.trainable.core.failures import error_counts
 from vidtune.trainable.core.preflight import preflight
 from vidtune.trainable.core.search_config import (
@@ -41,6 +41,7 @@ from vidtune.trainable.core.search_config import (
     read_text,
     write_text,
 )
+from vidtune.trainable.core.space_check import first_trial
 from vidtune.trainable.core.trials import Best, TrialStatus, best_reported
 from vidtune.trainable.tune.adapter import tune_trainable
 from vidtune.trainable.tune.asha import ResumableASHA, RungKeeper
@@ -61,6 +62,7 @@ from vidtune.trainable.tune.slim import SlimFinished
 from vidtune.trainable.tune.snapshots import DropStaleSnapshots
 from vidtune.trainable.tune.stats import DriverStats, SnapshotClock
 from vidtune.trainable.tune.threads import ThreadSharer
+from vidtune.trainable.tune.warm_start import WarmStart, load_warm_start
 
 METRIC, MODE = "val_acc", "max"
 BEST_FILE = "best.json"
@@ -87,15 +89,20 @@ def trial_slots(cfg: SearchConfig) -> int:
     return max(1, min(slots, cfg.num_samples) if cfg.num_samples else slots)
 
 
-def make_searcher(cfg: SearchConfig, slots: int) -> BudgetedSearch:
-    """Seeded TPE over the named space, the seed default first.
+def make_searcher(cfg: SearchConfig, slots: int, warm: WarmStart | None = None) -> BudgetedSearch:
+    """Seeded TPE over the space, its first trial first (the seed configuration by default),
+    after the warm start's earlier trials.
 
     The ConcurrencyLimiter matters twice: TPE proposes only as many configs as can run (later
     ones learn from earlier results), and Tune starts `slots` trials at once instead of one
     at a time (it keeps a single pending trial for an unwrapped custom searcher). Its gate
     closes when the time budget cannot pay for another trial.
     """
-    space = get_space(cfg.space)
+    space = cfg.search_space()
+    warm = warm or WarmStart()
+    first = first_trial(space)
+    if warm.has_tried(first):   # an earlier search ran exactly this trial: TPE knows its value
+        first = {}
     if cfg.sampler == "random":   # the baseline the benchmarks compare TPE against
         sampler: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=cfg.seed)
     else:
@@ -104,7 +111,14 @@ def make_searcher(cfg: SearchConfig, slots: int) -> BudgetedSearch:
                                              multivariate=cfg.tpe_multivariate,
                                              constant_liar=cfg.tpe_constant_liar)
     searcher = OptunaSearch(space=space.define, metric=METRIC, mode=MODE, sampler=sampler,
-                            points_to_evaluate=[dict(space.default)])
+                            points_to_evaluate=[first] if first else None)
+    if warm.trials:
+        assert searcher._ot_study is not None   # created in __init__, as the space is given
+        # Into the study before the first suggest. OptunaSearch.add_evaluated_point refuses a
+        # define-by-run space (ray/tune/search/optuna/optuna_search.py), so the trials go to
+        # the Optuna study it created in __init__. The study is pickled with the searcher, so a
+        # resumed search keeps them.
+        searcher._ot_study.add_trials(list(warm.trials))
     return BudgetedSearch(ConcurrencyLimiter(searcher, max_concurrent=slots))
 
 
@@ -184,8 +198,14 @@ def check_shared_path(path: str, nodes: list[dict]) -> None:
 
 
 def trial_table(cfg: SearchConfig) -> CLIReporter:
-    """The live trial table: sampled parameters, the latest epoch's metrics, every 15 s."""
-    params = list(space_distributions(cfg.space))
+    """The live trial table: sampled parameters, the latest epoch's metrics, every 15 s.
+
+    Only the parameters every trial samples: CLIReporter's best-trial line raises KeyError on
+    a trial config without one of its columns (a conditional parameter, e.g. dropout only with
+    two LSTM layers).
+    """
+    trace = trace_space(cfg.search_space())
+    params = [name for name, s in trace.sampled.items() if s.runs == trace.num_runs]
     return CLIReporter(
         parameter_columns=params,
         metric_columns={"epoch": "epoch", "train_loss": "train_loss", "val_loss": "val_loss",
@@ -220,13 +240,13 @@ def ray_storage(path: str) -> dict[str, Any]:
     return {"storage_path": fs_path, "storage_filesystem": fs}
 
 
-def _tuner(cfg: SearchConfig) -> tune.Tuner:
+def _tuner(cfg: SearchConfig, warm: WarmStart | None = None) -> tune.Tuner:
     scheduler = make_scheduler(cfg)
     restart = cfg.cpu_sharing == "restart"
     return tune.Tuner(
         make_trainable(cfg),
         tune_config=TuneConfig(
-            search_alg=make_searcher(cfg, trial_slots(cfg)), metric=METRIC, mode=MODE,
+            search_alg=make_searcher(cfg, trial_slots(cfg), warm), metric=METRIC, mode=MODE,
             # --cpu-sharing restart: Ray's ResourceChangingScheduler hands idle CPUs to running
             # trials by restarting them from their last checkpoint with more (ASHA decides).
             scheduler=ResourceChangingScheduler(
@@ -337,7 +357,7 @@ def _prepare(cfg: SearchConfig) -> None:
 def _plan(cfg: SearchConfig) -> str:
     trials = f"{cfg.num_samples} trials" if cfg.num_samples else "trials"
     budget = f" within {format_duration(cfg.time_budget_s)}" if cfg.time_budget_s else ""
-    return f"{trials}{budget} of space {cfg.space!r}, up to {cfg.max_epochs} epochs each"
+    return f"{trials}{budget} of space {cfg.space_label!r}, up to {cfg.max_epochs} epochs each"
 
 
 def run_search(cfg: SearchConfig) -> SearchOutcome:
@@ -347,10 +367,13 @@ def run_search(cfg: SearchConfig) -> SearchOutcome:
     if read_text(cfg.experiment_path, CONFIG_FILE) is not None:   # a path or a URI
         raise ValueError(f"{cfg.experiment_path} already holds a search; resume it with "
                          f"`vidtune resume {cfg.experiment_path}` or choose another --name")
+    warm = load_warm_start(cfg)   # before Ray starts: a folder that is not a search is an error
     _prepare(cfg)
     write_text(cfg.experiment_path, CONFIG_FILE, json.dumps(cfg.to_json(), indent=2))
     print(f"search {cfg.name}: {_plan(cfg)} -> {cfg.experiment_path}", file=sys.stderr)
-    return _fit(cfg, budget, lambda: _tuner(cfg))
+    for note in warm.notes:
+        print(note, file=sys.stderr)
+    return _fit(cfg, budget, lambda: _tuner(cfg, warm))
 
 
 def run_repeats(cfg: SearchConfig, params: dict[str, Any]) -> SearchOutcome:
@@ -405,6 +428,7 @@ def resume_search(path: str, address: str = "", time_budget_s: float | None = No
         if cfg.time_budget_s and budget.left() <= 0:
             raise ValueError(f"the time budget of {format_duration(cfg.time_budget_s)} of {path} "
                              f"is spent; give a new one: vidtune resume {path} --time-budget 10m")
+    cfg.search_space()   # a space file moved or changed since the search started: an error
     _prepare(cfg)
     left = f", {format_duration(budget.left())} of its time budget left" if cfg.time_budget_s else ""
     print(f"resuming {cfg.name} from {cfg.experiment_path}{left}", file=sys.stderr)

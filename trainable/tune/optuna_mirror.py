@@ -37,7 +37,7 @@ import optuna
 import pyarrow.fs
 from ray.tune import Callback
 
-from vidtune.search_spaces import space_distributions
+from vidtune.search_spaces import SpaceSpec, space_distributions
 from vidtune.trainable.core.trials import TrialStatus, classify
 
 logger = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class OptunaMirror(Callback):
     _trusted = False
     _reconciled = False
 
-    def __init__(self, study_name: str, space: str, max_epochs: int, storage_url: str = "") -> None:
+    def __init__(self, study_name: str, space: SpaceSpec, max_epochs: int, storage_url: str = "") -> None:
         self.study_name, self.space, self.max_epochs = study_name, space, max_epochs
         self.storage_url = storage_url        # "" -> sqlite in the experiment folder
         self._values: dict[str, dict[int, float]] = {}   # unwritten trial -> {epoch: val_acc}

@@ -1,0 +1,201 @@
+"""Warm-start benchmark: does a search warm-started from another seed's finished search reach
+the cold search's best validation accuracy in fewer epochs?
+
+For every seed s of the plan, two searches on the same reduced synthetic benchmark, as
+shipped (TPE + ASHA, the space's first trial first):
+- cold: seed s, nothing before it;
+- warm: seed s, warm-started (--warm-start) from the cold search of the previous seed in the
+  plan (the first seed takes the last one's), a finished search with another seed.
+
+Epochs to reach a value: the search's reports in the order they were made (reported_at),
+counting every epoch any trial trained, up to the first report of at least that value. The
+cold search reaches its own best by definition; the question is whether the warm one
+reaches it sooner. The earlier search's epochs are not counted: they were spent already.
+
+Ray is reached only through vidtune.trainable.tune.driver.run_search.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from vidtune.data import DataConfig
+from vidtune.trainable.core.search_config import SearchConfig
+
+
+@dataclass(frozen=True)
+class Plan:
+    data: DataConfig
+    space: str
+    num_samples: int
+    max_epochs: int
+    seeds: tuple[int, ...]
+    # One trial at a time: the searches are then deterministic on CPU (seeded TPE, seeded
+    # trials, ASHA's decisions in one order), so the epoch counts repeat exactly. With two at
+    # once, the order of reports follows the machine's load.
+    max_concurrent: int = 1
+    grace_period: int = 1
+    reduction_factor: float = 3.0
+
+
+def make_plan(smoke: bool, seeds: int | None = None, num_samples: int | None = None,
+              max_concurrent: int | None = None) -> Plan:
+    if smoke:
+        plan = Plan(DataConfig(num_clips=100, frames=4, height=16, width=16, noise=0.2),
+                    "tiny", num_samples=3, max_epochs=2, seeds=(0, 1))
+    else:
+        # bench_search's reduced config: 500 clips of 6x16x16, 150 of them val.
+        plan = Plan(DataConfig(num_clips=500, frames=6, height=16, width=16, val_fraction=0.3),
+                    "default", num_samples=16, max_epochs=6, seeds=(0, 1, 2, 3))
+    return Plan(plan.data, plan.space, num_samples or plan.num_samples, plan.max_epochs,
+                tuple(range(seeds)) if seeds else plan.seeds,
+                max_concurrent or plan.max_concurrent, plan.grace_period, plan.reduction_factor)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One search: its val_acc reports in the order they were made."""
+
+    path: str
+    seed: int
+    reports: list[float] = field(default_factory=list)   # val_acc, report order
+    wall_s: float = 0.0
+
+    @property
+    def best(self) -> float:
+        return max(self.reports)
+
+    @property
+    def epochs(self) -> int:
+        return len(self.reports)
+
+    def epochs_to(self, target: float) -> int | None:
+        """Epochs trained (all trials) until the first report >= target; None if never."""
+        for i, value in enumerate(self.reports, 1):
+            if value >= target - 1e-12:
+                return i
+        return None
+
+
+def reports_in_order(experiment: str | Path) -> list[float]:
+    """Every trial's per-epoch val_acc (progress.csv), ordered by when it was reported."""
+    frames = []
+    for csv in Path(experiment).glob("trial_*/progress.csv"):
+        if csv.stat().st_size:
+            df = pd.read_csv(csv)
+            frames.append(df[["reported_at", "val_acc"]])
+    rows = pd.concat(frames).sort_values("reported_at", kind="stable")
+    return [float(v) for v in rows["val_acc"]]
+
+
+def run_one(plan: Plan, root: str, name: str, seed: int, warm: tuple[str, ...] = ()) -> Run:
+    from vidtune.trainable.tune.driver import run_search
+
+    cfg = SearchConfig(space=plan.space, num_samples=plan.num_samples, max_epochs=plan.max_epochs,
+                       grace_period=plan.grace_period, reduction_factor=plan.reduction_factor,
+                       seed=seed, cpus_per_trial=1, max_concurrent=plan.max_concurrent,
+                       # One thread per trial throughout: thread sharing would hand a lone
+                       # trial the idle core when it notices it, which changes its numbers.
+                       cpu_sharing="none",
+                       results_dir=root, name=name, data=plan.data, warm_start=warm)
+    t0 = time.perf_counter()
+    outcome = run_search(cfg)
+    return Run(outcome.experiment_path, seed, reports_in_order(outcome.experiment_path),
+               time.perf_counter() - t0)
+
+
+@dataclass(frozen=True)
+class Pair:
+    seed: int
+    from_seed: int
+    cold: Run
+    warm: Run
+
+    @property
+    def cold_epochs(self) -> int:
+        found = self.cold.epochs_to(self.cold.best)
+        assert found is not None
+        return found
+
+    @property
+    def warm_epochs(self) -> int | None:
+        return self.warm.epochs_to(self.cold.best)
+
+
+def run_warm_start_bench(plan: Plan, root: str) -> list[Pair]:
+    cold = {}
+    for seed in plan.seeds:
+        cold[seed] = run_one(plan, root, f"cold-s{seed}", seed)
+        print(f"cold seed {seed}: best {cold[seed].best:.4f} in {cold[seed].epochs} epochs",
+              file=sys.stderr)
+    pairs = []
+    for i, seed in enumerate(plan.seeds):
+        source = plan.seeds[i - 1]
+        warm = run_one(plan, root, f"warm-s{seed}-from-s{source}", seed, (cold[source].path,))
+        pair = Pair(seed, source, cold[seed], warm)
+        pairs.append(pair)
+        print(f"warm seed {seed} (from seed {source}): reaches {cold[seed].best:.4f} after "
+              f"{pair.warm_epochs} epochs, cold after {pair.cold_epochs}", file=sys.stderr)
+    return pairs
+
+
+def machine_line() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    import torch
+
+    return (f"{time.strftime('%Y-%m-%d')}, {platform.node()}: {cpu}, {os.cpu_count()} logical "
+            f"CPUs, load average at the end {load}; Python {platform.python_version()}, "
+            f"torch {torch.__version__}")
+
+
+def render(plan: Plan, pairs: list[Pair], machine: str, wall_s: float) -> str:
+    d = plan.data
+    lines = [
+        "### Warm start: epochs to reach the cold search's best",
+        "",
+        f"Machine: {machine}. Whole run: {wall_s / 60:.1f} min.",
+        "",
+        f"Synthetic, {d.num_clips} clips of {d.frames}x{d.height}x{d.width} (T x H x W), noise "
+        f"{d.noise}, val fraction {d.val_fraction}; space `{plan.space}`; {plan.num_samples} "
+        f"trials per search, up to {plan.max_epochs} epochs, 1 CPU each, "
+        f"{'one trial at a time' if plan.max_concurrent == 1 else f'{plan.max_concurrent} at once'}; "
+        f"TPE + ASHA (grace period {plan.grace_period}, reduction factor "
+        f"{plan.reduction_factor:g}). Warm: the same search warm-started from the finished cold "
+        "search of another seed. Epochs: every epoch any trial trained, in report order, up to "
+        "the first report of at least the cold search's best val acc (the earlier search's "
+        "epochs not counted).",
+        "",
+        "| seed | warm from seed | cold best | cold: epochs to its best | warm: epochs to the cold "
+        "best | warm best | cold epochs | warm epochs | cold wall | warm wall |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in pairs:
+        warm = "not reached" if p.warm_epochs is None else str(p.warm_epochs)
+        lines.append(f"| {p.seed} | {p.from_seed} | {p.cold.best:.4f} | {p.cold_epochs} | {warm} | "
+                     f"{p.warm.best:.4f} | {p.cold.epochs} | {p.warm.epochs} | "
+                     f"{p.cold.wall_s:.0f} s | {p.warm.wall_s:.0f} s |")
+    reached = [p for p in pairs if p.warm_epochs is not None]
+    fewer = sum(p.warm_epochs is not None and p.warm_epochs < p.cold_epochs for p in pairs)
+    lines += ["", f"Warm reached the cold best in fewer epochs for {fewer} of {len(pairs)} seeds"
+              f" (reached it at all: {len(reached)})."]
+    if reached:
+        ratio = statistics.mean(p.warm_epochs / p.cold_epochs for p in reached   # type: ignore[operator]
+                                )
+        lines.append(f"Mean ratio of epochs to the cold best, warm / cold, where reached: {ratio:.2f}.")
+    return "\n".join(lines) + "\n"

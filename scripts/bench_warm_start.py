@@ -1,0 +1,56 @@
+"""Benchmark: a search warm-started from another seed's finished search against the same search
+started cold; epochs to reach the cold search's best val acc (analysis/bench/warm_start.py).
+
+    python scripts/bench_warm_start.py            # 4 seeds x 2 searches of 16 trials, ~10 min on 2 cores
+    python scripts/bench_warm_start.py --smoke    # tiny sizes, about a minute: checks the script runs
+
+Writes its section of docs/benchmarks.md (between `<!-- bench_warm_start:start/end -->`) and
+prints it.
+Ray is started as an embedded local instance by the driver, never joined.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+KEY = "bench_warm_start"
+
+
+def main(argv: list[str] | None = None) -> str:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the benchmark runs")
+    p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 4; smoke 2)")
+    p.add_argument("--num-samples", type=int, default=None, help="trials per search (default 16)")
+    p.add_argument("--max-concurrent", type=int, default=None,
+                   help="trials at once (default 1: deterministic epoch counts)")
+    p.add_argument("--out", default=str(DOCS / "benchmarks.md"), help="markdown file to update")
+    p.add_argument("--keep", default=None, help="keep the searches in this folder (default: a temp dir)")
+    args = p.parse_args(argv)
+    if args.seeds is not None and args.seeds < 2:
+        p.error(f"--seeds is {args.seeds}; a warm start needs another seed's search: give >= 2")
+    from vidtune.analysis.bench.common import write_section
+    from vidtune.analysis.bench.warm_start import (
+        machine_line,
+        make_plan,
+        render,
+        run_warm_start_bench,
+    )
+
+    plan = make_plan(args.smoke, args.seeds, args.num_samples, args.max_concurrent)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        pairs = run_warm_start_bench(plan, args.keep or tmp)
+    text = render(plan, pairs, machine_line(), time.perf_counter() - t0)
+    write_section(args.out, KEY, text)
+    print(text)
+    print(f"written to {args.out}", file=sys.stderr)
+    return text
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""The warm-start benchmark: its epoch count on known reports, and a smoke run of the script.
+
+No figures are asserted: those of a smoke run on a busy CI machine mean nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from vidtune.analysis.bench.warm_start import Pair, Run, reports_in_order
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_epochs_to_counts_every_trials_epochs_in_report_order(tmp_path):
+    # Two trials at once: a's epochs at t = 1, 3, 5; b's at t = 2, 4.
+    for name, times, accs in [("trial_a", [1, 3, 5], [0.2, 0.5, 0.7]), ("trial_b", [2, 4], [0.3, 0.6])]:
+        (tmp_path / name).mkdir()
+        pd.DataFrame({"reported_at": times, "val_acc": accs, "epoch": range(1, len(times) + 1)}) \
+            .to_csv(tmp_path / name / "progress.csv", index=False)
+    (tmp_path / "trial_c").mkdir()
+    (tmp_path / "trial_c" / "progress.csv").write_text("")     # a trial that never reported
+    reports = reports_in_order(tmp_path)
+    assert reports == [0.2, 0.3, 0.5, 0.6, 0.7]
+    run = Run(str(tmp_path), 0, reports)
+    assert (run.best, run.epochs) == (0.7, 5)
+    assert run.epochs_to(0.55) == 4 and run.epochs_to(0.6) == 4 and run.epochs_to(0.71) is None
+    cold, warm = Run("c", 1, [0.1, 0.4, 0.6, 0.5]), Run("w", 1, [0.6, 0.2])
+    pair = Pair(1, 0, cold, warm)
+    assert (pair.cold_epochs, pair.warm_epochs) == (3, 1)
+
+
+@pytest.mark.slow
+def test_bench_warm_start_smoke(tmp_path, cache_dir):
+    out, keep = tmp_path / "bench.md", tmp_path / "runs"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_warm_start.py"), "--smoke",
+                           "--out", str(out), "--keep", str(keep)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    text = out.read_text()   # written as its section of the markdown file
+    assert text.startswith("<!-- bench_warm_start:start -->\n### Warm start: epochs to reach the cold search's best")
+    assert text.rstrip().endswith("<!-- bench_warm_start:end -->")
+    rows = [line for line in text.splitlines() if re.match(r"^\| \d ", line)]
+    assert len(rows) == 2, text
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert float(cells[2]) > 0 and int(cells[3]) >= 1
+        assert cells[4] == "not reached" or int(cells[4]) >= 1
+    # Each warm search was warm-started from the other seed's finished cold search.
+    for seed, source in [(0, 1), (1, 0)]:
+        saved = json.loads((keep / f"warm-s{seed}-from-s{source}" / "vidtune.json").read_text())
+        assert saved["seed"] == seed and saved["warm_start"] == [str(keep / f"cold-s{source}")]
