@@ -40,6 +40,7 @@ def _load_checkpoint(checkpoint: tune.Checkpoint) -> dict[str, Any] | None:
         found = load_first_readable(sibling_checkpoints(checkpoint.path))
         return found[0] if found else None
     fs, path = checkpoint.filesystem, checkpoint.path
+    assert fs is not None   # a Checkpoint resolves its filesystem in __init__
     if fs.get_file_info(path).type == pyarrow.fs.FileType.NotFound:   # remote: the newest there
         infos = fs.get_file_info(pyarrow.fs.FileSelector(path.rsplit("/", 1)[0], allow_not_found=True))
         newest = sorted(i.path for i in infos if i.type == pyarrow.fs.FileType.Directory

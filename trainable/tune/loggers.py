@@ -60,7 +60,7 @@ class ProgressCSV(CSVLoggerCallback):
         path = trial_folder(trial) / EXPR_PROGRESS_FILE
         self._trial_continue[trial] = path.exists() and path.stat().st_size > 0
         self._trial_files[trial] = path.open("at")
-        self._trial_csv[trial] = None
+        self._trial_csv[trial] = None   # type: ignore[assignment]  # Ray's own: None until the first result
 
     def log_trial_end(self, trial: Any, failed: bool = False) -> None:
         super().log_trial_end(trial, failed)

@@ -74,7 +74,7 @@ class DropStaleSnapshots(Callback):
         staging = Path(storage.experiment_driver_staging_path)
         try:
             names = [e.name for e in os.scandir(staging) if e.is_file()]
-            mine = {session_of(n) for n in names if session_of(n) is not None
+            mine = {s for n in names if (s := session_of(n)) is not None
                     and os.stat(staging / n).st_mtime >= self._started - 1}
         except OSError:
             return
