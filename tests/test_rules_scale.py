@@ -54,6 +54,9 @@ class Trial:
     def init_local_path(self) -> None:
         Path(self.local_path).mkdir(parents=True, exist_ok=True)
 
+    def invalidate_json_state(self) -> None:
+        pass
+
 
 def _trial(tmp_path: Path, trial_id: str = "a") -> Trial:
     return Trial(trial_id, {"lr": 0.01, "conv_base": 8}, str(tmp_path / "storage" / f"trial_{trial_id}"),
@@ -229,3 +232,35 @@ def test_a_trial_resumes_from_the_newest_checkpoint_when_the_snapshot_names_a_de
         assert _load_checkpoint(tune.Checkpoint(path, filesystem=fs))["epoch"] == 4
         present = path.replace("000001", "000002")           # a snapshot naming one still there
         assert _load_checkpoint(tune.Checkpoint(present, filesystem=fs))["epoch"] == 3
+
+
+def test_a_resumed_trial_whose_snapshot_names_a_deleted_checkpoint_is_pointed_at_the_newest(tmp_path):
+    """Ray's Trainable.restore refuses a checkpoint that is gone, before the trial's code runs
+    (seen in bench_scale: a trial killed mid-search errored on every retry). The keeper points
+    the restored trial at the newest checkpoint left, or at none, at the resumed driver's
+    first step; finished trials are left alone."""
+    from vidtune.trainable.tune.checkpoints import CheckpointKeeper
+
+    trials = []
+    for trial_id, status, left in (("a", "PENDING", (2, 3)), ("b", "PAUSED", ()),
+                                   ("c", "TERMINATED", ())):
+        trial = _trial(tmp_path, trial_id)
+        Path(trial.path).mkdir(parents=True)
+        trial.status = status
+        trial.run_metadata = _metadata(Path(trial.path), epochs=3)   # checkpoints 1-3
+        for epoch in {1, 2, 3} - set(left):
+            os.rmdir(Path(trial.path) / f"checkpoint_{epoch:06d}")
+        trials.append(trial)
+    # Ray's snapshot named checkpoint 1 for every trial.
+    for trial in trials:
+        manager = trial.run_metadata.checkpoint_manager
+        manager._latest_checkpoint_result = manager.best_checkpoint_results[0]
+    keeper = pickle.loads(pickle.dumps(CheckpointKeeper(keep=3)))   # as restored
+    keeper.on_step_begin(0, trials)
+    a, b, c = (t.run_metadata.checkpoint_manager.latest_checkpoint_result for t in trials)
+    assert a.checkpoint.path.endswith("trial_a/checkpoint_000003") and a.metrics["epoch"] == 1
+    assert b is None                                     # nothing left: from the start
+    assert c.checkpoint.path.endswith("checkpoint_000001")   # finished: never restored
+    trials[0].run_metadata.checkpoint_manager._latest_checkpoint_result = None
+    keeper.on_step_begin(1, trials)                      # only the first step looks
+    assert trials[0].run_metadata.checkpoint_manager.latest_checkpoint_result is None

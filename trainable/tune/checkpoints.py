@@ -7,8 +7,10 @@ also forces an experiment snapshot, and waits for it, whenever a trial has check
 num_to_keep times since the last one (ray.tune.execution.experiment_state.
 _ExperimentCheckpointManager.on_trial_checkpoint): with short epochs nearly one snapshot per
 trial, each writing the state of every trial so far (docs/scaling.md). So the search gives Ray
-no num_to_keep. A snapshot may then name a checkpoint deleted since; a trial resumed from it
-takes the newest one beside it (core.checkpoint.sibling_checkpoints).
+no num_to_keep. A snapshot may then name a checkpoint deleted since: at a resumed driver's
+first step the keeper points such a trial at the newest checkpoint left (fall_forward), since
+Ray refuses to restore a missing one; the trial's own loader also falls back past an
+unreadable one (core.checkpoint.sibling_checkpoints).
 
 Once a trial has finished it is never resumed again, so the keeper keeps the newest checkpoint of the
 best `keep` finished trials only (ranked by the retrain rule of core.trials.best_trial:
@@ -67,7 +69,19 @@ class CheckpointKeeper(Callback):
         self._index: dict[str, int] = {}   # trial_id -> its place in Tune's list of trials
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_index": {}}
+        return {k: v for k, v in {**self.__dict__, "_index": {}}.items() if k != "_looked"}
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        """A resumed driver's first step, before Ray restores any trial: a trial whose
+        snapshot names a checkpoint deleted since goes on from the newest one beside it (or
+        from the start if none is left). Ray's Trainable.restore raises ValueError ("does not
+        exist on storage anymore") for a missing checkpoint before the trial's own code runs."""
+        if self.__dict__.get("_looked"):
+            return
+        self._looked = True
+        for trial in trials:
+            if trial.status != "TERMINATED":
+                fall_forward(trial)
 
     def _place(self, trials: list, trial_id: str) -> int:
         """The trial's index in Tune's list, which only grows: indexed as it grows, so each
@@ -107,6 +121,29 @@ class CheckpointKeeper(Callback):
             place = self._place(trials, out)
             if place < len(trials):
                 _delete(trials[place], _checkpoints(trials[place]))
+
+
+def fall_forward(trial: Any) -> None:
+    """Point the trial's latest checkpoint record at a checkpoint that exists: the newest in
+    its folder if the recorded one is gone, none if no checkpoint is left."""
+    manager = trial.run_metadata.checkpoint_manager
+    latest = manager.latest_checkpoint_result
+    if latest is None or latest.checkpoint is None:
+        return
+    fs = latest.checkpoint.filesystem
+    try:
+        if fs.get_file_info(latest.checkpoint.path).type != pyarrow.fs.FileType.NotFound:
+            return
+    except OSError:
+        return
+    from ray.train._internal.session import _TrainingResult
+    from ray.tune import Checkpoint
+
+    there = _checkpoints(trial)
+    manager._latest_checkpoint_result = (   # Ray 2.60 has no setter
+        _TrainingResult(checkpoint=Checkpoint(there[-1], filesystem=fs), metrics=latest.metrics)
+        if there else None)
+    trial.invalidate_json_state()
 
 
 def _slim(fs: Any, folder: str) -> None:
