@@ -25,6 +25,7 @@ from vidtune.analysis.bench.scale import (
     Window,
     flat_growth,
     growth_per_1000,
+    start_order,
     trial_spans,
     windows,
 )
@@ -156,7 +157,11 @@ def test_scale_windows_follow_the_issue_definition():
                  {"trial_id": f"t{i}", "started_at": start, "reported_at": start + 0.8}]
     # t6 ran in two drivers (a second started_at): left out of its window.
     rows.append({"trial_id": "t6", "started_at": 9.0, "reported_at": 9.5})
-    spans = trial_spans(pd.DataFrame(rows), [f"t{i}" for i in range(8)])
+    history = pd.DataFrame(rows)
+    # The order of first starts, whatever the order of the rows (Ray's snapshot lists trials
+    # in no useful order).
+    assert start_order(history.sample(frac=1, random_state=0)) == [f"t{i}" for i in range(8)]
+    spans = trial_spans(history, start_order(history))
     assert list(spans["order"]) == list(range(1, 9)) and spans.loc["t6", "sessions"] == 2
     first, second = windows(spans, (4, 8), slots=2)
     assert (first.first, first.last, first.trials) == (1, 4, 4)

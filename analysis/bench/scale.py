@@ -6,7 +6,7 @@ trial well under a second), as a subprocess with its embedded Ray, on `slots` CP
 `vidtune resume` continues the search to the end. Recorded against the finished-trial count
 (the marks, e.g. 250, 500, 1000, 2000):
 
-- per-trial overhead of each window of trials (by creation order, between two marks):
+- per-trial overhead of each window of trials (by first start, between two marks):
   wall x slots / trials - the median trial time, where a trial's time runs from its
   trainable's start to its last report (the adapter's float clock) and the wall from the
   window's first start to its last report (trials that ran in both drivers are left out);
@@ -133,6 +133,15 @@ def trial_spans(history: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     place = {t: i + 1 for i, t in enumerate(order)}
     spans["order"] = [place[t] for t in spans.index]
     return spans
+
+
+def start_order(history: pd.DataFrame) -> list[str]:
+    """Trial ids in the order their trainables first started: creation order for Tune's FIFO
+    start. Not the snapshot's order: Ray 2.60 fills its trial_data from a set of the trials
+    changed since the last snapshot (TuneController._get_trial_checkpoints), so windows by the
+    snapshot's order held trials from the whole search."""
+    h = history.dropna(subset=["started_at"])
+    return list(h.groupby("trial_id")["started_at"].min().sort_values(kind="stable").index)
 
 
 def windows(spans: pd.DataFrame, marks: tuple[int, ...], slots: int) -> list[Window]:
@@ -507,7 +516,7 @@ def run_scale(plan: ScalePlan, root: Path) -> ScaleRun:
     exited = time.time()
     watch()
     exp = load_experiment(experiment)
-    order = list(exp.trials["trial_id"])
+    order = start_order(exp.history)
     spans = trial_spans(exp.history, order)
     tail = exited - float(spans["end"].max()) if len(spans) else math.nan
     ws = windows(spans, plan.marks, plan.slots)

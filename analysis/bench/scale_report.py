@@ -172,8 +172,8 @@ def render(d: dict[str, Any], took_s: float, baseline: dict[str, Any] | None = N
         f"{d['wall_s']['1']:.0f} s and {d['wall_s']['2']:.0f} s.",
         "",
         "Per-trial overhead: wall x slots / trials - the median trial time, over the trials "
-        "created since the previous mark (a trial's time: its trainable's start to its last "
-        "report). The same with the mean trial time is what a slot spends per trial beyond the "
+        "started since the previous mark, by first start (a trial's time: its trainable's "
+        "start to its last report). The same with the mean trial time is what a slot spends per trial beyond the "
         "trial itself. Snapshot, RSS and CPU: from the driver's own driver.jsonl "
         "(trainable/tune/stats.py).",
         "",
