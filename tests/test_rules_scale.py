@@ -264,3 +264,15 @@ def test_a_resumed_trial_whose_snapshot_names_a_deleted_checkpoint_is_pointed_at
     trials[0].run_metadata.checkpoint_manager._latest_checkpoint_result = None
     keeper.on_step_begin(1, trials)                      # only the first step looks
     assert trials[0].run_metadata.checkpoint_manager.latest_checkpoint_result is None
+
+
+def test_trials_are_read_in_creation_order_not_the_snapshots():
+    """Ray 2.60's snapshot lists trials in set order; the trials table (its `order`: the plots'
+    trial axis, the retrain rule's tie-break) follows the trainables' first starts."""
+    from vidtune.trainable.tune.experiment import TrialRecord, _by_first_start
+
+    records = [TrialRecord(t, "TERMINATED", {}, {}, f"trial_{t}", None) for t in ("c", "x", "a", "b")]
+    history = pd.DataFrame({"trial_id": ["a", "a", "b", "c"], "started_at": [5.0, 5.0, 7.0, float("nan")],
+                            "epoch": [1, 2, 1, 1]})
+    figures = {"c": {"start": 6.0}}   # no adapter clock (an older folder): Ray's timestamps
+    assert [r.trial_id for r in _by_first_start(records, history, figures)] == ["a", "c", "b", "x"]

@@ -179,6 +179,22 @@ def _per_trial(history: pd.DataFrame) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _by_first_start(records: list[TrialRecord], history: pd.DataFrame,
+                    figures: dict[str, dict[str, Any]]) -> list[TrialRecord]:
+    """The records in creation order: by the trainable's first start (the adapter's clock, or
+    the start worked out from Ray's timestamps), trials that never reported last. Ray 2.60's
+    snapshot lists its trials in no useful order (trial_data comes from a set of the trials
+    changed since the last snapshot, TuneController._get_trial_checkpoints)."""
+    started = (history.dropna(subset=["started_at"]).groupby("trial_id")["started_at"].min()
+               if "started_at" in history else pd.Series(dtype=float))
+
+    def key(record: TrialRecord) -> float:
+        t = started.get(record.trial_id, figures.get(record.trial_id, {}).get("start", math.nan))
+        return float(t) if t is not None and math.isfinite(float(t)) else math.inf
+
+    return sorted(records, key=key)   # stable: the snapshot's order among equals
+
+
 def load_experiment(path: str | Path) -> Experiment:
     """Load a results folder. ValueError naming the folder if it is not one."""
     path = str(path) if is_uri(str(path)) else str(Path(path).expanduser().resolve())
@@ -200,6 +216,7 @@ def load_experiment(path: str | Path) -> Experiment:
     history = history.dropna(subset=["epoch"])
     history = history.drop_duplicates(subset=["trial_id", "epoch"], keep="last").reset_index(drop=True)
     figures = _per_trial(history)
+    records = _by_first_start(records, history, figures)
     rows = []
     for order, record in enumerate(records):
         f = figures.get(record.trial_id, {})
