@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -51,12 +52,13 @@ def main(argv: list[str] | None = None) -> str:
         baseline = json.loads(Path(args.baseline).read_text()) if args.baseline else None
     except (ValueError, OSError) as exc:
         fail(p, exc)
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None   # a shared machine shows here
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="vidtune-scale-") as tmp:
         root = Path(args.results_dir) if args.results_dir else Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
         run = run_scale(plan, root)
-    figures = run.to_json()
+    figures = {**run.to_json(), "load_start": load}
     out = Path(args.json) if args.json else Path(args.out).with_name("bench_scale.json")
     out.write_text(json.dumps(figures, indent=1) + "\n")
     body = render(figures, time.perf_counter() - t0, baseline, args.baseline_note)

@@ -160,6 +160,11 @@ def render(d: dict[str, Any], took_s: float, baseline: dict[str, Any] | None = N
         f"*{machine_line()}; the benchmark took {took_s / 60:.1f} min.*",
         "",
     ]
+    if d.get("load_start"):
+        lines += ["*Load averages (1, 5, 15 min) at the start: "
+                  + ", ".join(f"{x:.2f}" for x in d["load_start"])
+                  + f" on {plan['slots']} trial slots; above that, other processes shared the "
+                  "cores and the timings are slower than the code's own.*", ""]
     if plan["smoke"]:
         lines += [SMOKE_NOTE, ""]
     lines += [
