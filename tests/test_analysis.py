@@ -190,7 +190,10 @@ def test_best_and_trial_rows_match_the_trials_own_progress(search, analyzed, rea
     # Against what the trials wrote (progress.csv) and Ray's snapshot, read without the loader.
     progress, snapshot = read_progress(search), read_snapshot(search)
     order = [t["trial_id"] for t in snapshot]
-    assert list(trials["trial_id"]) == order and set(progress) == set(order)
+    assert set(trials["trial_id"]) == set(order) and set(progress) == set(order)
+    # Creation order, by the trainables' first start: Ray's snapshot lists trials in set order.
+    first_start = {t: float(df["started_at"].min()) for t, df in progress.items()}
+    assert list(trials["trial_id"]) == sorted(order, key=first_start.__getitem__)
     rows = trials.set_index("trial_id")
     for t in snapshot:
         mine, row = progress[t["trial_id"]], rows.loc[t["trial_id"]]

@@ -72,9 +72,8 @@ class CheckpointKeeper(Callback):
         return {k: v for k, v in {**self.__dict__, "_index": {}}.items() if k != "_looked"}
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
-        """A resumed driver's first step, before Ray restores any trial: a trial whose
-        snapshot names a checkpoint deleted since goes on from the newest one beside it (or
-        from the start if none is left). Ray's Trainable.restore raises ValueError ("does not
+        """A resumed driver's first step, before Ray restores any trial: a running trial whose
+        snapshot names a checkpoint deleted since goes on from the newest one beside it. Ray's Trainable.restore raises ValueError ("does not
         exist on storage anymore") for a missing checkpoint before the trial's own code runs."""
         if self.__dict__.get("_looked"):
             return
@@ -124,8 +123,8 @@ class CheckpointKeeper(Callback):
 
 
 def fall_forward(trial: Any) -> None:
-    """Point the trial's latest checkpoint record at a checkpoint that exists: the newest in
-    its folder if the recorded one is gone, none if no checkpoint is left."""
+    """Point a running trial's latest checkpoint record at a checkpoint that exists: the
+    newest in its folder if the recorded one is gone."""
     manager = trial.run_metadata.checkpoint_manager
     latest = manager.latest_checkpoint_result
     if latest is None or latest.checkpoint is None:
@@ -140,9 +139,13 @@ def fall_forward(trial: Any) -> None:
     from ray.tune import Checkpoint
 
     there = _checkpoints(trial)
+    if len(there) < RUNNING_KEEP:
+        # Not a running trial's (the keeper leaves those two): the trial finished after the
+        # snapshot and the keeper emptied or slimmed it. Starting it again would repeat its
+        # epochs; Ray fails its restore instead (a known gap: the trial ends as errored).
+        return
     manager._latest_checkpoint_result = (   # Ray 2.60 has no setter
-        _TrainingResult(checkpoint=Checkpoint(there[-1], filesystem=fs), metrics=latest.metrics)
-        if there else None)
+        _TrainingResult(checkpoint=Checkpoint(there[-1], filesystem=fs), metrics=latest.metrics))
     trial.invalidate_json_state()
 
 
