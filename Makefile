@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python scripts/bench_search.py
 	$(BIN)/python scripts/bench_race.py
 	$(BIN)/python scripts/bench_warm_start.py
+	$(BIN)/python scripts/bench_scale.py
 
 clean:
 	rm -rf $(VENV) results .cache $(MYPY_TREE) .mypy_cache
