@@ -277,3 +277,17 @@ def test_trials_are_read_in_creation_order_not_the_snapshots():
                             "epoch": [1, 2, 1, 1]})
     figures = {"c": {"start": 6.0}}   # no adapter clock (an older folder): Ray's timestamps
     assert [r.trial_id for r in _by_first_start(records, history, figures)] == ["a", "c", "b", "x"]
+
+
+def test_a_last_epoch_reported_again_is_not_written_twice(tmp_path):
+    from vidtune.trainable.tune.loggers import last_row, same_epoch
+
+    path = tmp_path / "progress.csv"
+    path.write_text("epoch,val_acc,started_at\n4,0.875,1.0\n5,0.9166666666666666,1.0\n")
+    last = last_row(path)
+    assert same_epoch(last, {"epoch": 5, "val_acc": 0.9166666666666666, "started_at": 2.0})
+    assert not same_epoch(last, {"epoch": 5, "val_acc": 0.9}), "a different result is a new row"
+    assert not same_epoch(last, {"epoch": 4, "val_acc": 0.875}), "an earlier epoch trained again"
+    assert not same_epoch(last, {"val_acc": 0.9166666666666666}), "no epoch: written"
+    path.write_text("epoch,val_acc\n")
+    assert last_row(path) == {} and not same_epoch({}, {"epoch": 1, "val_acc": 0.5})

@@ -7,10 +7,13 @@ also forces an experiment snapshot, and waits for it, whenever a trial has check
 num_to_keep times since the last one (ray.tune.execution.experiment_state.
 _ExperimentCheckpointManager.on_trial_checkpoint): with short epochs nearly one snapshot per
 trial, each writing the state of every trial so far (docs/scaling.md). So the search gives Ray
-no num_to_keep. A snapshot may then name a checkpoint deleted since: at a resumed driver's
-first step the keeper points such a trial at the newest checkpoint left (fall_forward), since
-Ray refuses to restore a missing one; the trial's own loader also falls back past an
-unreadable one (core.checkpoint.sibling_checkpoints).
+no num_to_keep. A snapshot may then name a checkpoint deleted since, or one older than the
+trial's newest: at a resumed driver's first step the keeper points every running trial at the
+newest checkpoint in its folder (fall_forward), since Ray refuses to restore a missing one and
+an older one would train epochs again; the trial's own loader also falls back past an
+unreadable one (core.checkpoint.sibling_checkpoints). A finished trial is in the snapshot
+forced at the end of its step (snapshots.SnapshotOnFinish); its checkpoints are deleted only
+at the next step, after that snapshot.
 
 Once a trial has finished it is never resumed again, so the keeper keeps the newest checkpoint of the
 best `keep` finished trials only (ranked by the retrain rule of core.trials.best_trial:
@@ -69,18 +72,31 @@ class CheckpointKeeper(Callback):
         self._index: dict[str, int] = {}   # trial_id -> its place in Tune's list of trials
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in {**self.__dict__, "_index": {}}.items() if k != "_looked"}
+        return {k: v for k, v in {**self.__dict__, "_index": {}}.items() if k not in ("_looked", "_due")}
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
-        """A resumed driver's first step, before Ray restores any trial: a running trial whose
-        snapshot names a checkpoint deleted since goes on from the newest one beside it. Ray's Trainable.restore raises ValueError ("does not
-        exist on storage anymore") for a missing checkpoint before the trial's own code runs."""
+        """A resumed driver's first step, before Ray restores any trial: a running trial goes
+        on from the newest checkpoint in its folder, not from the one the snapshot names (deleted
+        since, or older). Ray's Trainable.restore raises ValueError ("does not exist on storage
+        anymore") for a missing checkpoint before the trial's own code runs."""
+        for trial, folders in self.__dict__.pop("_due", []):   # finished last step: in the snapshot now
+            _delete(trial, folders)
         if self.__dict__.get("_looked"):
             return
         self._looked = True
         for trial in trials:
             if trial.status != "TERMINATED":
                 fall_forward(trial)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        for trial, folders in self.__dict__.pop("_due", []):
+            _delete(trial, folders)
+
+    def _delete_after_snapshot(self, trial: Any, folders: list[str]) -> None:
+        """Delete a finished trial's checkpoints at the next step, once the snapshot forced at
+        the end of this one (snapshots.SnapshotOnFinish) records the trial as finished."""
+        if folders:
+            self.__dict__.setdefault("_due", []).append((trial, folders))
 
     def _place(self, trials: list, trial_id: str) -> int:
         """The trial's index in Tune's list, which only grows: indexed as it grows, so each
@@ -109,7 +125,7 @@ class CheckpointKeeper(Callback):
             return
         entered = self.keep > 0 and (len(self._top) < self.keep or key < self._top[-1][0])
         folders = _checkpoints(trial)
-        _delete(trial, folders[:-1] if entered else folders)
+        self._delete_after_snapshot(trial, folders[:-1] if entered else folders)
         if not entered:
             return
         if folders:
@@ -119,31 +135,25 @@ class CheckpointKeeper(Callback):
             _, out = self._top.pop()
             place = self._place(trials, out)
             if place < len(trials):
-                _delete(trials[place], _checkpoints(trials[place]))
+                self._delete_after_snapshot(trials[place], _checkpoints(trials[place]))
 
 
 def fall_forward(trial: Any) -> None:
-    """Point a running trial's latest checkpoint record at a checkpoint that exists: the
-    newest in its folder if the recorded one is gone."""
+    """Point a running trial's latest checkpoint record at the newest checkpoint in its
+    folder: the snapshot may name one deleted since, or an older one than the trial wrote
+    before the driver went down (snapshots are taken every 10 s or more, checkpoints every
+    epoch), and resuming from that would train its later epochs again."""
     manager = trial.run_metadata.checkpoint_manager
     latest = manager.latest_checkpoint_result
     if latest is None or latest.checkpoint is None:
         return
     fs = latest.checkpoint.filesystem
-    try:
-        if fs.get_file_info(latest.checkpoint.path).type != pyarrow.fs.FileType.NotFound:
-            return
-    except OSError:
-        return
+    there = _checkpoints(trial)
+    if not there or there[-1].rstrip("/") <= latest.checkpoint.path.rstrip("/"):
+        return   # the recorded one is the newest (or nothing is left: Ray names the missing one)
     from ray.train._internal.session import _TrainingResult
     from ray.tune import Checkpoint
 
-    there = _checkpoints(trial)
-    if len(there) < RUNNING_KEEP:
-        # Not a running trial's (the keeper leaves those two): the trial finished after the
-        # snapshot and the keeper emptied or slimmed it. Starting it again would repeat its
-        # epochs; Ray fails its restore instead (a known gap: the trial ends as errored).
-        return
     manager._latest_checkpoint_result = (   # Ray 2.60 has no setter
         _TrainingResult(checkpoint=Checkpoint(there[-1], filesystem=fs), metrics=latest.metrics))
     trial.invalidate_json_state()

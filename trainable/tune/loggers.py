@@ -19,6 +19,7 @@ uploads them, as before. experiment.py reads only progress.csv and error.txt.
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -59,12 +60,39 @@ class ProgressCSV(CSVLoggerCallback):
             self._trial_files[trial].close()
         path = trial_folder(trial) / EXPR_PROGRESS_FILE
         self._trial_continue[trial] = path.exists() and path.stat().st_size > 0
+        if self._trial_continue[trial]:
+            self.__dict__.setdefault("_last", {})[trial] = last_row(path)
         self._trial_files[trial] = path.open("at")
         self._trial_csv[trial] = None   # type: ignore[assignment]  # Ray's own: None until the first result
+
+    def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
+        if trial not in self._trial_files:   # as Ray's: the file is opened at the first result
+            self._setup_trial(trial)
+        last = self.__dict__.get("_last", {}).pop(trial, None)
+        if last is not None and same_epoch(last, result):
+            # A trial that finished just before the driver was killed reports its last epoch
+            # again when resumed (core.trial.run_trial): that row is in the file already.
+            return
+        super().log_trial_result(iteration, trial, result)
 
     def log_trial_end(self, trial: Any, failed: bool = False) -> None:
         super().log_trial_end(trial, failed)
         self._trial_continue.pop(trial, None)   # Ray keeps this entry for every trial ever run
+
+
+def last_row(path: Path) -> dict[str, str]:
+    """The last row of a progress.csv, by its header ({} if it has no row)."""
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return rows[-1] if rows else {}
+
+
+def same_epoch(row: dict[str, str], result: dict) -> bool:
+    """Is `result` the file's last row reported again: the same epoch and val_acc?"""
+    try:
+        return (float(row["epoch"]), float(row["val_acc"])) == (float(result["epoch"]), float(result["val_acc"]))
+    except (KeyError, TypeError, ValueError):
+        return False
 
 
 class Params(JsonLoggerCallback):
