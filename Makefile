@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python scripts/bench_race.py
 	$(BIN)/python scripts/bench_warm_start.py
 	$(BIN)/python scripts/bench_decode.py
+	$(BIN)/python scripts/bench_scale.py
 
 # On a CUDA machine: the CUDA tests, the memory probe, the data path's share and packed
 # searches at 1-8 trials per GPU, in at most 8 minutes (docs/benchmarks.md, gpu_check).

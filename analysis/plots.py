@@ -16,7 +16,8 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Normalize
+from matplotlib.collections import LineCollection
+from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
@@ -103,14 +104,48 @@ def plot_confusion(confusion: Sequence[Sequence[int]] | np.ndarray, class_names:
     return _save(fig, png_path)
 
 
+TOP_K = 20   # learning curves drawn one by one; the other trials' reports go into a density
+
+
+def _curve_density(ax: Axes, rest: pd.DataFrame, top_epoch: int) -> None:
+    """The reports of the trials not drawn as lines: per epoch, how many trials reported each
+    val_acc (a 2D histogram, one artist however many trials there are)."""
+    x_edges = np.arange(0.5, top_epoch + 1.0)
+    y_edges = np.linspace(0.0, 1.0, 41)
+    counts, _, _ = np.histogram2d(rest["epoch"].to_numpy(float), rest["val_acc"].to_numpy(float),
+                                  bins=(x_edges, y_edges))
+    if not counts.any():
+        return
+    mesh = ax.pcolormesh(x_edges, y_edges, np.ma.masked_equal(counts.T, 0), cmap="Greys",
+                         norm=LogNorm(vmin=1, vmax=max(2.0, counts.max())), alpha=0.8, zorder=0)
+    ax.figure.colorbar(mesh, ax=ax, pad=0.01, label="other trials' reports per cell")
+
+
+def split_curves(history: pd.DataFrame, top_k: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(reports of the top_k trials by their best val_acc, reports of the others); ties go to
+    the earlier trial in the table. With top_k trials or fewer, all are drawn."""
+    if not len(history) or history["trial_id"].nunique() <= top_k:
+        return history, history.iloc[:0]
+    best = history.groupby("trial_id", sort=False)["val_acc"].max().nlargest(top_k, keep="first").index
+    keep = history["trial_id"].isin(best)
+    return history[keep], history[~keep]
+
+
 def plot_learning_curves(history: pd.DataFrame, trials: pd.DataFrame, milestones: Sequence[int],
-                         max_epochs: int, png_path: str | Path) -> Path:
-    """val_acc vs epoch, one line per trial colored by status; ASHA rungs as dashed lines."""
+                         max_epochs: int, png_path: str | Path, top_k: int = TOP_K) -> Path:
+    """val_acc vs epoch, one line per trial colored by status; ASHA rungs as dashed lines.
+
+    Beyond top_k trials, only the top_k with the best val_acc are lines; the reports of the
+    rest are a grey density behind them (a line per trial makes thousands of artists, slow
+    to draw and impossible to read)."""
     fig = _figure(8, 4.8)
     ax = fig.add_subplot()
     status = dict(zip(trials["trial_id"], trials["status"], strict=True)) if len(trials) else {}
     h = history.dropna(subset=["val_acc"]) if len(history) else history
-    for trial_id, df in (h.groupby("trial_id", sort=False) if len(h) else []):
+    drawn, rest = split_curves(h, top_k)
+    if len(rest):
+        _curve_density(ax, rest, max(max_epochs, int(h["epoch"].max())))
+    for trial_id, df in (drawn.groupby("trial_id", sort=False) if len(drawn) else []):
         s = status.get(trial_id, TrialStatus.PENDING)
         df = df.sort_values("epoch")
         ax.plot(df["epoch"], df["val_acc"], color=STATUS_COLORS[s], marker="o", markersize=3,
@@ -128,14 +163,20 @@ def plot_learning_curves(history: pd.DataFrame, trials: pd.DataFrame, milestones
         ax.set_xlim(0.8, max(max_epochs, int(h["epoch"].max())) + 0.2)
         ax.xaxis.get_major_locator().set_params(integer=True)  # type: ignore[call-arg]
         handles = [Line2D([], [], color=STATUS_COLORS[s], marker="o", label=s.label)
-                   for s in TrialStatus if s in {status.get(t, TrialStatus.PENDING) for t in h["trial_id"]}]
+                   for s in TrialStatus if s in {status.get(t, TrialStatus.PENDING)
+                                                 for t in drawn["trial_id"].unique()}]
         if milestones:
             handles.append(Line2D([], [], color="0.35", linestyle="--",
                                   label="ASHA rung milestones"))
         ax.legend(handles=handles, fontsize=8, loc="best")
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation accuracy")
-    ax.set_title(f"learning curves ({len(status)} trial{'s' if len(status) != 1 else ''})")
+    n = len(status)
+    shown = drawn["trial_id"].nunique() if len(drawn) else 0
+    title = f"learning curves ({n} trial{'s' if n != 1 else ''})"
+    if len(h) and shown < h["trial_id"].nunique():
+        title = f"learning curves: the best {shown} of {n} trials; the others as a density"
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     return _save(fig, png_path)
 
@@ -292,8 +333,10 @@ def plot_parallel_coordinates(trials: pd.DataFrame, scales: Mapping[str, str],
     data = np.vstack(mapped).T              # (trials, axes)
     sm = ScalarMappable(norm=norm, cmap=cmap)
     xs = np.arange(len(columns))
-    for row, value in sorted(zip(data, y, strict=True), key=lambda p: p[1]):   # best on top
-        ax.plot(xs, row, color=sm.to_rgba(value), linewidth=1.6, alpha=0.85)
+    # One artist for all trials (a line each would be thousands of artists), best drawn last.
+    ranked = np.argsort(y, kind="stable")
+    ax.add_collection(LineCollection([np.column_stack([xs, data[i]]) for i in ranked],
+                                     colors=sm.to_rgba(y[ranked]), linewidths=1.6, alpha=0.85))
     for i, axis_ticks in enumerate(ticks):
         ax.axvline(i, color="0.3", linewidth=1)
         for pos, label in axis_ticks:

@@ -38,6 +38,7 @@ from vidtune.analysis import (
     space_distributions,
 )
 from vidtune.analysis.analyze import PLOTS
+from vidtune.analysis.plots import TOP_K, split_curves
 from vidtune.analysis.tables import best_so_far_by_time, best_so_far_by_trial
 from vidtune.data import DataConfig
 from vidtune.trainable.core.trials import TrialStatus
@@ -189,7 +190,10 @@ def test_best_and_trial_rows_match_the_trials_own_progress(search, analyzed, rea
     # Against what the trials wrote (progress.csv) and Ray's snapshot, read without the loader.
     progress, snapshot = read_progress(search), read_snapshot(search)
     order = [t["trial_id"] for t in snapshot]
-    assert list(trials["trial_id"]) == order and set(progress) == set(order)
+    assert set(trials["trial_id"]) == set(order) and set(progress) == set(order)
+    # Creation order, by the trainables' first start: Ray's snapshot lists trials in set order.
+    first_start = {t: float(df["started_at"].min()) for t, df in progress.items()}
+    assert list(trials["trial_id"]) == sorted(order, key=first_start.__getitem__)
     rows = trials.set_index("trial_id")
     for t in snapshot:
         mine, row = progress[t["trial_id"]], rows.loc[t["trial_id"]]
@@ -367,3 +371,24 @@ def test_gpu_packing_line_from_the_trials_table():
                                  "median 1500 MiB, max 2000 MiB, of a 13515 MiB cap (15 % of it)")
     whole = real.assign(gpu_share=[1.0] * 3, gpu_cap_mb=[0.0] * 3)
     assert gpu_packing(whole) == "1 GPU per trial; peak CUDA memory per trial: median 1500 MiB, max 2000 MiB"
+
+
+def test_many_trials_plot_the_best_curves_and_a_density_for_the_rest(tmp_path):
+    n = 3 * TOP_K
+    rows = [{"trial_id": f"t{i}", "epoch": e, "val_acc": (i % n) / n * e / 3, "timestamp": 100 + i,
+             "time_total_s": float(e)} for i in range(n) for e in (1, 2, 3)]
+    history = pd.DataFrame(rows)
+    drawn, rest = split_curves(history, TOP_K)
+    best = {f"t{i}" for i in range(n - TOP_K, n)}          # the highest val_acc at epoch 3
+    assert set(drawn["trial_id"]) == best and len(drawn) == 3 * TOP_K
+    assert set(rest["trial_id"]).isdisjoint(best) and len(rest) == len(history) - len(drawn)
+    assert split_curves(history.iloc[:9], TOP_K)[1].empty   # 3 trials: all drawn
+    trials = pd.DataFrame({"trial_id": [f"t{i}" for i in range(n)], "order": range(n),
+                           "status": ["completed"] * n, "conv_blocks": [1, 2] * (n // 2),
+                           "conv_base": [4, 8] * (n // 2), "lstm_hidden": [16] * n,
+                           "lr": np.geomspace(1e-3, 3e-2, n), "epochs": [3] * n,
+                           "best_val_acc": [(i % n) / n for i in range(n)]})
+    scales = {"conv_blocks": "linear", "conv_base": "categorical", "lstm_hidden": "categorical",
+              "lr": "log"}
+    _assert_real_png(plot_learning_curves(history, trials, [1], 3, tmp_path / "lc.png"))
+    _assert_real_png(plot_parallel_coordinates(trials, scales, tmp_path / "pc.png"))

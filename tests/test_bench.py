@@ -6,8 +6,11 @@ that turn figures into verdicts are tested on hand-made figures, in milliseconds
 
 from __future__ import annotations
 
+import json
+import math
 import re
 
+import pandas as pd
 import pytest
 
 from vidtune.analysis.bench import (
@@ -17,8 +20,19 @@ from vidtune.analysis.bench import (
     rank_agreement,
     write_section,
 )
+from vidtune.analysis.bench.scale import (
+    ScalePlan,
+    Window,
+    flat_growth,
+    growth_per_1000,
+    start_order,
+    trial_spans,
+    windows,
+)
+from vidtune.analysis.bench.scale_report import goals as scale_goals
+from vidtune.analysis.bench.scale_report import render as scale_render
 from vidtune.analysis.tables import asha_milestones
-from vidtune.scripts import bench_data, bench_search
+from vidtune.scripts import bench_data, bench_scale, bench_search
 
 
 def section(text: str, key: str) -> str:
@@ -149,3 +163,93 @@ def test_bench_decode_smoke(tmp_path):
     assert re.search(r"\| Ray tasks, 2-node `ray start` cluster \(1 CPU a node\) \((1 node|2 "
                      r"nodes) ran chunks\) \| \d+\.\d \|", body)
     assert "Goal: peak RSS under 300 MB: **PASS**" in body
+
+
+def test_scale_windows_follow_the_issue_definition():
+    # Two slots; trials 1-4 in the first window (mark 4), 5-8 in the second (mark 8).
+    rows = []
+    for i in range(8):   # trial i starts at i * 0.5 s and runs 0.8 s (two slots: 0.2 s idle per trial)
+        start = i * 0.5
+        rows += [{"trial_id": f"t{i}", "started_at": start, "reported_at": start + 0.4},
+                 {"trial_id": f"t{i}", "started_at": start, "reported_at": start + 0.8}]
+    # t6 ran in two drivers (a second started_at): left out of its window.
+    rows.append({"trial_id": "t6", "started_at": 9.0, "reported_at": 9.5})
+    history = pd.DataFrame(rows)
+    # The order of first starts, whatever the order of the rows (Ray's snapshot lists trials
+    # in no useful order).
+    assert start_order(history.sample(frac=1, random_state=0)) == [f"t{i}" for i in range(8)]
+    spans = trial_spans(history, start_order(history))
+    assert list(spans["order"]) == list(range(1, 9)) and spans.loc["t6", "sessions"] == 2
+    first, second = windows(spans, (4, 8), slots=2)
+    assert (first.first, first.last, first.trials) == (1, 4, 4)
+    assert first.wall_s == pytest.approx(1.5 + 0.8)          # t0 starts at 0, t3 ends at 2.3
+    assert first.overhead_s == pytest.approx(2.3 * 2 / 4 - 0.8)
+    assert second.trials == 3 and second.wall_s == pytest.approx(3.5 + 0.8 - 2.0)
+
+
+def test_scale_growth_and_flatness():
+    assert growth_per_1000([(250, 100.0), (500, 110.0), (1000, 130.0)]) == pytest.approx(40.0)
+    assert math.isnan(growth_per_1000([(250, 100.0), (250, 120.0)]))
+    mk = [Window(1, 250, 250, 100.0, 0.5, 0.6, 2), Window(251, 500, 250, 100.0, 0.5, 0.6, 2)]
+    assert flat_growth(mk) == pytest.approx(0.0)
+    assert ScalePlan(False, 40, (10, 20, 40), 20).kill_at == 20
+    with pytest.raises(ValueError, match="kill_at is 40"):
+        ScalePlan(False, 40, (10, 20, 40), 40)
+
+
+def _scale_figures(overhead_wall_s: float, rss_growth: float, analyze_s: float, resume_s: float,
+                   folder_kb: float) -> dict:
+    marks = [{"at": at, "finished": at, "driver": 1 if at <= 1000 else 2, "trials": at, "rss_mb": 300.0,
+              "peak_rss_mb": 310.0, "cpu_s": 10.0, "snapshot_s": 0.01, "snapshot_max_s": 0.02,
+              "snapshots": 5, "state_kb": 5.0 * at, "folder_kb": folder_kb * at, "db_kb": 2.0 * at,
+              "checkpoints_kb": 100.0, "analyze_s": analyze_s, "db_write_ms": 3.0, "reconcile_s": 0.1}
+             for at in (250, 500, 1000, 2000)]
+    ws = [{"first": lo + 1, "last": hi, "trials": hi - lo, "wall_s": overhead_wall_s * (hi - lo),
+           "median_trial_s": 0.2, "mean_trial_s": 0.25, "slots": 2,
+           "overhead_s": overhead_wall_s * 2 - 0.2, "overhead_mean_s": overhead_wall_s * 2 - 0.25}
+          for lo, hi in ((0, 250), (250, 500), (500, 1000), (1000, 2000))]
+    return {"plan": {"smoke": False, "trials": 2000, "marks": [250, 500, 1000, 2000], "kill_at": 1000,
+                     "data": {"num_clips": 40, "frames": 2, "height": 8, "width": 8, "noise": 0.2},
+                     "max_epochs": 3, "slots": 2},
+            "marks": marks, "windows": ws, "rss_growth": {1: rss_growth, 2: rss_growth / 2},
+            "cpu_per_trial": {1: 0.05, 2: 0.05}, "resume_s": resume_s, "resumed_trials": 2,
+            "wall_s": {1: 300.0, 2: 300.0}, "tail_s": 5.0, "log_kb": {1: 50.0, 2: 40.0},
+            "tpe_ms": {250: 5.0, 2000: 20.0}, "checkpoint_mb_default": 28.0, "num_trials": 2000,
+            "errored": 0, "flat_growth_s": 0.0}
+
+
+def test_scale_goals_and_before_after():
+    good = _scale_figures(0.15, rss_growth=10.0, analyze_s=8.0, resume_s=12.0, folder_kb=20.0)
+    verdicts = {row[0]: str(row[3]) for row in scale_goals(good)}
+    assert len(verdicts) == 6 and all(v == "**PASS**" for v in verdicts.values()), verdicts
+    bad = _scale_figures(0.3, rss_growth=80.0, analyze_s=40.0, resume_s=45.0, folder_kb=35.0)
+    bad["flat_growth_s"] = 0.05
+    assert all(str(row[3]) == "**FAIL**" for row in scale_goals(bad))
+    body = scale_render(good, 60.0, baseline=bad, baseline_note="before: the first run")
+    assert "### Before and after" in body and "before: the first run" in body
+    # The overhead row reads before -> after at every mark: 400 ms -> 100 ms.
+    assert re.search(r"\| per-trial overhead \(median trial\) \| 400 -> 100 ms \|", body)
+    assert body.count("**PASS**") == 6
+
+
+@pytest.mark.slow
+def test_bench_scale_smoke(tmp_path, cache_dir):
+    """60 real trials, the driver SIGKILLed once 20 have finished, resumed: every figure is measured."""
+    md = tmp_path / "benchmarks.md"
+    bench_scale.main(["--smoke", "--out", str(md), "--results-dir", str(tmp_path / "r"),
+                      "--cache-dir", cache_dir])
+    body = section(md.read_text(), "bench_scale")
+    assert "Smoke run" in body
+    figures = json.loads((tmp_path / "bench_scale.json").read_text())
+    assert figures["num_trials"] == 60 and figures["errored"] == 0
+    # The first driver passed the mark at 20 and was killed; the resumed one passed 60.
+    assert [(m["at"], m["driver"]) for m in figures["marks"]] == [(20, 1), (60, 2)]
+    for m in figures["marks"]:
+        assert m["finished"] >= m["at"] and m["rss_mb"] > 50 and m["snapshots"] >= 1
+        assert m["state_kb"] > 0 and m["folder_kb"] > m["db_kb"] > 0
+        assert m["analyze_s"] > 0 and m["db_write_ms"] > 0 and m["reconcile_s"] > 0
+    assert [(w["first"], w["last"]) for w in figures["windows"]] == [(1, 20), (21, 60)]
+    assert all(w["trials"] >= 2 and w["median_trial_s"] > 0 for w in figures["windows"])
+    assert 0 < figures["resume_s"] < 300 and set(figures["tpe_ms"]) == {"20", "60"}
+    assert re.search(r"\| per-trial overhead, worst window \| -?\d+ ms", body)
+    assert re.search(r"\| `vidtune resume` to the first new trial \| \d+\.\d s", body)

@@ -176,6 +176,17 @@ def test_corrupt_checkpoint_falls_back_to_previous(tmp_path):
         assert load_first_readable(sibling_checkpoints(tmp_path / "checkpoint_000002")) is None
 
 
+def test_a_deleted_checkpoint_falls_forward_to_the_newest_beside_it(tmp_path):
+    """Ray's snapshot may name a checkpoint the keeper deleted since: the newest one is used."""
+    for epoch in (3, 4):
+        save_state(tmp_path / f"checkpoint_00000{epoch - 1}", {"epoch": epoch}, {"epoch": epoch})
+    named = tmp_path / "checkpoint_000001"     # what the snapshot holds; gone
+    assert sibling_checkpoints(named) == [tmp_path / "checkpoint_000003", tmp_path / "checkpoint_000002"]
+    state, used = load_first_readable(sibling_checkpoints(named))
+    assert state["epoch"] == 4 and used.name == "checkpoint_000003"
+    assert sibling_checkpoints(tmp_path / "nothing" / "checkpoint_000001") == []
+
+
 def test_resume_of_a_non_results_folder_is_a_clear_error(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "vidtune.scripts.cli", "resume", str(tmp_path)],
                           capture_output=True, text=True, timeout=120)

@@ -1,15 +1,19 @@
-"""Millisecond tests of the search-efficiency rules: thread shares, durations, checkpoint rank."""
+"""Millisecond tests of the search-efficiency rules: thread shares, durations, checkpoint rank
+and the checkpoint keeper (on real folders)."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
+import pyarrow.fs
 import pytest
 
+from vidtune.trainable.core.checkpoint import save_state
 from vidtune.trainable.core.search_config import SearchConfig, format_duration, parse_duration
 from vidtune.trainable.tune.budget import Budget, time_to_first_rung
-from vidtune.trainable.tune.checkpoints import rank_key
+from vidtune.trainable.tune.checkpoints import CheckpointKeeper, rank_key
 from vidtune.trainable.tune.threads import share_cpus
 
 
@@ -84,3 +88,35 @@ def test_checkpoint_rank_follows_the_retrain_rule():
             "diverged": ({"epoch": 6, "val_acc": 0.0, "diverged": 1}, 2)}
     ranked = sorted(rows, key=lambda k: rank_key(*rows[k]))
     assert ranked == ["tie, earlier", "more epochs, lower acc", "fewer epochs, higher acc", "diverged"]
+
+
+def _keeper_trial(folder: Path, trial_id: str, epochs: int) -> SimpleNamespace:
+    """A trial as the keeper reads it: id, last result, its folder in storage (Ray's path)."""
+    for epoch in range(epochs):
+        save_state(folder / f"checkpoint_{epoch:06d}", {"epoch": epoch + 1}, {"epoch": epoch + 1})
+    return SimpleNamespace(trial_id=trial_id, path=str(folder), last_result={"epoch": epochs},
+                           status="TERMINATED", storage=SimpleNamespace(storage_filesystem=pyarrow.fs.LocalFileSystem()))
+
+
+def test_a_running_trial_keeps_its_newest_two_checkpoints(tmp_path):
+    keeper = CheckpointKeeper(keep=1)
+    trial = _keeper_trial(tmp_path / "trial_a", "a", epochs=4)
+    keeper.on_checkpoint(0, [trial], trial, checkpoint=None)
+    assert sorted(p.name for p in (tmp_path / "trial_a").iterdir()) == ["checkpoint_000002", "checkpoint_000003"]
+    keeper.on_checkpoint(0, [trial], trial, checkpoint=None)     # nothing more to drop
+    assert len(list((tmp_path / "trial_a").iterdir())) == 2
+
+
+def test_the_keeper_finds_a_trial_in_a_growing_list_without_scanning_it(tmp_path):
+    keeper = CheckpointKeeper(keep=1)
+    trials = [_keeper_trial(tmp_path / f"trial_{i}", str(i), epochs=1) for i in range(3)]
+    assert keeper._place(trials[:2], "1") == 1 and keeper._place(trials[:2], "2") == 2
+    assert keeper._place(trials, "2") == 2          # indexed once the list has grown
+    # Finishing: the first enters the top 1; the second, with more epochs, pushes it out.
+    keeper.on_trial_complete(0, trials, trials[0])
+    trials[1].last_result = {"epoch": 5}
+    keeper.on_trial_complete(0, trials, trials[1])
+    # Deleted only at the next step, after the snapshot that records them as finished.
+    assert len(list((tmp_path / "trial_0").iterdir())) == 1
+    keeper.on_step_begin(1, trials)
+    assert not list((tmp_path / "trial_0").iterdir()) and len(list((tmp_path / "trial_1").iterdir())) == 1

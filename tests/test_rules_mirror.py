@@ -209,3 +209,56 @@ def test_a_database_it_cannot_write_never_stops_the_search(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="vidtune.trainable.tune.optuna_mirror"):
         end(m, trial)
     assert "could not write trial t0 to the Optuna study" in caplog.text
+
+
+def test_a_resumed_mirror_reads_only_the_rows_written_after_its_snapshot(experiment, monkeypatch):
+    folder = str(experiment)
+    first = mirror()
+    trials = [Trial(f"t{i}", folder) for i in range(5)]
+    for trial in trials[:3]:
+        train(first, trial, [0.3, 0.5, 0.6])
+        end(first, trial)
+    state = first.get_state()                  # the last snapshot: t0-t2 written, 3 rows
+    assert state["written"] == ["t0", "t1", "t2"] and state["rows"] == 3
+    assert state["values"] == {}, "a written trial's curve is not kept"
+    train(first, trials[3], [0.2])             # t3 is written after the snapshot, then the kill
+    end(first, trials[3])
+    train(first, trials[4], [0.4, 0.5])        # t4 ran on, unfinished
+    trials[3].status = "RUNNING"               # as the snapshot has it
+
+    reads: list[int] = []
+    real = optuna.Study.get_trials
+
+    def counted(self, *args, **kwargs):
+        reads.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(optuna.Study, "get_trials", counted)
+    second = pickle.loads(pickle.dumps(first))
+    second.set_state(state)
+    second.on_step_begin(0, trials)            # reads the one row written after the snapshot
+    train(second, trials[3], [0.2])            # the resumed t3 ends again: found, not re-added
+    end(second, trials[3])
+    train(second, trials[4], [0.4, 0.5, 0.55])
+    end(second, trials[4])
+    assert reads == [], "a trusted state must not read the whole study"
+    rows = by_ray_id(experiment)
+    assert list(rows) == ["t0", "t1", "t2", "t3", "t4"]
+    assert rows["t4"].intermediate_values == {1: 0.4, 2: 0.5, 3: 0.55}
+    assert second.get_state()["rows"] == 5
+
+
+def test_a_study_that_lost_rows_is_refilled_from_the_snapshot(experiment, empty_db):
+    folder = str(experiment)
+    first = mirror()
+    trials = [Trial(f"t{i}", folder) for i in range(3)]
+    for trial in trials:
+        train(first, trial, [0.3, 0.5, 0.6])
+        end(first, trial)
+    state = first.get_state()
+    shutil.copy(empty_db, experiment / DB_FILE)   # optuna.db replaced by an empty one
+    second = mirror()
+    second.set_state(state)
+    assert second.reconcile(trials) == 3
+    assert list(by_ray_id(experiment)) == ["t0", "t1", "t2"]
+    assert [t.state for t in stored(experiment)] == [optuna.trial.TrialState.COMPLETE] * 3

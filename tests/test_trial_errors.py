@@ -131,11 +131,11 @@ def test_deterministic_errors_fail_once_are_counted_and_stay_failed_on_resume(
 
     # A resume keeps errored trials failed: not rerun, nothing rewritten.
     before = {t: (Path(path) / f"trial_{t}" / "error.txt").read_bytes() for t in trials.index[bad]}
-    rows = {t: (Path(path) / f"trial_{t}" / "result.json").read_text().count("\n") for t in trials.index}
+    rows = {t: (Path(path) / f"trial_{t}" / "progress.csv").read_text().count("\n") for t in trials.index}
     again = resume_search(path)
     assert again.num_errors == outcome.num_errors and again.errors == outcome.errors
     assert {t: (Path(path) / f"trial_{t}" / "error.txt").read_bytes() for t in trials.index[bad]} == before
-    assert {t: (Path(path) / f"trial_{t}" / "result.json").read_text().count("\n")
+    assert {t: (Path(path) / f"trial_{t}" / "progress.csv").read_text().count("\n")
             for t in trials.index} == rows
     study = optuna.load_study(study_name="f", storage=f"sqlite:///{path}/optuna.db")
     assert sorted(t.user_attrs["ray_trial_id"] for t in study.trials) == sorted(trials.index)

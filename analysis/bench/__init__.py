@@ -1,7 +1,7 @@
 """Benchmarks: the figures of docs/benchmarks.md, measured against the project's goals.
 
-scripts/bench_data.py, scripts/bench_search.py and scripts/gpu_check.py are the entry points
-(argparse, then one call into here); each writes its own section of the markdown file.
+scripts/bench_*.py and scripts/gpu_check.py are the entry points (argparse, then one call
+into here); each writes its own section of the markdown file.
 
 - common.py        machine line, Verdict (PASS / FAIL / not resolvable), section writing
 - data_share.py    bench_data, and part 2 of bench_search: data loading's share of an epoch
@@ -17,6 +17,8 @@ scripts/bench_data.py, scripts/bench_search.py and scripts/gpu_check.py are the 
 - search_report.py the bench_search section
 - search.py        run_search_bench: every part, one embedded Ray through the driver
 - decode.py        bench_decode: a long video's decode, and a data set's cache build (issue 17)
+- scale.py         bench_scale (issue 16): thousands of trials, the driver killed once
+- scale_report.py  the bench_scale section
 - warm_start.py    run_warm_start_bench: warm-started against cold searches, epochs to the
                    cold best (scripts/bench_warm_start.py)
 
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from vidtune.analysis.bench.gpus import PackedRun
     from vidtune.analysis.bench.overhead import NoopOverhead
     from vidtune.analysis.bench.plan import Plan, make_plan
+    from vidtune.analysis.bench.scale import ScalePlan, make_scale_plan, run_scale
     from vidtune.analysis.bench.search import run_search_bench
     from vidtune.analysis.bench.warm_start import run_warm_start_bench
 
@@ -65,6 +68,9 @@ _WHERE = {   # public name -> module under vidtune.analysis.bench
     "Plan": "plan",
     "make_plan": "plan",
     "run_search_bench": "search",
+    "ScalePlan": "scale",
+    "make_scale_plan": "scale",
+    "run_scale": "scale",
     "run_warm_start_bench": "warm_start",
 }
 
@@ -75,17 +81,20 @@ __all__ = [
     "NoopOverhead",
     "PackedRun",
     "Plan",
+    "ScalePlan",
     "SearchRun",
     "Verdict",
     "halving_in_hindsight",
     "machine_line",
     "make_plan",
+    "make_scale_plan",
     "max_overlap",
     "measure_data_share",
     "rank_agreement",
     "run_data_bench",
     "run_decode_bench",
     "run_gpu_check",
+    "run_scale",
     "run_search_bench",
     "run_warm_start_bench",
     "verdict",

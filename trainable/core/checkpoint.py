@@ -42,8 +42,15 @@ def load_first_readable(folders: Iterable[str | Path]) -> tuple[dict[str, Any], 
 
 
 def sibling_checkpoints(latest: str | Path) -> list[Path]:
-    """`latest` and the older checkpoint_* folders beside it, newest first."""
+    """`latest` and the older checkpoint_* folders beside it, newest first.
+
+    If `latest` is gone, every checkpoint_* beside it, newest first: the experiment snapshot
+    that named it is older than the trial's newest checkpoints, and the trial's checkpoint
+    keeper deleted it as newer ones arrived (trainable/tune/checkpoints.py).
+    """
     latest = Path(latest)
+    if not latest.is_dir():
+        return sorted((p for p in latest.parent.glob("checkpoint_*") if p.is_dir()), reverse=True)
     older = sorted((p for p in latest.parent.glob("checkpoint_*") if p.is_dir() and p != latest
                     and p.name < latest.name), reverse=True)
     return [latest, *older]

@@ -16,9 +16,9 @@ import tempfile
 import time
 import warnings
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
+import pyarrow.fs
 import ray
 from ray import tune
 
@@ -33,10 +33,22 @@ RESTORE_KEY = "restore_warning"      # on every report after a fallback to an ol
 
 
 def _load_checkpoint(checkpoint: tune.Checkpoint) -> dict[str, Any] | None:
-    if Path(checkpoint.path).is_dir():             # local or shared-filesystem storage
+    """The state of the checkpoint Ray restores the trial from, or of the newest readable one
+    beside it. The checkpoint may be gone: Ray's snapshot can be older than the trial's last
+    checkpoints, and the checkpoint keeper deletes all but the newest two."""
+    if isinstance(checkpoint.filesystem, pyarrow.fs.LocalFileSystem):   # a local or shared path
         found = load_first_readable(sibling_checkpoints(checkpoint.path))
         return found[0] if found else None
-    with checkpoint.as_directory() as folder:     # remote storage: only the newest is fetched
+    fs, path = checkpoint.filesystem, checkpoint.path
+    assert fs is not None   # a Checkpoint resolves its filesystem in __init__
+    if fs.get_file_info(path).type == pyarrow.fs.FileType.NotFound:   # remote: the newest there
+        infos = fs.get_file_info(pyarrow.fs.FileSelector(path.rsplit("/", 1)[0], allow_not_found=True))
+        newest = sorted(i.path for i in infos if i.type == pyarrow.fs.FileType.Directory
+                        and i.base_name.startswith("checkpoint_"))
+        if not newest:
+            return None
+        checkpoint = tune.Checkpoint(newest[-1], filesystem=fs)
+    with checkpoint.as_directory() as folder:     # remote storage: only one is fetched
         found = load_first_readable([folder])
         if found is None:
             warnings.warn(f"checkpoint {checkpoint.path} is unreadable", stacklevel=2)

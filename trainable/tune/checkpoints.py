@@ -1,8 +1,21 @@
 """Bounded storage: checkpoints stay only where they can still be used.
 
-A running trial keeps its last two checkpoints (Ray's num_to_keep=2): the newest to resume
-from, the one before in case the newest is corrupt. Once a trial has finished it is never
-resumed again, so CheckpointKeeper, a Tune callback, keeps the newest checkpoint of the
+A running trial keeps its last two checkpoints: the newest to resume from, the one before in
+case the newest is corrupt. CheckpointKeeper deletes the older ones as each new one arrives
+(on_checkpoint). Ray's own CheckpointConfig(num_to_keep=2) would do that too, but with it Ray
+also forces an experiment snapshot, and waits for it, whenever a trial has checkpointed
+num_to_keep times since the last one (ray.tune.execution.experiment_state.
+_ExperimentCheckpointManager.on_trial_checkpoint): with short epochs nearly one snapshot per
+trial, each writing the state of every trial so far (docs/scaling.md). So the search gives Ray
+no num_to_keep. A snapshot may then name a checkpoint deleted since, or one older than the
+trial's newest: at a resumed driver's first step the keeper points every running trial at the
+newest checkpoint in its folder (fall_forward), since Ray refuses to restore a missing one and
+an older one would train epochs again; the trial's own loader also falls back past an
+unreadable one (core.checkpoint.sibling_checkpoints). A finished trial is in the snapshot
+forced at the end of its step (snapshots.SnapshotOnFinish); its checkpoints are deleted only
+at the next step, after that snapshot.
+
+Once a trial has finished it is never resumed again, so the keeper keeps the newest checkpoint of the
 best `keep` finished trials only (ranked by the retrain rule of core.trials.best_trial:
 most epochs, then final val_acc, then the earlier trial), slimmed to the weights (the
 optimizer's moments are two thirds of it and only a resume needs them), and deletes every
@@ -26,6 +39,7 @@ from vidtune.trainable.core.checkpoint import STATE
 logger = logging.getLogger(__name__)
 
 PREFIX = "checkpoint_"
+RUNNING_KEEP = 2   # a running trial's newest checkpoint, and one to fall back on
 
 
 def _checkpoints(trial: Any) -> list[str]:
@@ -55,6 +69,42 @@ class CheckpointKeeper(Callback):
     def __init__(self, keep: int) -> None:
         self.keep = keep
         self._top: list[tuple[tuple[float, float, int], str]] = []   # (rank key, trial_id), best first
+        self._index: dict[str, int] = {}   # trial_id -> its place in Tune's list of trials
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in {**self.__dict__, "_index": {}}.items() if k not in ("_looked", "_due")}
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        """A resumed driver's first step, before Ray restores any trial: a running trial goes
+        on from the newest checkpoint in its folder, not from the one the snapshot names (deleted
+        since, or older). Ray's Trainable.restore raises ValueError ("does not exist on storage
+        anymore") for a missing checkpoint before the trial's own code runs."""
+        for trial, folders in self.__dict__.pop("_due", []):   # finished last step: in the snapshot now
+            _delete(trial, folders)
+        if self.__dict__.get("_looked"):
+            return
+        self._looked = True
+        for trial in trials:
+            if trial.status != "TERMINATED":
+                fall_forward(trial)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        for trial, folders in self.__dict__.pop("_due", []):
+            _delete(trial, folders)
+
+    def _delete_after_snapshot(self, trial: Any, folders: list[str]) -> None:
+        """Delete a finished trial's checkpoints at the next step, once the snapshot forced at
+        the end of this one (snapshots.SnapshotOnFinish) records the trial as finished."""
+        if folders:
+            self.__dict__.setdefault("_due", []).append((trial, folders))
+
+    def _place(self, trials: list, trial_id: str) -> int:
+        """The trial's index in Tune's list, which only grows: indexed as it grows, so each
+        lookup costs O(1) on average instead of a scan of every trial so far."""
+        index = self.__dict__.setdefault("_index", {})   # keepers pickled before it had none
+        for i in range(len(index), len(trials)):
+            index.setdefault(trials[i].trial_id, i)
+        return index.get(trial_id, len(trials))
 
     def get_state(self) -> dict | None:
         return {"top": [[list(key), trial_id] for key, trial_id in self._top]}
@@ -63,14 +113,19 @@ class CheckpointKeeper(Callback):
         self._top = [((float(a), float(b), int(c)), trial_id)
                      for (a, b, c), trial_id in state.get("top", [])]
 
+    def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any,
+                      **info: Any) -> None:
+        """A running trial's new checkpoint is in storage: drop all but the newest two."""
+        _delete(trial, _checkpoints(trial)[:-RUNNING_KEEP])
+
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        order = next((i for i, t in enumerate(trials) if t is trial), len(trials))
+        order = self._place(trials, trial.trial_id)
         key = rank_key(dict(trial.last_result or {}), order)
         if any(trial_id == trial.trial_id for _, trial_id in self._top):
             return
         entered = self.keep > 0 and (len(self._top) < self.keep or key < self._top[-1][0])
         folders = _checkpoints(trial)
-        _delete(trial, folders[:-1] if entered else folders)
+        self._delete_after_snapshot(trial, folders[:-1] if entered else folders)
         if not entered:
             return
         if folders:
@@ -78,9 +133,30 @@ class CheckpointKeeper(Callback):
         self._top = sorted([*self._top, (key, trial.trial_id)])
         if len(self._top) > self.keep:
             _, out = self._top.pop()
-            pushed = next((t for t in trials if t.trial_id == out), None)
-            if pushed is not None:
-                _delete(pushed, _checkpoints(pushed))
+            place = self._place(trials, out)
+            if place < len(trials):
+                self._delete_after_snapshot(trials[place], _checkpoints(trials[place]))
+
+
+def fall_forward(trial: Any) -> None:
+    """Point a running trial's latest checkpoint record at the newest checkpoint in its
+    folder: the snapshot may name one deleted since, or an older one than the trial wrote
+    before the driver went down (snapshots are taken every 10 s or more, checkpoints every
+    epoch), and resuming from that would train its later epochs again."""
+    manager = trial.run_metadata.checkpoint_manager
+    latest = manager.latest_checkpoint_result
+    if latest is None or latest.checkpoint is None:
+        return
+    fs = latest.checkpoint.filesystem
+    there = _checkpoints(trial)
+    if not there or there[-1].rstrip("/") <= latest.checkpoint.path.rstrip("/"):
+        return   # the recorded one is the newest (or nothing is left: Ray names the missing one)
+    from ray.train._internal.session import _TrainingResult
+    from ray.tune import Checkpoint
+
+    manager._latest_checkpoint_result = (   # Ray 2.60 has no setter
+        _TrainingResult(checkpoint=Checkpoint(there[-1], filesystem=fs), metrics=latest.metrics))
+    trial.invalidate_json_state()
 
 
 def _slim(fs: Any, folder: str) -> None:

@@ -54,10 +54,15 @@ from vidtune.trainable.tune.budget import (
     set_current,
 )
 from vidtune.trainable.tune.checkpoints import CheckpointKeeper
+from vidtune.trainable.tune.cluster import join_cluster
 from vidtune.trainable.tune.decode import build_cache
 from vidtune.trainable.tune.experiment import load_experiment
 from vidtune.trainable.tune.failures import NoRetry, StorageLostError, StorageWatch
+from vidtune.trainable.tune.loggers import loggers
 from vidtune.trainable.tune.optuna_mirror import OptunaMirror
+from vidtune.trainable.tune.slim import SlimFinished
+from vidtune.trainable.tune.snapshots import DropStaleSnapshots, SnapshotOnFinish
+from vidtune.trainable.tune.stats import DriverStats, SnapshotClock
 from vidtune.trainable.tune.threads import ThreadSharer
 from vidtune.trainable.tune.warm_start import WarmStart, load_warm_start
 
@@ -132,7 +137,7 @@ def init_ray(cfg: SearchConfig) -> None:
     if ray.is_initialized():
         return
     if cfg.address:
-        ray.init(address=cfg.address, log_to_driver=False)
+        join_cluster(cfg.address)   # a failed connection or authentication: one line, the fix
         return
     kwargs: dict[str, Any] = {"address": "local", "include_dashboard": False, "log_to_driver": False}
     if cfg.num_cpus:
@@ -230,6 +235,11 @@ def callbacks(cfg: SearchConfig, scheduler: ResumableASHA | FIFOScheduler) -> li
         out.append(RungKeeper(scheduler))
     if cfg.cpu_sharing == "threads":
         out.append(ThreadSharer(cfg.name, cfg.cpus_per_trial, cfg.num_samples))
+    # Tune restores callback states by their index in this list: new ones go at the end.
+    out.append(DriverStats(cfg.experiment_path))
+    out += [SlimFinished(), *loggers()]   # bounded per-trial state and files (slim.py, loggers.py)
+    out.append(DropStaleSnapshots())   # one set of snapshot files, however often resumed
+    out.append(SnapshotOnFinish())   # a finished trial is in the next snapshot (snapshots.py)
     return out
 
 
@@ -265,9 +275,12 @@ def _tuner(cfg: SearchConfig, warm: WarmStart | None = None) -> tune.Tuner:
         run_config=RunConfig(
             name=cfg.name,
             **ray_storage(cfg.storage_root),
-            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            # No num_to_keep: with it Ray forces a snapshot every num_to_keep checkpoints of a
+            # trial. The CheckpointKeeper keeps a running trial's newest two (checkpoints.py).
+            checkpoint_config=CheckpointConfig(num_to_keep=None),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
             callbacks=callbacks(cfg, scheduler),
+            stop=SnapshotClock(),   # stops nothing: times the snapshots (stats.py)
             progress_reporter=trial_table(cfg),
             verbose=1,
         ),
@@ -348,6 +361,8 @@ def _prepare(cfg: SearchConfig) -> SearchConfig:
     cfg, note = resolve_gpus_per_trial(cfg)   # before Ray (and its workers) hold the GPU
     if note:
         print(note, file=sys.stderr)
+    # A trial's checkpoint records in Ray's snapshot hold no copy of its metrics (slim.py).
+    os.environ.setdefault("TUNE_ONLY_STORE_CHECKPOINT_SCORE_ATTRIBUTE", "1")
     # Refuse bad data and unwritable folders before Ray starts. It builds the data cache once
     # here, so trials on this node start from it; on a cluster, Ray tasks build it on all nodes.
     preflight(cfg, decode=not cfg.address)

@@ -147,46 +147,100 @@ def _error_line(folder: _Folder, record: TrialRecord) -> str:
     return last_error_line(raw.decode(errors="replace")) if raw else "unknown error (no error.txt)"
 
 
+def _per_trial(history: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Each trial's figures from the whole history table at once (grouped, not one small
+    frame per trial: a search of thousands of trials loads in seconds).
+
+    best: the highest val_acc of a non-diverged epoch (the earlier epoch on a tie); final: the
+    last report's val_acc; start: the first report's timestamp minus its iteration time."""
+    if not len(history):
+        return {}
+    g = history.groupby("trial_id", sort=False)
+    first = history.drop_duplicates("trial_id", keep="first").set_index("trial_id")
+    last = history.drop_duplicates("trial_id", keep="last").set_index("trial_id")
+    out: dict[str, dict[str, Any]] = {t: {} for t in last.index}
+    for t, v in last["val_acc"].items():
+        out[t]["final_val_acc"] = float(v)
+    for t, v in g["epoch"].max().items():
+        out[t]["epochs"] = int(v)
+    for t, v in g["timestamp"].max().items():
+        out[t]["end"] = float(v)
+    if "epoch_time_s" in history:
+        for t, v in g["epoch_time_s"].median().items():
+            out[t]["s_per_epoch"] = float(v)
+    if "time_this_iter_s" in history:
+        start = g["timestamp"].min() - first["time_this_iter_s"]
+        for t, v in start.items():
+            out[t]["start"] = float(v)
+    diverged = history["diverged"].fillna(0) if "diverged" in history else 0
+    valid = history[(diverged == 0) & history["val_acc"].notna()]
+    if len(valid):
+        best = valid.loc[valid["val_acc"].astype(float).groupby(valid["trial_id"], sort=False).idxmax()]
+        for t, acc, epoch in zip(best["trial_id"], best["val_acc"], best["epoch"], strict=True):
+            out[t].update(best_val_acc=float(acc), best_epoch=int(epoch))
+    return out
+
+
+def _by_first_start(records: list[TrialRecord], history: pd.DataFrame,
+                    figures: dict[str, dict[str, Any]]) -> list[TrialRecord]:
+    """The records in creation order: by the trainable's first start (the adapter's clock, or
+    the start worked out from Ray's timestamps), trials that never reported last. Ray 2.60's
+    snapshot lists its trials in no useful order (trial_data comes from a set of the trials
+    changed since the last snapshot, TuneController._get_trial_checkpoints)."""
+    started = (history.dropna(subset=["started_at"]).groupby("trial_id")["started_at"].min()
+               if "started_at" in history else pd.Series(dtype=float))
+
+    def key(record: TrialRecord) -> float:
+        t = started.get(record.trial_id, figures.get(record.trial_id, {}).get("start", math.nan))
+        return float(t) if t is not None and math.isfinite(float(t)) else math.inf
+
+    return sorted(records, key=key)   # stable: the snapshot's order among equals
+
+
 def load_experiment(path: str | Path) -> Experiment:
     """Load a results folder. ValueError naming the folder if it is not one."""
     path = str(path) if is_uri(str(path)) else str(Path(path).expanduser().resolve())
     config = SearchConfig.load(path)
     records = read_trial_records(path)
     folder = _Folder(path)
-    rows, histories, params = [], [], []
-    for order, record in enumerate(records):
+    params: list[str] = []
+    frames = []
+    for record in records:
         for key in record.config:
             if key not in params:
                 params.append(key)
         df = _progress(folder, record)
-        if df.empty or "val_acc" not in df or "epoch" not in df:
-            df = pd.DataFrame(columns=HISTORY_COLUMNS)
-        # A deterministic error is reported once before it is raised, with no epoch (adapter).
-        df = df.dropna(subset=["epoch"])
-        df = df.assign(trial_id=record.trial_id)
-        # A trial resumed from a checkpoint may report an epoch twice: keep the latest.
-        df = df.drop_duplicates(subset=["epoch"], keep="last") if len(df) else df
-        histories.append(df.reindex(columns=HISTORY_COLUMNS))
-        last = record.last_result or (df.iloc[-1].to_dict() if len(df) else {})
+        if len(df) and "val_acc" in df and "epoch" in df:
+            frames.append(df.assign(trial_id=record.trial_id))
+    history = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=HISTORY_COLUMNS)
+    # A deterministic error is reported once before it is raised, with no epoch (adapter). A
+    # trial resumed from a checkpoint may report an epoch twice: keep the latest.
+    history = history.dropna(subset=["epoch"])
+    history = history.drop_duplicates(subset=["trial_id", "epoch"], keep="last").reset_index(drop=True)
+    figures = _per_trial(history)
+    records = _by_first_start(records, history, figures)
+    rows = []
+    for order, record in enumerate(records):
+        f = figures.get(record.trial_id, {})
+        last = record.last_result
+        if not last and f:   # no result in the snapshot yet: the last report in progress.csv
+            mine = history[history["trial_id"] == record.trial_id]
+            last = mine.iloc[-1].dropna().to_dict()   # the columns other trials have: NaN here
         ray_status = _ray_status(folder, record, config.max_failures)
-        valid = df[df["diverged"] == 0] if "diverged" in df and len(df) else df
-        best_idx = valid["val_acc"].astype(float).idxmax() if len(valid) else None
         rows.append({
             "trial_id": record.trial_id,
             "order": order,
             "status": classify(ray_status, last, config.max_epochs).value,
             **record.config,
-            "best_val_acc": float(valid.loc[best_idx, "val_acc"]) if best_idx is not None else math.nan,
-            "best_epoch": int(valid.loc[best_idx, "epoch"]) if best_idx is not None else 0,
-            "final_val_acc": float(df["val_acc"].iloc[-1]) if len(df) else math.nan,
-            "epochs": int(df["epoch"].max()) if len(df) else 0,
+            "best_val_acc": f.get("best_val_acc", math.nan),
+            "best_epoch": f.get("best_epoch", 0),
+            "final_val_acc": f.get("final_val_acc", math.nan),
+            "epochs": f.get("epochs", 0),
             "time_s": float(last.get("time_total_s", 0.0) or 0.0),
             # What a config costs: the median epoch (a slow config shows here, and in the report).
-            "s_per_epoch": float(df["epoch_time_s"].median()) if len(df) and "epoch_time_s" in df
-            else math.nan,
-            "start": float(df["timestamp"].min() - df["time_this_iter_s"].iloc[0])
-            if len(df) and "time_this_iter_s" in df else math.nan,
-            "end": float(df["timestamp"].max()) if len(df) else math.nan,
+            "s_per_epoch": f.get("s_per_epoch", math.nan),
+            "start": f.get("start", math.nan),
+            "end": f.get("end", math.nan),
             # What the trial was given (core.trial.Grant): the cap is visible in trials.csv.
             **{k: last.get(k) for k in GRANT_COLUMNS},
             # What it used: the peak over every epoch (a retried trial restarts its count).
@@ -196,6 +250,6 @@ def load_experiment(path: str | Path) -> Experiment:
             "warning": str(last.get("restore_warning") or ""),
         })
     trials = pd.DataFrame(rows)
-    history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame(columns=HISTORY_COLUMNS)
+    history = history.reindex(columns=HISTORY_COLUMNS)
     history = history.astype({"epoch": "int64", "val_acc": "float64"}, errors="ignore")
     return Experiment(path, config, trials, history, tuple(params))

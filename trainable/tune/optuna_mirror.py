@@ -5,9 +5,16 @@ Why a mirror: Ray's OptunaSearch on an RDBStorage crashed on Tuner.restore after
 (UpdateFinishedTrialError: the restored searcher re-tells trials the database already holds
 as finished). So the searcher keeps its in-memory study (pickled with Ray's experiment
 checkpoints, restored consistently), and this Tune callback writes each trial to the RDB once,
-when it has finished. Finished trials never change, so nothing is ever updated twice. At every
-start and resume it reconciles: any finished trial missing from the RDB (say the driver was
-killed between the trial's end and the write) is added, keyed by the Ray trial id.
+when it has finished. Finished trials never change, so nothing is ever updated twice.
+
+At the first step of every driver (a new search or a resumed one) it reconciles: any finished
+trial missing from the RDB is added, keyed by the Ray trial id. Its saved state (written with
+Tune's experiment snapshot, so it agrees with the snapshot's trials) holds the ids it has
+written and the number of rows the study had, so a resumed driver reads only the rows written
+after that snapshot (by the driver that was killed) instead of the whole study, and writes
+only the finished trials the state does not list (a write that failed). A mirror without that
+state (lost, or saved by an older vidtune), or a study with fewer rows than the state says,
+reads every row once, as before. Per-epoch values are kept only until the trial is written.
 
 States: completed -> COMPLETE (value = final val_acc); stopped by ASHA -> PRUNED; diverged or
 errored -> FAIL. Intermediate values are the per-epoch val_acc. A resumed search does not
@@ -71,25 +78,38 @@ class _RemoteCopy:
 
 
 class OptunaMirror(Callback):
-    _copy: _RemoteCopy | None = None   # class default: mirrors pickled before it existed resume too
+    # Class defaults: mirrors pickled by an older vidtune resume too.
+    _copy: _RemoteCopy | None = None
+    _rows: int | None = None
+    _known: set[str] = set()      # replaced per instance before it is changed
+    _trusted = False
+    _reconciled = False
 
     def __init__(self, study_name: str, space: SpaceSpec, max_epochs: int, storage_url: str = "") -> None:
         self.study_name, self.space, self.max_epochs = study_name, space, max_epochs
         self.storage_url = storage_url        # "" -> sqlite in the experiment folder
-        self._values: dict[str, dict[int, float]] = {}   # trial -> {epoch: val_acc}
-        self._written: set[str] | None = None
+        self._values: dict[str, dict[int, float]] = {}   # unwritten trial -> {epoch: val_acc}
+        self._known: set[str] = set()         # Ray trial ids the study holds
+        self._trusted = False                 # _known lists every finished trial of the snapshot
+        self._rows: int | None = None         # rows of the study at the last snapshot, then now
+        self._reconciled = False
         self._study: optuna.Study | None = None
+        self._storage: optuna.storages.RDBStorage | None = None
         self._copy: _RemoteCopy | None = None      # the local working copy for a storage URI
 
     # Tune pickles callbacks with the experiment; the open study must not travel with them.
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_study": None, "_written": None, "_copy": None}
+        return {**self.__dict__, "_study": None, "_storage": None, "_copy": None,
+                "_reconciled": False}
 
     def get_state(self) -> dict | None:
-        return {"values": self._values}
+        return {"values": self._values, "written": sorted(self._known), "rows": self._rows}
 
     def set_state(self, state: dict) -> None:
         self._values = {k: dict(v) for k, v in state["values"].items()}
+        self._known = set(state.get("written", ()))
+        self._trusted = "written" in state
+        self._rows = state.get("rows")
 
     def _open(self, trial) -> optuna.Study:
         if self._study is None:
@@ -103,20 +123,65 @@ class OptunaMirror(Callback):
             else:
                 self._copy = _RemoteCopy(fs, folder)
                 url = self._copy.url
-            self._study = optuna.create_study(study_name=self.study_name, storage=url,
+            self._storage = optuna.storages.RDBStorage(url)
+            self._study = optuna.create_study(study_name=self.study_name, storage=self._storage,
                                               direction="maximize", load_if_exists=True)
-            self._written = {str(t.user_attrs.get(RAY_ID)) for t in self._study.get_trials(deepcopy=False)}
+            self._known = set(self._known)
+            self._read_rows()
         return self._study
+
+    def _row_id(self, study_id: int, number: int) -> str | None:
+        """The Ray trial id of the study's row `number`; KeyError if there is no such row."""
+        assert self._storage is not None
+        trial_id = self._storage.get_trial_id_from_study_id_trial_number(study_id, number)
+        return self._storage.get_trial(trial_id).user_attrs.get(RAY_ID)
+
+    def _read_rows(self) -> None:
+        """Learn the ids the study holds: the rows after the snapshot's count if the state can
+        be trusted (its last row is there), else every row."""
+        assert self._storage is not None and self._study is not None
+        study_id = self._storage.get_study_id_from_name(self.study_name)
+        number = self._rows or 0
+        if self._trusted and number:
+            try:
+                self._row_id(study_id, number - 1)
+            except KeyError:   # the study lost rows since the snapshot: trust nothing
+                self._trusted, number = False, 0
+        if not self._trusted:
+            rows = self._study.get_trials(deepcopy=False)
+            self._known = {str(t.user_attrs.get(RAY_ID)) for t in rows}   # what is there, only
+            number = len(rows)
+        else:
+            while True:   # the rows the killed driver wrote after its last snapshot
+                try:
+                    self._known.add(str(self._row_id(study_id, number)))
+                except KeyError:
+                    break
+                number += 1
+        self._trusted, self._rows = True, number
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
         if "epoch" in result and "val_acc" in result:
             self._values.setdefault(trial.trial_id, {})[int(result["epoch"])] = float(result["val_acc"])
 
     def on_step_begin(self, iteration: int, trials: list, **info) -> None:
-        if self._written is None and trials:   # first step of this driver: reconcile
-            for trial in trials:
-                if trial.status in ("TERMINATED", "ERROR"):
-                    self._write(trial)
+        if not self._reconciled and trials:   # first step of this driver: reconcile
+            self._reconciled = True
+            self.reconcile(trials)
+
+    def reconcile(self, trials: list) -> int:
+        """Write the finished trials the study lacks; returns how many were written. Opening
+        the study checks it against the state (reads the rows written after it, or every row
+        if it cannot be trusted), so the rest is a lookup per trial."""
+        finished = [t for t in trials if t.status in ("TERMINATED", "ERROR")]
+        if not finished:
+            return 0
+        try:
+            self._open(finished[0])
+        except Exception as exc:  # noqa: BLE001 - the mirror must never stop the search
+            logger.warning("could not open the Optuna study to reconcile it: %s", exc)
+            return 0
+        return sum(self._write(t) for t in finished if t.trial_id not in self._known)
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         self._write(trial)
@@ -124,18 +189,23 @@ class OptunaMirror(Callback):
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         self._write(trial)
 
-    def _write(self, trial) -> None:
+    def _write(self, trial) -> bool:
+        """Add a finished trial to the study unless it is there; True if it was added."""
         try:
             study = self._open(trial)
-            assert self._written is not None
-            if trial.trial_id in self._written:
-                return
+            if trial.trial_id in self._known:
+                self._values.pop(trial.trial_id, None)
+                return False
             study.add_trial(self._frozen(trial))
-            self._written.add(trial.trial_id)
+            self._known.add(trial.trial_id)
+            self._values.pop(trial.trial_id, None)
+            self._rows = (self._rows or 0) + 1
             if self._copy is not None:
                 self._copy.push()
+            return True
         except Exception as exc:  # noqa: BLE001 - the mirror must never stop the search
             logger.warning("could not write trial %s to the Optuna study: %s", trial.trial_id, exc)
+            return False
 
     def _frozen(self, trial) -> optuna.trial.FrozenTrial:
         last = dict(trial.last_result or {})
