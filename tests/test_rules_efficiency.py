@@ -116,7 +116,11 @@ def test_the_keeper_finds_a_trial_in_a_growing_list_without_scanning_it(tmp_path
     keeper.on_trial_complete(0, trials, trials[0])
     trials[1].last_result = {"epoch": 5}
     keeper.on_trial_complete(0, trials, trials[1])
-    # Deleted only at the next step, after the snapshot that records them as finished.
-    assert len(list((tmp_path / "trial_0").iterdir())) == 1
+    # Deleted only once two snapshots (Tune asks for the keeper's state at each) have recorded
+    # them as finished, at the step after the second.
+    for _ in range(CheckpointKeeper.SNAPSHOTS_BEFORE_DELETE):
+        keeper.on_step_begin(1, trials)
+        assert len(list((tmp_path / "trial_0").iterdir())) == 1
+        keeper.get_state()
     keeper.on_step_begin(1, trials)
     assert not list((tmp_path / "trial_0").iterdir()) and len(list((tmp_path / "trial_1").iterdir())) == 1

@@ -61,7 +61,7 @@ from vidtune.trainable.tune.failures import NoRetry, StorageLostError, StorageWa
 from vidtune.trainable.tune.loggers import loggers
 from vidtune.trainable.tune.optuna_mirror import OptunaMirror
 from vidtune.trainable.tune.slim import SlimFinished
-from vidtune.trainable.tune.snapshots import DropStaleSnapshots, SnapshotOnFinish
+from vidtune.trainable.tune.snapshots import DropStaleSnapshots
 from vidtune.trainable.tune.stats import DriverStats, SnapshotClock
 from vidtune.trainable.tune.threads import ThreadSharer
 from vidtune.trainable.tune.warm_start import WarmStart, load_warm_start
@@ -239,7 +239,6 @@ def callbacks(cfg: SearchConfig, scheduler: ResumableASHA | FIFOScheduler) -> li
     out.append(DriverStats(cfg.experiment_path))
     out += [SlimFinished(), *loggers()]   # bounded per-trial state and files (slim.py, loggers.py)
     out.append(DropStaleSnapshots())   # one set of snapshot files, however often resumed
-    out.append(SnapshotOnFinish())   # a finished trial is in the next snapshot (snapshots.py)
     return out
 
 

@@ -21,10 +21,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-import sys
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import pyarrow.fs
@@ -98,45 +96,3 @@ class DropStaleSnapshots(Callback):
         except OSError as exc:
             logger.warning("could not remove earlier sessions' snapshot files: %s", exc)
 
-
-def find_controller(max_depth: int = 8) -> Any:
-    """The TuneController whose callbacks are being set up, found on the call stack (Ray 2.60
-    gives callbacks no handle to it): the first caller frame whose `self` has the experiment
-    checkpoint manager. None if there is none."""
-    frame: FrameType | None = sys._getframe(1)
-    for _ in range(max_depth):
-        if frame is None:
-            return None
-        owner = frame.f_locals.get("self")
-        if hasattr(getattr(owner, "_checkpoint_manager", None), "_should_force_sync_up"):
-            return owner
-        frame = frame.f_back
-    return None
-
-
-class SnapshotOnFinish(Callback):
-    """A finished trial is in the experiment snapshot taken at the end of the same step.
-
-    Tune snapshots every trial's state on a timer (every 10 s or more). A trial that finished
-    after the last snapshot would come back from a SIGKILL as running: Ray would start it
-    again, from a checkpoint the CheckpointKeeper may have deleted. Ray forces a snapshot when
-    its checkpoint manager's flag is set (what CheckpointConfig(num_to_keep) does every
-    num_to_keep checkpoints of a trial); this sets that flag when a trial finishes, so a
-    snapshot is forced once per finished trial, not once per checkpoint. The keeper deletes a
-    finished trial's checkpoints only at the next step, after that snapshot.
-    """
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {}   # the controller is found again in each driver session
-
-    def setup(self, stop: Any = None, num_samples: Any = None, total_num_samples: Any = None,
-              **info: Any) -> None:
-        self._controller = find_controller()
-        if self._controller is None:
-            logger.warning("vidtune: Tune's controller not found; a trial that finishes just "
-                           "before a crash may run again on resume")
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        controller = self.__dict__.get("_controller")
-        if controller is not None:
-            controller._checkpoint_manager._should_force_sync_up = True
