@@ -165,7 +165,7 @@ def test_a_class_of_unreadable_videos_is_refused_with_the_decode_report(tmp_path
     (root / "dog" / "junk.avi").write_text("not a video")
     proc = search(tmp_path, "--data", str(root))
     refused(proc, f"in {root}, these classes have no readable clip: dog (0)",
-            "add videos to those class folders or fix the unreadable files listed below")
+            "add videos to those classes or fix the unreadable files listed below")
     report = proc.stderr.split(": error: ")[1].splitlines()[1:]
     assert report[0] == "decoded 2 videos in 2 classes; skipped 2 unreadable files:"
     assert report[1].startswith("  dog/junk.avi: decoding failed")

@@ -3,10 +3,10 @@ shared cache; the search's trials on every node open it and decode nothing."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import ray
 from test_build import make_folder, slow_folder
@@ -66,8 +66,8 @@ def test_a_search_on_the_cluster_decodes_once_and_its_trials_never(tmp_path, two
     built = (store / "manifest.json").stat().st_mtime_ns
     assert outcome.num_trials == 4 and outcome.num_errors == 0, outcome.errors
     nodes = set()
-    for result in Path(outcome.experiment_path).glob("trial_*/result.json"):
-        nodes |= {json.loads(line)["node_id"] for line in result.read_text().splitlines()}
+    for progress in Path(outcome.experiment_path).glob("trial_*/progress.csv"):
+        nodes |= set(pd.read_csv(progress, dtype={"node_id": str})["node_id"])
     assert len(nodes) == 2, f"trials ran on {nodes}"
     assert (store / "manifest.json").stat().st_mtime_ns == built
     assert sorted(p.name for p in (cache / "folders").iterdir()) == [store.name]
