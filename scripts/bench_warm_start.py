@@ -33,9 +33,8 @@ def main(argv: list[str] | None = None) -> str:
     args = p.parse_args(argv)
     if args.seeds is not None and args.seeds < 2:
         p.error(f"--seeds is {args.seeds}; a warm start needs another seed's search: give >= 2")
-    from vidtune.analysis.bench.common import write_section
+    from vidtune.analysis.bench.common import machine_line, write_section
     from vidtune.analysis.bench.warm_start import (
-        machine_line,
         make_plan,
         render,
         run_warm_start_bench,

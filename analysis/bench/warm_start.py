@@ -17,8 +17,6 @@ Ray is reached only through vidtune.trainable.tune.driver.run_search.
 
 from __future__ import annotations
 
-import os
-import platform
 import statistics
 import sys
 import time
@@ -145,23 +143,6 @@ def run_warm_start_bench(plan: Plan, root: str) -> list[Pair]:
         print(f"warm seed {seed} (from seed {source}): reaches {cold[seed].best:.4f} after "
               f"{pair.warm_epochs} epochs, cold after {pair.cold_epochs}", file=sys.stderr)
     return pairs
-
-
-def machine_line() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    import torch
-
-    return (f"{time.strftime('%Y-%m-%d')}, {platform.node()}: {cpu}, {os.cpu_count()} logical "
-            f"CPUs, load average at the end {load}; Python {platform.python_version()}, "
-            f"torch {torch.__version__}")
 
 
 def render(plan: Plan, pairs: list[Pair], machine: str, wall_s: float) -> str:
