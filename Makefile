@@ -27,15 +27,15 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-# mypy on the core and tune layers. The packages map into `vidtune` through setuptools'
+# mypy on the public API, data/, and the core and tune layers. The packages map into `vidtune` through setuptools'
 # package-dir, which mypy cannot follow, so it reads them through a tree of symlinks.
 MYPY_TREE := .mypy_tree
 typecheck: $(STAMP)
 	rm -rf $(MYPY_TREE) && mkdir -p $(MYPY_TREE)/vidtune
-	ln -s ../../vidtune/__init__.py $(MYPY_TREE)/vidtune/__init__.py
+	ln -s ../../vidtune/__init__.py ../../vidtune/_lazy.py $(MYPY_TREE)/vidtune/
 	for d in data search_spaces trainable analysis scripts; do ln -s ../../$$d $(MYPY_TREE)/vidtune/$$d; done
 	cd $(MYPY_TREE) && ../$(BIN)/mypy --config-file ../pyproject.toml --cache-dir ../.mypy_cache \
-		-p vidtune.trainable.core -p vidtune.trainable.tune
+		-m vidtune -m vidtune._lazy -p vidtune.data -p vidtune.trainable.core -p vidtune.trainable.tune
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_data.py

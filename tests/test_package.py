@@ -43,8 +43,8 @@ def _imports(path: Path) -> list[str]:
 def _layer(module: str) -> str | None:
     """vidtune.trainable.tune.driver -> 'trainable/tune'; vidtune.data.x -> 'data'."""
     parts = module.split(".")
-    if parts[0] != "vidtune" or len(parts) < 2:
-        return None
+    if parts[0] != "vidtune" or len(parts) < 2 or parts[1].startswith("_"):
+        return None   # vidtune._lazy and the like: helpers below every layer (next test)
     if parts[1] == "trainable" and len(parts) > 2:
         return f"trainable/{parts[2]}"
     return parts[1]
@@ -61,6 +61,14 @@ def test_ray_is_imported_only_in_the_tune_layer():
                if any(m.split(".")[0] == "ray" for m in _imports(p))
                and not p.is_relative_to(ROOT / "trainable" / "tune")]
     assert not outside, f"Ray imported outside trainable/tune: {outside}"
+
+
+def test_private_helpers_import_no_vidtune_package():
+    helpers = sorted(p for p in (ROOT / "vidtune").glob("_*.py") if p.name != "__init__.py")
+    assert helpers, "vidtune/_lazy.py is gone: update this test"
+    up = [f"{p.relative_to(ROOT)} imports {m}" for p in helpers for m in _imports(p)
+          if m.split(".")[0] == "vidtune"]
+    assert not up, up
 
 
 @pytest.mark.parametrize("layer", sorted(ALLOWED))

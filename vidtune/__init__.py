@@ -18,8 +18,9 @@ Names are imported on first use, so `import vidtune` starts neither torch nor Ra
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from vidtune._lazy import lazy_names
 
 if TYPE_CHECKING:
     from vidtune.analysis import Analysis, analyze
@@ -99,15 +100,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    try:
-        module, attr = _WHERE[name]
-    except KeyError:
-        raise AttributeError(f"module 'vidtune' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), attr)
-    globals()[name] = value   # the next lookup is a plain attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_names(__name__, _WHERE, __all__, globals())

@@ -29,8 +29,9 @@ Ray-free parts (common, data_share, curves) import no Ray.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from vidtune._lazy import lazy_names
 
 if TYPE_CHECKING:
     from vidtune.analysis.bench.common import Verdict, machine_line, verdict, write_section
@@ -102,16 +103,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    try:
-        module = _WHERE[name]
-    except KeyError:
-        raise AttributeError(f"module 'vidtune.analysis.bench' has no attribute {name!r}; "
-                             f"known: {', '.join(__all__)}") from None
-    value = getattr(importlib.import_module(f"vidtune.analysis.bench.{module}"), name)
-    globals()[name] = value   # the next lookup is a plain attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_names(__name__, _WHERE, __all__, globals())
