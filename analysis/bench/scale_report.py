@@ -4,6 +4,7 @@ goals, and before/after against a baseline run (the JSON figures of an earlier r
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from vidtune.analysis.bench.common import SMOKE_NOTE, Verdict, describe_data, machine_line
@@ -72,35 +73,45 @@ def goals(d: dict[str, Any]) -> list[tuple[str, str, str, Verdict]]:
     return rows
 
 
-def _driver_table(marks: dict[int, dict[str, float]]) -> list[str]:
-    lines = ["| finished trials | trials of the window | per-trial overhead (median trial) | "
-             "(mean trial) | median trial | snapshot: median / max of the last 20 | snapshot size | "
-             "driver RSS | driver peak RSS |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for _, m in sorted(marks.items()):
-        lines.append(
-            f"| {m['finished']} (driver {m['driver']}) | {m.get('window', '-')} | "
-            f"{_f(1000 * m.get('overhead_s', math.nan), '.0f', ' ms')} | "
-            f"{_f(1000 * m.get('overhead_mean_s', math.nan), '.0f', ' ms')} | "
-            f"{_f(1000 * m.get('median_trial_s', math.nan), '.0f', ' ms')} | "
-            f"{_f(m['snapshot_s'], '.3f')} / {_f(m['snapshot_max_s'], '.3f', ' s')} | "
-            f"{_f(m['state_kb'] / 1024, '.1f', ' MB')} | {_f(m['rss_mb'], '.0f', ' MB')} | "
-            f"{_f(m['peak_rss_mb'], '.0f', ' MB')} |")
-    return lines
+Cell = Callable[[int, dict[str, float]], str]   # (mark, its figures) -> the table cell
 
 
-def _disk_table(marks: dict[int, dict[str, float]]) -> list[str]:
-    lines = ["| finished trials | results folder per trial (checkpoints aside) | of which the snapshot | "
-             "optuna.db per trial | checkpoints | `vidtune analyze` | mirror: write per trial | "
-             "mirror: reconcile |",
-             "|---|---|---|---|---|---|---|---|"]
-    for at, m in sorted(marks.items()):
-        lines.append(
-            f"| {at} | {_f(m['disk_kb_per_trial'], '.1f', ' KB')} | "
-            f"{_f(m['state_kb_per_trial'], '.1f', ' KB')} | {_f(m['db_kb_per_trial'], '.1f', ' KB')} | "
-            f"{_f(m['checkpoints_kb'] / 1024, '.1f', ' MB')} | {_f(m['analyze_s'], '.1f', ' s')} | "
-            f"{_f(m['db_write_ms'], '.1f', ' ms')} | {_f(m['reconcile_s'], '.2f', ' s')} |")
-    return lines
+def _col(key: str, fmt: str, unit: str = "", scale: float = 1.0) -> Cell:
+    """The cell of one figure of a mark (scaled, e.g. s -> ms), '-' where it is missing."""
+    return lambda at, m: _f(scale * m[key] if key in m else None, fmt, unit)
+
+
+def _table(marks: dict[int, dict[str, float]], columns: list[tuple[str, Cell]]) -> list[str]:
+    """A markdown table with one row per mark, in trial-count order."""
+    return ["| " + " | ".join(head for head, _ in columns) + " |",
+            "|" + "---|" * len(columns),
+            *("| " + " | ".join(cell(at, m) for _, cell in columns) + " |"
+              for at, m in sorted(marks.items()))]
+
+
+DRIVER_COLUMNS: list[tuple[str, Cell]] = [
+    ("finished trials", lambda at, m: f"{m['finished']} (driver {m['driver']})"),
+    ("trials of the window", lambda at, m: str(m.get("window", "-"))),
+    ("per-trial overhead (median trial)", _col("overhead_s", ".0f", " ms", 1000)),
+    ("(mean trial)", _col("overhead_mean_s", ".0f", " ms", 1000)),
+    ("median trial", _col("median_trial_s", ".0f", " ms", 1000)),
+    ("snapshot: median / max of the last 20",
+     lambda at, m: f"{_col('snapshot_s', '.3f')(at, m)} / {_col('snapshot_max_s', '.3f', ' s')(at, m)}"),
+    ("snapshot size", _col("state_kb", ".1f", " MB", 1 / 1024)),
+    ("driver RSS", _col("rss_mb", ".0f", " MB")),
+    ("driver peak RSS", _col("peak_rss_mb", ".0f", " MB")),
+]
+
+DISK_COLUMNS: list[tuple[str, Cell]] = [
+    ("finished trials", lambda at, m: str(at)),
+    ("results folder per trial (checkpoints aside)", _col("disk_kb_per_trial", ".1f", " KB")),
+    ("of which the snapshot", _col("state_kb_per_trial", ".1f", " KB")),
+    ("optuna.db per trial", _col("db_kb_per_trial", ".1f", " KB")),
+    ("checkpoints", _col("checkpoints_kb", ".1f", " MB", 1 / 1024)),
+    ("`vidtune analyze`", _col("analyze_s", ".1f", " s")),
+    ("mirror: write per trial", _col("db_write_ms", ".1f", " ms")),
+    ("mirror: reconcile", _col("reconcile_s", ".2f", " s")),
+]
 
 
 COMPARED = (   # (label, key in per_mark, format, scale)
@@ -184,7 +195,7 @@ def render(d: dict[str, Any], took_s: float, baseline: dict[str, Any] | None = N
         "",
         "### The driver against the trial count",
         "",
-        *_driver_table(marks),
+        *_table(marks, DRIVER_COLUMNS),
         "",
         "### Disk and the readers against the trial count",
         "",
@@ -193,7 +204,7 @@ def render(d: dict[str, Any], took_s: float, baseline: dict[str, Any] | None = N
         "SQLite study, and a second mirror restored from the first's state doing what a resumed "
         "driver's first step does (reconcile).",
         "",
-        *_disk_table(marks),
+        *_table(marks, DISK_COLUMNS),
         "",
         "### Also measured",
         "",
