@@ -1,5 +1,6 @@
-"""Helpers for tests/test_bad_input.py and tests/test_trial_errors.py: real videos encoded with
-PyAV, and small real filesystems (tmpfs mounts) that are read-only or fill up."""
+"""Helpers for the tests: real videos encoded with PyAV, small real filesystems (tmpfs mounts)
+that are read-only or fill up, the `vidtune` command in a subprocess, and what a running
+search has written to its trials' progress.csv files."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pandas as pd
 import pytest
 
 W, H = 32, 24
@@ -62,3 +64,16 @@ def vidtune(*args: str, env: dict[str, str] | None = None, timeout: float = 300)
     """`vidtune ARGS` in a fresh interpreter, as a user would run it."""
     return subprocess.run([sys.executable, "-m", "vidtune.scripts.cli", *args], capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def progress(experiment: Path) -> dict[str, pd.DataFrame]:
+    """Each trial folder's progress.csv rows (a file being written may not parse yet: skipped)."""
+    out = {}
+    for csv in sorted(experiment.glob("trial_*/progress.csv")):
+        try:
+            df = pd.read_csv(csv, dtype={"node_id": str})
+        except (pd.errors.EmptyDataError, pd.errors.ParserError):
+            continue
+        if len(df):
+            out[csv.parent.name] = df
+    return out

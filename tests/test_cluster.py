@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from _helpers import progress
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")]
@@ -143,18 +144,6 @@ def search_args(tmp_path: Path, cache_dir: str, *extra: str) -> list[str]:
             "--scheduler", "none", "--storage", str(tmp_path / "shared"), "--name", "c",
             "--num-clips", "600", "--frames", "8", "--height", "24", "--width", "24",
             "--noise", "0.2", "--cache-dir", cache_dir, *extra]
-
-
-def progress(experiment: Path) -> dict[str, pd.DataFrame]:
-    out = {}
-    for csv in sorted(experiment.glob("trial_*/progress.csv")):
-        try:
-            df = pd.read_csv(csv, dtype={"node_id": str})
-        except (pd.errors.EmptyDataError, pd.errors.ParserError):
-            continue
-        if len(df):
-            out[csv.parent.name] = df
-    return out
 
 
 def test_joining_fails_in_one_line_naming_the_address_and_the_fix(cluster, tmp_path, cache_dir):

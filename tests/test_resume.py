@@ -15,6 +15,7 @@ import optuna
 import pandas as pd
 import pytest
 import torch
+from _helpers import progress
 
 from vidtune.trainable.core.checkpoint import load_first_readable, save_state, sibling_checkpoints
 
@@ -30,18 +31,6 @@ def search_cmd(tmp_path: Path, cache_dir: str, *extra: str) -> list[str]:
             "--results-dir", str(tmp_path / "results"), "--name", "r",
             "--num-clips", "1200", "--frames", "8", "--height", "24", "--width", "24",
             "--noise", "0.2", "--cache-dir", cache_dir, *extra]
-
-
-def progress(experiment: Path) -> dict[str, pd.DataFrame]:
-    out = {}
-    for csv in sorted(experiment.glob("trial_*/progress.csv")):
-        try:
-            df = pd.read_csv(csv)
-        except (pd.errors.EmptyDataError, pd.errors.ParserError):
-            continue
-        if len(df):
-            out[csv.parent.name] = df
-    return out
 
 
 def run_until(proc: subprocess.Popen, experiment: Path, ready, timeout: float = 240) -> dict[str, pd.DataFrame]:

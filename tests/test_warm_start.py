@@ -15,9 +15,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import optuna
-import pandas as pd
 import pytest
 import ray
+from _helpers import progress
 
 from vidtune.data import DataConfig
 from vidtune.trainable.core.search_config import SearchConfig
@@ -217,22 +217,11 @@ def test_sigkill_then_resume_with_a_user_space_and_warm_start(old_search, cache_
     proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env(),
                             start_new_session=True)
 
-    def runs() -> dict[str, pd.DataFrame]:
-        out = {}
-        for csv in experiment.glob("trial_*/progress.csv"):
-            try:
-                df = pd.read_csv(csv)
-            except (pd.errors.EmptyDataError, pd.errors.ParserError):
-                continue
-            if len(df):
-                out[csv.parent.name] = df
-        return out
-
     try:
         deadline = time.time() + 300
         while time.time() < deadline:
             assert proc.poll() is None, "the search ended before it could be killed:\n" + log.read_text()[-3000:]
-            now = runs()
+            now = progress(experiment)
             # grace 2: between a trial's first and second report it is surely running.
             if len(now) < NUM_SAMPLES and any(df["epoch"].max() == 1 for df in now.values()) \
                     and (experiment / "tuner.pkl").exists() and glob.glob(str(experiment / "searcher-state-*.pkl")):
@@ -260,7 +249,7 @@ def test_sigkill_then_resume_with_a_user_space_and_warm_start(old_search, cache_
     resumed = resume()
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
 
-    after = runs()
+    after = progress(experiment)
     assert len(after) == NUM_SAMPLES
     params = [json.loads((experiment / name / "params.json").read_text()) for name in after]
     assert len({json.dumps(p, sort_keys=True) for p in params}) == NUM_SAMPLES, "a config was repeated"
