@@ -4,6 +4,7 @@ and the checkpoint keeper (on real folders)."""
 from __future__ import annotations
 
 import math
+import pickle
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -124,3 +125,18 @@ def test_the_keeper_finds_a_trial_in_a_growing_list_without_scanning_it(tmp_path
         keeper.get_state()
     keeper.on_step_begin(1, trials)
     assert not list((tmp_path / "trial_0").iterdir()) and len(list((tmp_path / "trial_1").iterdir())) == 1
+
+
+def test_a_pickled_keeper_carries_its_top_and_not_one_drivers_bookkeeping(tmp_path):
+    """Tuner.restore builds the keeper from the pickled run config: its setting and its top come
+    back; the index, the pending deletions (their trial objects belong to the old driver) and
+    the first-step flag start afresh."""
+    keeper = CheckpointKeeper(keep=2)
+    trials = [_keeper_trial(tmp_path / f"trial_{i}", str(i), epochs=i + 1) for i in range(3)]
+    keeper.on_step_begin(0, trials)
+    for trial in trials:
+        keeper.on_trial_complete(0, trials, trial)
+    assert keeper._pending and keeper._index and keeper._looked
+    back = pickle.loads(pickle.dumps(keeper))
+    assert back.keep == 2 and back._top == keeper._top == [((-3.0, -0.0, 2), "2"), ((-2.0, -0.0, 1), "1")]
+    assert back._pending == [] and back._index == {} and back._looked is False

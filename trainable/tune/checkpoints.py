@@ -12,7 +12,7 @@ trial's newest: at a resumed driver's first step the keeper points every running
 newest checkpoint in its folder (fall_forward), since Ray refuses to restore a missing one and
 an older one would train epochs again; the trial's own loader also falls back past an
 unreadable one (core.checkpoint.sibling_checkpoints). A finished trial's checkpoints are
-deleted only once two snapshots have been saved since it finished (CheckpointKeeper._queue).
+deleted only once two snapshots have been saved since it finished (CheckpointKeeper._pending).
 
 Once a trial has finished it is never resumed again, so the keeper keeps the newest checkpoint of the
 best `keep` finished trials only (ranked by the retrain rule of core.trials.best_trial:
@@ -69,9 +69,19 @@ class CheckpointKeeper(Callback):
         self.keep = keep
         self._top: list[tuple[tuple[float, float, int], str]] = []   # (rank key, trial_id), best first
         self._index: dict[str, int] = {}   # trial_id -> its place in Tune's list of trials
+        self._pending: list[list[Any]] = []   # [trial, folders to delete, folder to slim, snapshots seen]
+        self._looked = False   # this driver's first step has looked at the running trials
+
+    # The keeper is pickled with the run config (Tuner.restore builds it again from that): only
+    # the setting and the top travel; the rest belongs to one driver.
+    TRANSIENT = ("_index", "_pending", "_looked")
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in {**self.__dict__, "_index": {}}.items() if k not in ("_looked", "_pending")}
+        return {k: v for k, v in self.__dict__.items() if k not in self.TRANSIENT}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(int(state["keep"]))   # type: ignore[misc]
+        self.__dict__.update((k, v) for k, v in state.items() if k not in self.TRANSIENT)
 
     # A finished trial's checkpoints are deleted (or slimmed) only once two experiment snapshots
     # have been saved since it finished: Tune snapshots every trial's state every 2 s, and a
@@ -83,15 +93,12 @@ class CheckpointKeeper(Callback):
     # search of 2,000 sub-second trials about eight times slower).
     SNAPSHOTS_BEFORE_DELETE = 2
 
-    def _queue(self) -> list[list[Any]]:
-        return self.__dict__.setdefault("_pending", [])   # [trial, folders to delete, folder to slim, snapshots seen]
-
     def _delete_after_snapshot(self, trial: Any, folders: list[str], slim: str | None = None) -> None:
         if folders or slim:
-            self._queue().append([trial, folders, slim, 0])
+            self._pending.append([trial, folders, slim, 0])
 
     def _carry_out(self, everything: bool = False) -> None:
-        due, keep = self._queue(), []
+        due, keep = self._pending, []
         for entry in due:
             trial, folders, slim, seen = entry
             if not everything and seen < self.SNAPSHOTS_BEFORE_DELETE:
@@ -100,7 +107,7 @@ class CheckpointKeeper(Callback):
             if slim:
                 _slim(trial.storage.storage_filesystem, slim)
             _delete(trial, folders)
-        self._queue()[:] = keep
+        self._pending[:] = keep
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
         """A resumed driver's first step, before Ray restores any trial: a running trial goes
@@ -108,7 +115,7 @@ class CheckpointKeeper(Callback):
         since, or older). Ray's Trainable.restore raises ValueError ("does not exist on storage
         anymore") for a missing checkpoint before the trial's own code runs."""
         self._carry_out()
-        if self.__dict__.get("_looked"):
+        if self._looked:
             return
         self._looked = True
         for trial in trials:
@@ -121,13 +128,12 @@ class CheckpointKeeper(Callback):
     def _place(self, trials: list, trial_id: str) -> int:
         """The trial's index in Tune's list, which only grows: indexed as it grows, so each
         lookup costs O(1) on average instead of a scan of every trial so far."""
-        index = self.__dict__.setdefault("_index", {})   # keepers pickled before it had none
-        for i in range(len(index), len(trials)):
-            index.setdefault(trials[i].trial_id, i)
-        return index.get(trial_id, len(trials))
+        for i in range(len(self._index), len(trials)):
+            self._index.setdefault(trials[i].trial_id, i)
+        return self._index.get(trial_id, len(trials))
 
     def get_state(self) -> dict | None:
-        for entry in self._queue():   # Tune is saving a snapshot now
+        for entry in self._pending:   # Tune is saving a snapshot now
             entry[3] += 1
         return {"top": [[list(key), trial_id] for key, trial_id in self._top]}
 
