@@ -28,11 +28,19 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--num-samples", type=int, default=None, help="trials per search (default 16)")
     p.add_argument("--max-concurrent", type=int, default=None,
                    help="trials at once (default 1: deterministic epoch counts)")
+    p.add_argument("--uses", default="all",
+                   help="comma-separated --warm-start-use values, a warm search of each per seed "
+                        "(all, full, explore; default all)")
     p.add_argument("--out", default=str(DOCS / "benchmarks.md"), help="markdown file to update")
     p.add_argument("--keep", default=None, help="keep the searches in this folder (default: a temp dir)")
     args = p.parse_args(argv)
     if args.seeds is not None and args.seeds < 2:
         p.error(f"--seeds is {args.seeds}; a warm start needs another seed's search: give >= 2")
+    from vidtune.trainable.core.search_config import WARM_START_USES
+
+    uses = tuple(u.strip() for u in args.uses.split(",") if u.strip())
+    if not uses or any(u not in WARM_START_USES for u in uses):
+        p.error(f"--uses is {args.uses!r}; give some of {', '.join(WARM_START_USES)}, e.g. all,full")
     from vidtune.analysis.bench.common import machine_line, write_section
     from vidtune.analysis.bench.warm_start import (
         make_plan,
@@ -40,7 +48,7 @@ def main(argv: list[str] | None = None) -> str:
         run_warm_start_bench,
     )
 
-    plan = make_plan(args.smoke, args.seeds, args.num_samples, args.max_concurrent)
+    plan = make_plan(args.smoke, args.seeds, args.num_samples, args.max_concurrent, uses)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         pairs = run_warm_start_bench(plan, args.keep or tmp)

@@ -51,8 +51,8 @@ def test_bench_warm_start_smoke(tmp_path, cache_dir):
     assert len(rows) == 2, text
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
-        assert float(cells[2]) > 0 and int(cells[3]) >= 1
-        assert cells[4] == "not reached" or int(cells[4]) >= 1
+        assert cells[2] == "all" and float(cells[3]) > 0 and int(cells[4]) >= 1
+        assert cells[5] == "not reached" or int(cells[5]) >= 1
     # Each warm search was warm-started from the other seed's finished cold search.
     for seed, source in [(0, 1), (1, 0)]:
         saved = json.loads((keep / f"warm-s{seed}-from-s{source}" / "vidtune.json").read_text())

@@ -158,6 +158,8 @@ def test_missing_config_file_and_a_toml_syntax_error_in_a_real_process(tmp_path)
     ("[data]\nframs = 8\n", "bad.toml line 2: unknown key 'frams' in [data]; did you mean frames?"),
     ("[budget]\nnum_samples = 4\nmax_epochs = 0\n", "bad.toml line 3: max_epochs is 0, but must be >= 1"),
     ("[data]\nwidth = 4\n", "bad.toml line 2: height x width is 32x4, but must be at least 8x8"),
+    ("[search]\nwarm_start_use = \"some\"\n",
+     "bad.toml line 2: warm_start_use is 'some'; known: all, full, explore"),
     ("[budget]\nnum_samples = 8\n[budget]\nmax_epochs = 2\n", "bad.toml: Cannot declare ('budget',) twice"),
     ("[space]\nlr = { low = 1e-4, high = 1e-2 }\nlstm_hidden = []\n",
      "bad.toml line 3: space parameter 'lstm_hidden' has no choices"),

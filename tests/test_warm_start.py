@@ -142,6 +142,27 @@ def test_each_finished_trial_goes_to_tpe_with_its_final_val_acc(old_search, cach
     assert first_points(make_searcher(other, 1, again)) == [first]
 
 
+def tpe_of(searcher) -> optuna.samplers.TPESampler:
+    return searcher.searcher.searcher._ot_study.sampler   # BudgetedSearch > ConcurrencyLimiter > OptunaSearch
+
+
+@pytest.mark.slow
+def test_warm_start_use_full_keeps_full_trials_and_explore_keeps_the_startup(old_search, cache_dir):
+    exp = load_experiment(old_search)
+    full_ids = set(exp.trials.loc[exp.trials["epochs"] == 3, "trial_id"])
+    assert 0 < len(full_ids) < 6, exp.trials[["status", "epochs"]]
+    base = SearchConfig(space="tiny", max_epochs=3, num_samples=12, warm_start=(str(old_search),),
+                        data=data(cache_dir))
+    full = load_warm_start(replace(base, warm_start_use="full"))
+    assert {t.user_attrs["ray_trial_id"] for t in full.trials} == full_ids
+    assert f"{6 - len(full_ids)} stopped before epoch 3 (--warm-start-use full)" in full.notes[-1]
+    every = load_warm_start(base)
+    cold_startup = tpe_of(make_searcher(replace(base, warm_start=()), 2))._n_startup_trials
+    assert tpe_of(make_searcher(base, 2, every))._n_startup_trials == cold_startup
+    explore = replace(base, warm_start_use="explore")
+    assert tpe_of(make_searcher(explore, 2, every))._n_startup_trials == cold_startup + 6
+
+
 @pytest.mark.slow
 def test_overlapping_space_and_other_data_drop_with_notes_and_warn(old_search, cache_dir, tmp_path):
     (tmp_path / "spaces.py").write_text(OVERLAP)

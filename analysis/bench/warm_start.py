@@ -42,10 +42,11 @@ class Plan:
     max_concurrent: int = 1
     grace_period: int = 1
     reduction_factor: float = 3.0
+    uses: tuple[str, ...] = ("all",)   # --warm-start-use values, one warm search per seed each
 
 
 def make_plan(smoke: bool, seeds: int | None = None, num_samples: int | None = None,
-              max_concurrent: int | None = None) -> Plan:
+              max_concurrent: int | None = None, uses: tuple[str, ...] | None = None) -> Plan:
     if smoke:
         plan = Plan(DataConfig(num_clips=100, frames=4, height=16, width=16, noise=0.2),
                     "tiny", num_samples=3, max_epochs=2, seeds=(0, 1))
@@ -55,7 +56,8 @@ def make_plan(smoke: bool, seeds: int | None = None, num_samples: int | None = N
                     "default", num_samples=16, max_epochs=6, seeds=(0, 1, 2, 3))
     return Plan(plan.data, plan.space, num_samples or plan.num_samples, plan.max_epochs,
                 tuple(range(seeds)) if seeds else plan.seeds,
-                max_concurrent or plan.max_concurrent, plan.grace_period, plan.reduction_factor)
+                max_concurrent or plan.max_concurrent, plan.grace_period, plan.reduction_factor,
+                uses or plan.uses)
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,8 @@ def reports_in_order(experiment: str | Path) -> list[float]:
     return [float(v) for v in rows["val_acc"]]
 
 
-def run_one(plan: Plan, root: str, name: str, seed: int, warm: tuple[str, ...] = ()) -> Run:
+def run_one(plan: Plan, root: str, name: str, seed: int, warm: tuple[str, ...] = (),
+            use: str = "all") -> Run:
     from vidtune.trainable.tune.driver import run_search
 
     cfg = SearchConfig(space=plan.space, num_samples=plan.num_samples, max_epochs=plan.max_epochs,
@@ -103,7 +106,8 @@ def run_one(plan: Plan, root: str, name: str, seed: int, warm: tuple[str, ...] =
                        # One thread per trial throughout: thread sharing would hand a lone
                        # trial the idle core when it notices it, which changes its numbers.
                        cpu_sharing="none",
-                       results_dir=root, name=name, data=plan.data, warm_start=warm)
+                       results_dir=root, name=name, data=plan.data, warm_start=warm,
+                       warm_start_use=use)
     t0 = time.perf_counter()
     outcome = run_search(cfg)
     return Run(outcome.experiment_path, seed, reports_in_order(outcome.experiment_path),
@@ -116,6 +120,7 @@ class Pair:
     from_seed: int
     cold: Run
     warm: Run
+    use: str = "all"   # --warm-start-use of the warm search
 
     @property
     def cold_epochs(self) -> int:
@@ -137,11 +142,13 @@ def run_warm_start_bench(plan: Plan, root: str) -> list[Pair]:
     pairs = []
     for i, seed in enumerate(plan.seeds):
         source = plan.seeds[i - 1]
-        warm = run_one(plan, root, f"warm-s{seed}-from-s{source}", seed, (cold[source].path,))
-        pair = Pair(seed, source, cold[seed], warm)
-        pairs.append(pair)
-        print(f"warm seed {seed} (from seed {source}): reaches {cold[seed].best:.4f} after "
-              f"{pair.warm_epochs} epochs, cold after {pair.cold_epochs}", file=sys.stderr)
+        for use in plan.uses:
+            name = f"warm-s{seed}-from-s{source}" if use == "all" else f"warm-{use}-s{seed}-from-s{source}"
+            warm = run_one(plan, root, name, seed, (cold[source].path,), use)
+            pair = Pair(seed, source, cold[seed], warm, use)
+            pairs.append(pair)
+            print(f"warm ({use}) seed {seed} (from seed {source}): reaches {cold[seed].best:.4f} "
+                  f"after {pair.warm_epochs} epochs, cold after {pair.cold_epochs}", file=sys.stderr)
     return pairs
 
 
@@ -160,23 +167,31 @@ def render(plan: Plan, pairs: list[Pair], machine: str, wall_s: float) -> str:
         f"{plan.reduction_factor:g}). Warm: the same search warm-started from the finished cold "
         "search of another seed. Epochs: every epoch any trial trained, in report order, up to "
         "the first report of at least the cold search's best val acc (the earlier search's "
-        "epochs not counted).",
+        "epochs not counted). `--warm-start-use`: what TPE took from the earlier search "
+        "(all: every finished trial; full: the trials that trained every epoch; explore: all, "
+        "with TPE's random start-up trials as in a cold search).",
         "",
-        "| seed | warm from seed | cold best | cold: epochs to its best | warm: epochs to the cold "
-        "best | warm best | cold epochs | warm epochs | cold wall | warm wall |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| seed | warm from seed | `--warm-start-use` | cold best | cold: epochs to its best | "
+        "warm: epochs to the cold best | warm best | cold epochs | warm epochs | cold wall | "
+        "warm wall |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in pairs:
         warm = "not reached" if p.warm_epochs is None else str(p.warm_epochs)
-        lines.append(f"| {p.seed} | {p.from_seed} | {p.cold.best:.4f} | {p.cold_epochs} | {warm} | "
-                     f"{p.warm.best:.4f} | {p.cold.epochs} | {p.warm.epochs} | "
+        lines.append(f"| {p.seed} | {p.from_seed} | {p.use} | {p.cold.best:.4f} | {p.cold_epochs} | "
+                     f"{warm} | {p.warm.best:.4f} | {p.cold.epochs} | {p.warm.epochs} | "
                      f"{p.cold.wall_s:.0f} s | {p.warm.wall_s:.0f} s |")
-    reached = [p for p in pairs if p.warm_epochs is not None]
-    fewer = sum(p.warm_epochs is not None and p.warm_epochs < p.cold_epochs for p in pairs)
-    lines += ["", f"Warm reached the cold best in fewer epochs for {fewer} of {len(pairs)} seeds"
-              f" (reached it at all: {len(reached)})."]
-    if reached:
-        ratio = statistics.mean(p.warm_epochs / p.cold_epochs for p in reached   # type: ignore[operator]
-                                )
-        lines.append(f"Mean ratio of epochs to the cold best, warm / cold, where reached: {ratio:.2f}.")
+    lines.append("")
+    for use in plan.uses:
+        mine = [p for p in pairs if p.use == use]
+        reached = [p for p in mine if p.warm_epochs is not None]
+        fewer = sum(p.warm_epochs is not None and p.warm_epochs < p.cold_epochs for p in mine)
+        line = (f"- `{use}`: warm reached the cold best in fewer epochs for {fewer} of {len(mine)} "
+                f"seeds (reached it at all: {len(reached)}); mean warm best "
+                f"{statistics.mean(p.warm.best for p in mine):.4f} against the cold "
+                f"{statistics.mean(p.cold.best for p in mine):.4f}")
+        if reached:
+            ratio = statistics.mean(p.warm_epochs / p.cold_epochs for p in reached)   # type: ignore[operator]
+            line += f"; epochs to the cold best, warm / cold, where reached: {ratio:.2f}"
+        lines.append(line + ".")
     return "\n".join(lines) + "\n"

@@ -27,6 +27,7 @@ CONFIG_FILE = "vidtune.json"
 SAMPLERS = ("tpe", "random")
 SCHEDULERS = ("asha", "none")
 CPU_SHARING = ("threads", "restart", "none")
+WARM_START_USES = ("all", "full", "explore")
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
@@ -159,6 +160,11 @@ class SearchConfig:
     warm_start: tuple[str, ...] = _arg((), "earlier searches (results folders) whose finished "
                                        "trials TPE learns from before its first proposal",
                                        metavar="DIR", nargs="+")
+    warm_start_use: str = _arg("all", "what TPE takes from the warm start: 'all' finished "
+                               "trials, ASHA-stopped ones included (they count toward TPE's "
+                               "random start-up trials); 'full': only the trials that trained "
+                               "max_epochs; 'explore': all, and TPE's start-up trials still run",
+                               choices=WARM_START_USES)
     # The space file's sha256 when the search started (resolved() sets it): a recorded search
     # refuses a space file that has moved or changed since. Not a flag.
     space_sha256: str = ""
@@ -190,6 +196,9 @@ class SearchConfig:
             raise ValueError(f"sampler is {self.sampler!r}; known: {', '.join(SAMPLERS)}")
         if self.cpu_sharing not in CPU_SHARING:
             raise ValueError(f"cpu_sharing is {self.cpu_sharing!r}; known: {', '.join(CPU_SHARING)}")
+        if self.warm_start_use not in WARM_START_USES:
+            raise ValueError(f"warm_start_use is {self.warm_start_use!r}; known: "
+                             f"{', '.join(WARM_START_USES)}")
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler is {self.scheduler!r}; known: {', '.join(SCHEDULERS)}")
         if self.asha_cost_factor < 0:

@@ -109,7 +109,10 @@ def make_searcher(cfg: SearchConfig, slots: int, warm: WarmStart | None = None) 
         sampler: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=cfg.seed)
     else:
         expected = cfg.num_samples or 30   # with only a time budget: a guess for the startup size
-        sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=max(2, min(10, expected // 3)),
+        startup = max(2, min(10, expected // 3))
+        if cfg.warm_start_use == "explore":   # TPE counts the warm trials as start-up trials
+            startup += len(warm.trials)
+        sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=startup,
                                              multivariate=cfg.tpe_multivariate,
                                              constant_liar=cfg.tpe_constant_liar)
     searcher = OptunaSearch(space=space.define, metric=METRIC, mode=MODE, sampler=sampler,

@@ -9,6 +9,12 @@ earlier search's stopped trials below the new search's, which are told as COMPLE
 diverged trial counts as 0 (what it reported): TPE learns to avoid its region. Errored and
 unfinished trials are left out. The per-epoch val_acc goes along as intermediate values.
 
+`--warm-start-use` (SearchConfig.warm_start_use) chooses what TPE takes: 'all' (the default)
+as above; 'full', only the trials that trained all their epochs (TPE then keeps most of its
+random start-up trials, and no early-rung accuracy stands for a config); 'explore', all of
+them, and TPE's random start-up trials run as in a cold search (make_searcher raises
+n_startup_trials by the warm trials). docs/benchmarks.md compares the three.
+
 Parameters the new space does not sample, or values outside its ranges and choices, are
 dropped with a note (TPE treats such a trial as one that did not sample the parameter). An
 earlier search on another data set or clip size is used, with a warning.
@@ -97,6 +103,9 @@ def load_warm_start(cfg: SearchConfig) -> WarmStart:
             final = float(row["final_val_acc"])
             if status.unfinished or status is TrialStatus.ERRORED or math.isnan(final):
                 skipped[status.value] += 1
+                continue
+            if cfg.warm_start_use == "full" and int(row["epochs"]) < exp.config.max_epochs:
+                skipped[f"stopped before epoch {exp.config.max_epochs} (--warm-start-use full)"] += 1
                 continue
             params, config = {}, configs[row["trial_id"]]
             for name, value in config.items():
