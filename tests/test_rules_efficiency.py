@@ -140,3 +140,18 @@ def test_a_pickled_keeper_carries_its_top_and_not_one_drivers_bookkeeping(tmp_pa
     back = pickle.loads(pickle.dumps(keeper))
     assert back.keep == 2 and back._top == keeper._top == [((-3.0, -0.0, 2), "2"), ((-2.0, -0.0, 1), "1")]
     assert back._pending == [] and back._index == {} and back._looked is False
+
+
+def test_a_trial_pushed_out_of_the_top_before_the_snapshots_is_deleted_once(tmp_path, caplog):
+    keeper = CheckpointKeeper(keep=1)
+    trials = [_keeper_trial(tmp_path / f"trial_{i}", str(i), epochs=3) for i in range(2)]
+    keeper.on_trial_complete(0, trials, trials[0])     # enters the top: older two queued
+    trials[1].last_result = {"epoch": 5}
+    keeper.on_trial_complete(0, trials, trials[1])     # pushes it out at once: its last one too
+    for _ in range(CheckpointKeeper.SNAPSHOTS_BEFORE_DELETE):
+        keeper.get_state()
+    with caplog.at_level("WARNING", logger="vidtune.trainable.tune.checkpoints"):
+        keeper.on_step_begin(1, trials)
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
+    assert not list((tmp_path / "trial_0").iterdir())
+    assert [p.name for p in (tmp_path / "trial_1").iterdir()] == ["checkpoint_000002"]

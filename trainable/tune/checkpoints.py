@@ -94,6 +94,10 @@ class CheckpointKeeper(Callback):
     SNAPSHOTS_BEFORE_DELETE = 2
 
     def _delete_after_snapshot(self, trial: Any, folders: list[str], slim: str | None = None) -> None:
+        # A trial pushed out of the top soon after it finished has its older folders queued
+        # already: each folder is queued once.
+        queued = {folder for entry in self._pending for folder in entry[1]}
+        folders = [folder for folder in folders if folder not in queued]
         if folders or slim:
             self._pending.append([trial, folders, slim, 0])
 
