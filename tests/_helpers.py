@@ -66,10 +66,10 @@ def vidtune(*args: str, env: dict[str, str] | None = None, timeout: float = 300)
                           text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
-def progress(experiment: Path) -> dict[str, pd.DataFrame]:
+def progress(experiment: str | Path) -> dict[str, pd.DataFrame]:
     """Each trial folder's progress.csv rows (a file being written may not parse yet: skipped)."""
     out = {}
-    for csv in sorted(experiment.glob("trial_*/progress.csv")):
+    for csv in sorted(Path(experiment).glob("trial_*/progress.csv")):
         try:
             df = pd.read_csv(csv, dtype={"node_id": str})
         except (pd.errors.EmptyDataError, pd.errors.ParserError):

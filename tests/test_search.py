@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import ray
 import torch
+from _helpers import progress
 
 from vidtune.data import DataConfig
 from vidtune.trainable.core.search_config import SearchConfig
@@ -23,15 +24,6 @@ def tiny_search(tmp_path: Path, data: DataConfig, **kwargs) -> SearchConfig:
     base = dict(space="tiny", num_samples=6, max_epochs=3, grace_period=1, reduction_factor=3,
                 results_dir=str(tmp_path / "results"), name="s", data=data)
     return SearchConfig(**{**base, **kwargs})
-
-
-def progress(experiment: str) -> dict[str, pd.DataFrame]:
-    """Each trial's reported rows, read straight from its progress.csv."""
-    out = {}
-    for csv in sorted(Path(experiment).glob("trial_*/progress.csv")):
-        if csv.stat().st_size:
-            out[csv.parent.name] = pd.read_csv(csv)
-    return out
 
 
 @pytest.fixture
