@@ -106,6 +106,9 @@ def run_one(plan: Plan, root: str, name: str, seed: int, warm: tuple[str, ...] =
                        # One thread per trial throughout: thread sharing would hand a lone
                        # trial the idle core when it notices it, which changes its numbers.
                        cpu_sharing="none",
+                       # ASHA's quantile alone: the cost-aware rule compares seconds per epoch,
+                       # which follow the machine's load, and would make the counts vary.
+                       asha_cost_factor=0.0,
                        results_dir=root, name=name, data=plan.data, warm_start=warm,
                        warm_start_use=use)
     t0 = time.perf_counter()

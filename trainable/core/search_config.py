@@ -120,9 +120,9 @@ class SearchConfig:
     promotion_cap: bool = _arg(False, "let at most 1/N of the trials at a rung through, whatever "
                                "order they arrive in (fewer epochs, lower best accuracy: see "
                                "docs/benchmarks.md)", "ASHA", flag="--asha-cap")
-    asha_cost_factor: float = _arg(0.0, "a trial whose seconds per epoch exceed this many times "
+    asha_cost_factor: float = _arg(2.0, "a trial whose seconds per epoch exceed this many times "
                                    "the median of its rung continues only if it leads the rung "
-                                   "(0: off)", "ASHA")
+                                   "(0: off, ASHA's quantile alone)", "ASHA")
     sampler: str = _arg("tpe", f"proposals: {' or '.join(SAMPLERS)} (random: a baseline)")
     scheduler: str = _arg("asha", f"early stopping: {' or '.join(SCHEDULERS)} (none: every trial "
                           "trains max_epochs)", "ASHA")
