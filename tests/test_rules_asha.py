@@ -371,3 +371,37 @@ def test_cost_factor_stops_a_slow_trial_that_does_not_lead_its_rung(tmp_path):
                          cost_factor=2.0)
     RungKeeper(twin).set_state(json.loads(json.dumps(state)))
     assert twin.costs == asha.costs
+
+
+class _Listed:
+    """What the FIFO choice reads of a Tune trial: its status."""
+
+    def __init__(self, status: str) -> None:
+        self.status = status
+
+
+@pytest.mark.parametrize("statuses", [
+    "TTRT", "TTPT", "TPPR", "TTUT", "TUUR", "PUTT", "TTTT", "", "R", "UPU",
+])
+def test_choose_trial_to_run_is_fifos_choice_without_scanning_every_trial(statuses):
+    """P pending, U paused, R running, T terminated: Tune's per-status sets give the one
+    candidate; with two or more, FIFOScheduler's scan of Tune's list picks as always."""
+    from ray.tune.schedulers import FIFOScheduler
+
+    names = {"P": "PENDING", "U": "PAUSED", "R": "RUNNING", "T": "TERMINATED"}
+    trials = [_Listed(names[s]) for s in statuses]
+    scans = []
+
+    def get_trials() -> list:
+        scans.append(1)
+        return trials
+
+    controller = SimpleNamespace(
+        get_trials=get_trials,
+        _pending_trials={t for t in trials if t.status == "PENDING"},
+        _paused_trials={t for t in trials if t.status == "PAUSED"})
+    asha = ResumableASHA(time_attr="epoch", max_t=9, grace_period=1, reduction_factor=3)
+    chosen = asha.choose_trial_to_run(controller)
+    candidates = sum(s in "PU" for s in statuses)
+    assert bool(scans) == (candidates > 1)
+    assert chosen is FIFOScheduler().choose_trial_to_run(controller)

@@ -441,6 +441,7 @@ def time_tpe(exp: Any, counts: tuple[int, ...], asks: int, seed: int = 0) -> dic
 
     from vidtune.search_spaces import get_space, space_distributions
     from vidtune.trainable.core.trials import TrialStatus
+    from vidtune.trainable.tune.tpe import BoundedTPESampler
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     dists = space_distributions("tiny")
@@ -462,7 +463,7 @@ def time_tpe(exp: Any, counts: tuple[int, ...], asks: int, seed: int = 0) -> dic
     define = get_space("tiny").define
     out = {}
     for n in counts:
-        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=10)   # as make_searcher at >= 30 trials
+        sampler = BoundedTPESampler(seed=seed, n_startup_trials=10)   # as make_searcher at >= 30 trials
         study = optuna.create_study(direction="maximize", sampler=sampler)
         study.add_trials([frozen[i % len(frozen)] for i in range(n)])
         took = []

@@ -141,6 +141,18 @@ class ResumableASHA(AsyncHyperBandScheduler):
         except OSError as exc:
             logger.warning("could not record ASHA decision: %s", exc)
 
+    def choose_trial_to_run(self, tune_controller) -> Any:
+        """FIFOScheduler's choice, the first PENDING trial in Tune's list, else the first
+        PAUSED one, read from Tune's own per-status sets: FIFOScheduler scans every trial so
+        far twice at every step of the driver, which grows with the search (bench_scale). With
+        more than one candidate (or another Tune), the scan decides the order."""
+        controller = getattr(tune_controller, "_tune_controller", tune_controller)   # Tune wraps it
+        pending = getattr(controller, "_pending_trials", None)
+        paused = getattr(controller, "_paused_trials", None)
+        if isinstance(pending, set) and isinstance(paused, set) and len(pending) + len(paused) <= 1:
+            return next(iter(pending or paused), None)
+        return super().choose_trial_to_run(tune_controller)
+
     def on_trial_add(self, tune_controller, trial) -> None:
         if self.decisions_path is None:
             # Ray's own filesystem and path of the experiment folder: a local path, or a path

@@ -64,6 +64,7 @@ from vidtune.trainable.tune.slim import SlimFinished
 from vidtune.trainable.tune.snapshots import DropStaleSnapshots
 from vidtune.trainable.tune.stats import DriverStats, SnapshotClock
 from vidtune.trainable.tune.threads import ThreadSharer
+from vidtune.trainable.tune.tpe import BoundedTPESampler
 from vidtune.trainable.tune.warm_start import WarmStart, load_warm_start
 
 METRIC, MODE = "val_acc", "max"
@@ -112,7 +113,7 @@ def make_searcher(cfg: SearchConfig, slots: int, warm: WarmStart | None = None) 
         startup = max(2, min(10, expected // 3))
         if cfg.warm_start_use == "explore":   # TPE counts the warm trials as start-up trials
             startup += len(warm.trials)
-        sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=startup,
+        sampler = BoundedTPESampler(seed=cfg.seed, n_startup_trials=startup,
                                              multivariate=cfg.tpe_multivariate,
                                              constant_liar=cfg.tpe_constant_liar)
     searcher = OptunaSearch(space=space.define, metric=METRIC, mode=MODE, sampler=sampler,
