@@ -185,6 +185,10 @@ def test_scale_windows_follow_the_issue_definition():
     assert first.wall_s == pytest.approx(1.5 + 0.8)          # t0 starts at 0, t3 ends at 2.3
     assert first.overhead_s == pytest.approx(2.3 * 2 / 4 - 0.8)
     assert second.trials == 3 and second.wall_s == pytest.approx(3.5 + 0.8 - 2.0)
+    # A driver killed at 2.5 s and resumed, its first new trial at 3.0 s: the 0.5 s between
+    # the drivers is the resume's time, not the window's.
+    first, second = windows(spans, (4, 8), slots=2, down=(2.5, 3.0))
+    assert first.wall_s == pytest.approx(2.3) and second.wall_s == pytest.approx(3.5 + 0.8 - 2.0 - 0.5)
 
 
 def test_scale_growth_and_flatness():

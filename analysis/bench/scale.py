@@ -9,7 +9,9 @@ trial well under a second), as a subprocess with its embedded Ray, on `slots` CP
 - per-trial overhead of each window of trials (by first start, between two marks):
   wall x slots / trials - the median trial time, where a trial's time runs from its
   trainable's start to its last report (the adapter's float clock) and the wall from the
-  window's first start to its last report (trials that ran in both drivers are left out);
+  window's first start to its last report (trials that ran in both drivers are left out, and
+  so is the time between the SIGKILL and the resumed driver's first new trial, which is
+  reported as the resume's time);
 - the driver's CPU seconds per finished trial, its resident memory (RSS) and peak, and the
   RSS growth per 1,000 trials (least squares, per driver), from driver.jsonl (stats.py);
 - the results folder per finished trial (checkpoints aside), optuna.db, the experiment
@@ -144,14 +146,19 @@ def start_order(history: pd.DataFrame) -> list[str]:
     return list(h.groupby("trial_id")["started_at"].min().sort_values(kind="stable").index)
 
 
-def windows(spans: pd.DataFrame, marks: tuple[int, ...], slots: int) -> list[Window]:
-    """One Window per span of creation order between two marks (0 before the first)."""
+def windows(spans: pd.DataFrame, marks: tuple[int, ...], slots: int,
+            down: tuple[float, float] | None = None) -> list[Window]:
+    """One Window per span of creation order between two marks (0 before the first). `down`:
+    the time no driver ran (from the SIGKILL to the resumed driver's first new trial, which
+    the benchmark reports as the resume's time), left out of the wall of a window it falls in."""
     out = []
     for lo, hi in zip((0, *marks[:-1]), marks, strict=True):
         w = spans[(spans["order"] > lo) & (spans["order"] <= hi) & (spans["sessions"] == 1)]
         if len(w) < 2:
             continue
-        out.append(Window(lo + 1, hi, len(w), float(w["end"].max() - w["start"].min()),
+        begin, end = float(w["start"].min()), float(w["end"].max())
+        idle = max(0.0, min(end, down[1]) - max(begin, down[0])) if down else 0.0
+        out.append(Window(lo + 1, hi, len(w), end - begin - idle,
                           float(w["seconds"].median()), float(w["seconds"].mean()), slots))
     return out
 
@@ -520,7 +527,7 @@ def run_scale(plan: ScalePlan, root: Path) -> ScaleRun:
     order = start_order(exp.history)
     spans = trial_spans(exp.history, order)
     tail = exited - float(spans["end"].max()) if len(spans) else math.nan
-    ws = windows(spans, plan.marks, plan.slots)
+    ws = windows(spans, plan.marks, plan.slots, (resumed_at, first_new[0]) if first_new else None)
     rss = {d: growth_per_1000([(s["finished"], s["rss_mb"]) for s in stats
                                if s["driver"] == d and s["finished"] >= (plan.marks[0] if d == 1 else 0)])
            for d in (1, 2)}

@@ -189,8 +189,9 @@ def render(d: dict[str, Any], took_s: float, baseline: dict[str, Any] | None = N
         "",
         "Per-trial overhead: wall x slots / trials - the median trial time, over the trials "
         "started since the previous mark, by first start (a trial's time: its trainable's "
-        "start to its last report). The same with the mean trial time is what a slot spends per trial beyond the "
-        "trial itself. Snapshot, RSS and CPU: from the driver's own driver.jsonl "
+        "start to its last report; the wall leaves out the time from the SIGKILL to the resumed "
+        "driver's first new trial, which is the resume's figure below). The same with the mean "
+        "trial time is what a slot spends per trial beyond the trial itself. Snapshot, RSS and CPU: from the driver's own driver.jsonl "
         "(trainable/tune/stats.py).",
         "",
         "### The driver against the trial count",
