@@ -81,8 +81,14 @@ def test_sigkill_driver_then_resume(tmp_path, cache_dir):
         return len(done) >= 1 and len(running) >= 1 and len(runs) < NUM_SAMPLES
 
     try:
-        before = run_until(proc, experiment, mid_run)
-        after_next_snapshot(proc, experiment)   # what the kill may lose is bounded by the snapshot
+        while True:
+            run_until(proc, experiment, mid_run)
+            after_next_snapshot(proc, experiment)   # what the kill may lose is bounded by the snapshot
+            # A trial may have ended (or met ASHA's rule) while the snapshot was awaited: kill
+            # only while one still runs, else wait for the next such moment.
+            before = progress(experiment)
+            if mid_run(before):
+                break
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)   # the driver and its embedded Ray: a lost machine
