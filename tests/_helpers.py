@@ -1,6 +1,6 @@
 """Helpers for the tests: real videos encoded with PyAV, small real filesystems (tmpfs mounts)
-that are read-only or fill up, the `vidtune` command in a subprocess, and what a running
-search has written to its trials' progress.csv files."""
+that are read-only or fill up, the `vidtune` command in a subprocess, what a running search
+has written to its trials' progress.csv files, and the moment after its next snapshot."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,3 +78,15 @@ def progress(experiment: str | Path) -> dict[str, pd.DataFrame]:
         if len(df):
             out[csv.parent.name] = df
     return out
+
+
+def after_next_snapshot(proc: subprocess.Popen, experiment: Path, timeout: float = 15) -> None:
+    """Wait until Tune has saved an experiment snapshot after this moment. A killed driver loses
+    at most what happened since its last snapshot (every 2 s, docs/scaling.md): a trial created
+    in that window is not in the snapshot, and the resumed search creates another in its place."""
+    since = time.time()
+    deadline = since + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if any(f.stat().st_mtime > since for f in experiment.glob("experiment_state-*.json")):
+            return
+        time.sleep(0.1)

@@ -15,7 +15,7 @@ import optuna
 import pandas as pd
 import pytest
 import torch
-from _helpers import progress
+from _helpers import after_next_snapshot, progress
 
 from vidtune.trainable.core.checkpoint import load_first_readable, save_state, sibling_checkpoints
 
@@ -42,18 +42,6 @@ def run_until(proc: subprocess.Popen, experiment: Path, ready, timeout: float = 
             return runs
         time.sleep(0.2)
     raise AssertionError(f"condition not reached in {timeout}s: {list(progress(experiment))}")
-
-
-def after_next_snapshot(proc: subprocess.Popen, experiment: Path, timeout: float = 15) -> None:
-    """Wait until Tune has saved an experiment snapshot after this moment. A killed driver loses
-    at most what happened since its last snapshot (every 2 s, docs/scaling.md): a trial created
-    in that window is not in the snapshot, and the resumed search creates another in its place."""
-    since = time.time()
-    deadline = since + timeout
-    while time.time() < deadline and proc.poll() is None:
-        if any(f.stat().st_mtime > since for f in experiment.glob("experiment_state-*.json")):
-            return
-        time.sleep(0.1)
 
 
 def env() -> dict[str, str]:
