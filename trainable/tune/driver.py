@@ -114,8 +114,8 @@ def make_searcher(cfg: SearchConfig, slots: int, warm: WarmStart | None = None) 
         if cfg.warm_start_use == "explore":   # TPE counts the warm trials as start-up trials
             startup += len(warm.trials)
         sampler = BoundedTPESampler(seed=cfg.seed, n_startup_trials=startup,
-                                             multivariate=cfg.tpe_multivariate,
-                                             constant_liar=cfg.tpe_constant_liar)
+                                    multivariate=cfg.tpe_multivariate,
+                                    constant_liar=cfg.tpe_constant_liar)
     searcher = OptunaSearch(space=space.define, metric=METRIC, mode=MODE, sampler=sampler,
                             points_to_evaluate=[first] if first else None)
     if warm.trials:

@@ -95,4 +95,3 @@ class DropStaleSnapshots(Callback):
                 fs.delete_file(f"{folder}/{name}")
         except OSError as exc:
             logger.warning("could not remove earlier sessions' snapshot files: %s", exc)
-
