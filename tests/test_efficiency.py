@@ -7,10 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import ray
 import torch
+from _helpers import progress
 
 from vidtune.data import DataConfig
 from vidtune.trainable.core.checkpoint import load_state
@@ -35,11 +35,6 @@ def _search(tmp_path: Path, cache_dir: str, **kwargs) -> SearchConfig:
     return SearchConfig(**{**base, **kwargs})
 
 
-def _progress(experiment: str) -> dict[str, pd.DataFrame]:
-    return {csv.parent.name: pd.read_csv(csv) for csv in sorted(Path(experiment).glob("trial_*/progress.csv"))
-            if csv.stat().st_size}
-
-
 def test_finished_trials_keep_one_slim_checkpoint_each_only_the_best(tmp_path, cache_dir, local_ray):
     outcome = run_search(_search(tmp_path, cache_dir, keep_checkpoints=2))
     exp = Path(outcome.experiment_path)
@@ -49,14 +44,14 @@ def test_finished_trials_keep_one_slim_checkpoint_each_only_the_best(tmp_path, c
     # The two best by the retrain rule (most epochs, then final val_acc, then the earlier),
     # computed here from the trials' own progress.csv files.
     rows = [(-int(df["epoch"].max()), -float(df["val_acc"].iloc[-1]), name)
-            for name, df in _progress(str(exp)).items()]
+            for name, df in progress(str(exp)).items()]
     order = {f"trial_{t}": i for i, t in enumerate(trials["trial_id"])}
     best_two = {name for *_, name in sorted(rows, key=lambda r: (r[0], r[1], order[r[2]]))[:2]}
     assert kept == best_two
     for name in kept:
         (folder,) = list((exp / name).glob("checkpoint_*"))   # the newest only
         state = load_state(folder)
-        assert "optimizer" not in state and state["slim"] and state["epoch"] == _progress(str(exp))[name]["epoch"].max()
+        assert "optimizer" not in state and state["slim"] and state["epoch"] == progress(str(exp))[name]["epoch"].max()
         assert set(state["model"]) and all(isinstance(v, torch.Tensor) for v in state["model"].values())
 
 
@@ -68,8 +63,8 @@ def test_a_lone_trial_takes_the_idle_core_unless_threads_are_fixed(tmp_path, cac
                                   cache_dir=cache_dir))
     shared = run_search(_search(tmp_path, cache_dir, name="shared", **common))
     fixed = run_search(_search(tmp_path, cache_dir, name="fixed", cpu_sharing="none", **common))
-    (shared_run,) = _progress(shared.experiment_path).values()
-    (fixed_run,) = _progress(fixed.experiment_path).values()
+    (shared_run,) = progress(shared.experiment_path).values()
+    (fixed_run,) = progress(fixed.experiment_path).values()
     assert shared_run["cpu_threads"].iloc[-1] == 2, shared_run[["epoch", "cpu_threads", "epoch_time_s"]]
     assert set(fixed_run["cpu_threads"]) == {1}
 
