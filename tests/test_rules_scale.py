@@ -294,3 +294,12 @@ def test_a_last_epoch_reported_again_is_not_written_twice(tmp_path):
     assert not same_epoch(last, {"val_acc": 0.9166666666666666}), "no epoch: written"
     path.write_text("epoch,val_acc\n")
     assert last_row(path) == {} and not same_epoch({}, {"epoch": 1, "val_acc": 0.5})
+
+
+def test_a_progress_logger_pickled_before_its_last_rows_existed_still_resumes():
+    """Tuner.restore unpickles the run config's callbacks: one pickled by an earlier vidtune,
+    without the last-row bookkeeping, starts with none."""
+    old = ProgressCSV()
+    del old._last
+    back = pickle.loads(pickle.dumps(old))
+    assert back._last == {} and back._trial_files == {}

@@ -50,6 +50,15 @@ def trial_folder(trial: Any) -> Path:
 class ProgressCSV(CSVLoggerCallback):
     """Ray 2.60's CSVLoggerCallback, writing progress.csv in the storage's trial folder."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._last: dict[Any, dict[str, str]] = {}   # trial -> its file's last row, as it goes on
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Pickled with the run config; one pickled before _last existed still resumes.
+        self.__init__()   # type: ignore[misc]
+        self.__dict__.update(state)
+
     def _setup_trial(self, trial: Any) -> None:
         if not on_local_storage(trial):   # Ray's own: fetch the file, append, upload
             super()._setup_trial(trial)
@@ -61,14 +70,14 @@ class ProgressCSV(CSVLoggerCallback):
         path = trial_folder(trial) / EXPR_PROGRESS_FILE
         self._trial_continue[trial] = path.exists() and path.stat().st_size > 0
         if self._trial_continue[trial]:
-            self.__dict__.setdefault("_last", {})[trial] = last_row(path)
+            self._last[trial] = last_row(path)
         self._trial_files[trial] = path.open("at")
         self._trial_csv[trial] = None   # type: ignore[assignment]  # Ray's own: None until the first result
 
     def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
         if trial not in self._trial_files:   # as Ray's: the file is opened at the first result
             self._setup_trial(trial)
-        last = self.__dict__.get("_last", {}).pop(trial, None)
+        last = self._last.pop(trial, None)
         if last is not None and same_epoch(last, result):
             # A trial that finished just before the driver was killed reports its last epoch
             # again when resumed (core.trial.run_trial): that row is in the file already.
