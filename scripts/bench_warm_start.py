@@ -3,6 +3,8 @@ started cold; epochs to reach the cold search's best val acc (analysis/bench/war
 
     python scripts/bench_warm_start.py            # 4 seeds x 2 searches of 16 trials, ~10 min on 2 cores
     python scripts/bench_warm_start.py --smoke    # tiny sizes, about a minute: checks the script runs
+    python scripts/bench_warm_start.py --benchmark default --uses all,full --jobs 2
+                                                  # on make search's data, 2 searches at once
 
 Writes its section of docs/benchmarks.md (between `<!-- bench_warm_start:start/end -->`) and
 prints it.
@@ -31,11 +33,19 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--uses", default="all",
                    help="comma-separated --warm-start-use values, a warm search of each per seed "
                         "(all, full, explore; default all)")
+    p.add_argument("--benchmark", default="reduced", choices=("reduced", "default"),
+                   help="reduced: 500 clips of 6x16x16 (bench_search's); default: make search's "
+                        "1000 clips of 8x32x32")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="searches at once, each one trial at a time in its own process "
+                        "(the epoch counts do not change; default 1)")
     p.add_argument("--out", default=str(DOCS / "benchmarks.md"), help="markdown file to update")
     p.add_argument("--keep", default=None, help="keep the searches in this folder (default: a temp dir)")
     args = p.parse_args(argv)
     if args.seeds is not None and args.seeds < 2:
         p.error(f"--seeds is {args.seeds}; a warm start needs another seed's search: give >= 2")
+    if args.jobs < 1:
+        p.error(f"--jobs is {args.jobs}; give 1 or more searches at once")
     from vidtune.trainable.core.search_config import WARM_START_USES
 
     uses = tuple(u.strip() for u in args.uses.split(",") if u.strip())
@@ -48,12 +58,14 @@ def main(argv: list[str] | None = None) -> str:
         run_warm_start_bench,
     )
 
-    plan = make_plan(args.smoke, args.seeds, args.num_samples, args.max_concurrent, uses)
+    plan = make_plan(args.smoke, args.seeds, args.num_samples, args.max_concurrent, uses,
+                     args.benchmark)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        pairs = run_warm_start_bench(plan, args.keep or tmp)
-    text = render(plan, pairs, machine_line(), time.perf_counter() - t0)
-    write_section(args.out, KEY, text)
+        pairs = run_warm_start_bench(plan, args.keep or tmp, args.jobs)
+    text = render(plan, pairs, machine_line(), time.perf_counter() - t0, args.jobs)
+    # Each benchmark size keeps its own section.
+    write_section(args.out, KEY if args.benchmark == "reduced" or args.smoke else f"{KEY}_{args.benchmark}", text)
     print(text)
     print(f"written to {args.out}", file=sys.stderr)
     return text

@@ -45,11 +45,18 @@ class Plan:
     uses: tuple[str, ...] = ("all",)   # --warm-start-use values, one warm search per seed each
 
 
+BENCHMARKS = ("reduced", "default")
+
+
 def make_plan(smoke: bool, seeds: int | None = None, num_samples: int | None = None,
-              max_concurrent: int | None = None, uses: tuple[str, ...] | None = None) -> Plan:
+              max_concurrent: int | None = None, uses: tuple[str, ...] | None = None,
+              benchmark: str = "reduced") -> Plan:
     if smoke:
         plan = Plan(DataConfig(num_clips=100, frames=4, height=16, width=16, noise=0.2),
                     "tiny", num_samples=3, max_epochs=2, seeds=(0, 1))
+    elif benchmark == "default":
+        # `make search`'s and the race's benchmark: 1000 clips of 8x32x32, 200 of them val.
+        plan = Plan(DataConfig(), "default", num_samples=16, max_epochs=6, seeds=(0, 1, 2, 3))
     else:
         # bench_search's reduced config: 500 clips of 6x16x16, 150 of them val.
         plan = Plan(DataConfig(num_clips=500, frames=6, height=16, width=16, val_fraction=0.3),
@@ -136,26 +143,47 @@ class Pair:
         return self.warm.epochs_to(self.cold.best)
 
 
-def run_warm_start_bench(plan: Plan, root: str) -> list[Pair]:
-    cold = {}
-    for seed in plan.seeds:
-        cold[seed] = run_one(plan, root, f"cold-s{seed}", seed)
-        print(f"cold seed {seed}: best {cold[seed].best:.4f} in {cold[seed].epochs} epochs",
-              file=sys.stderr)
-    pairs = []
+def run_warm_start_bench(plan: Plan, root: str, jobs: int = 1) -> list[Pair]:
+    """The cold searches, then the warm ones. With jobs > 1, that many searches run at once,
+    each in a fresh process with its own embedded Ray: each search still runs one trial at a
+    time, so its epoch counts are the same as alone (its wall time is not)."""
+    cold_runs = _run_all(jobs, [(plan, root, f"cold-s{seed}", seed) for seed in plan.seeds])
+    cold = dict(zip(plan.seeds, cold_runs, strict=True))
+    for seed, run in cold.items():
+        print(f"cold seed {seed}: best {run.best:.4f} in {run.epochs} epochs", file=sys.stderr)
+    todo = []
     for i, seed in enumerate(plan.seeds):
         source = plan.seeds[i - 1]
         for use in plan.uses:
             name = f"warm-s{seed}-from-s{source}" if use == "all" else f"warm-{use}-s{seed}-from-s{source}"
-            warm = run_one(plan, root, name, seed, (cold[source].path,), use)
-            pair = Pair(seed, source, cold[seed], warm, use)
-            pairs.append(pair)
-            print(f"warm ({use}) seed {seed} (from seed {source}): reaches {cold[seed].best:.4f} "
-                  f"after {pair.warm_epochs} epochs, cold after {pair.cold_epochs}", file=sys.stderr)
+            todo.append((seed, source, use, (plan, root, name, seed, (cold[source].path,), use)))
+    warm_runs = _run_all(jobs, [args for *_, args in todo])
+    pairs = []
+    for (seed, source, use, _), warm in zip(todo, warm_runs, strict=True):
+        pair = Pair(seed, source, cold[seed], warm, use)
+        pairs.append(pair)
+        print(f"warm ({use}) seed {seed} (from seed {source}): reaches {cold[seed].best:.4f} "
+              f"after {pair.warm_epochs} epochs, cold after {pair.cold_epochs}", file=sys.stderr)
     return pairs
 
 
-def render(plan: Plan, pairs: list[Pair], machine: str, wall_s: float) -> str:
+def _run_all(jobs: int, calls: list[tuple]) -> list[Run]:
+    """run_one over calls, in order, or in `jobs` fresh processes at once."""
+    if jobs <= 1:
+        return [run_one(*call) for call in calls]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                             max_tasks_per_child=1) as pool:
+        return list(pool.map(_run_one_star, calls))
+
+
+def _run_one_star(call: tuple) -> Run:
+    return run_one(*call)
+
+
+def render(plan: Plan, pairs: list[Pair], machine: str, wall_s: float, jobs: int = 1) -> str:
     d = plan.data
     lines = [
         "### Warm start: epochs to reach the cold search's best",
@@ -165,7 +193,8 @@ def render(plan: Plan, pairs: list[Pair], machine: str, wall_s: float) -> str:
         f"Synthetic, {d.num_clips} clips of {d.frames}x{d.height}x{d.width} (T x H x W), noise "
         f"{d.noise}, val fraction {d.val_fraction}; space `{plan.space}`; {plan.num_samples} "
         f"trials per search, up to {plan.max_epochs} epochs, 1 CPU each, "
-        f"{'one trial at a time' if plan.max_concurrent == 1 else f'{plan.max_concurrent} at once'}; "
+        f"{'one trial at a time' if plan.max_concurrent == 1 else f'{plan.max_concurrent} at once'}"
+        f"{f' ({jobs} searches at once, so the wall times share the cores)' if jobs > 1 else ''}; "
         f"TPE + ASHA (grace period {plan.grace_period}, reduction factor "
         f"{plan.reduction_factor:g}). Warm: the same search warm-started from the finished cold "
         "search of another seed. Epochs: every epoch any trial trained, in report order, up to "
