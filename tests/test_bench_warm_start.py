@@ -41,12 +41,13 @@ def test_epochs_to_counts_every_trials_epochs_in_report_order(tmp_path):
 def test_bench_warm_start_smoke(tmp_path, cache_dir):
     out, keep = tmp_path / "bench.md", tmp_path / "runs"
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_warm_start.py"), "--smoke",
-                           "--out", str(out), "--keep", str(keep)],
+                           "--jobs", "2", "--out", str(out), "--keep", str(keep)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     text = out.read_text()   # written as its section of the markdown file
     assert text.startswith("<!-- bench_warm_start:start -->\n### Warm start: epochs to reach the cold search's best")
     assert text.rstrip().endswith("<!-- bench_warm_start:end -->")
+    assert "(2 searches at once, so the wall times share the cores)" in text
     rows = [line for line in text.splitlines() if re.match(r"^\| \d ", line)]
     assert len(rows) == 2, text
     for row in rows:
