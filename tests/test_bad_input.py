@@ -26,7 +26,7 @@ from vidtune.search_spaces import _registry as registry
 from vidtune.trainable.core.config import ModelConfig, TrainConfig
 from vidtune.trainable.core.failures import is_deterministic, last_error_line, one_line
 from vidtune.trainable.core.model import VideoModel
-from vidtune.trainable.core.preflight import check_clip_size
+from vidtune.trainable.core.preflight import check_space_fits_clips
 from vidtune.trainable.core.search_config import SearchConfig
 
 # -- the rules, in milliseconds ------------------------------------------------------------
@@ -80,10 +80,10 @@ def test_clip_size_rule_matches_the_real_model(monkeypatch):
     small = SearchConfig(space="deep-test", data=DataConfig(height=8, width=12))
     with pytest.raises(ValueError, match=r"clips of 8x12 pixels .* too small for space 'deep-test': "
                        r"it samples up to 4 conv blocks.* >= 16; use --height 16 --width 16"):
-        check_clip_size(small)
-    check_clip_size(SearchConfig(space="deep-test", data=DataConfig(height=16, width=16)))
+        check_space_fits_clips(small)
+    check_space_fits_clips(SearchConfig(space="deep-test", data=DataConfig(height=16, width=16)))
     for name in ("tiny", "default", "wide"):   # the built-in spaces fit the smallest clips
-        check_clip_size(SearchConfig(space=name, data=DataConfig(height=8, width=8)))
+        check_space_fits_clips(SearchConfig(space=name, data=DataConfig(height=8, width=8)))
 
 
 def test_deterministic_errors_are_told_from_transient_ones():

@@ -139,9 +139,9 @@ def resolve_gpus_per_trial(cfg: SearchConfig) -> tuple[SearchConfig, str]:
         raise ValueError("--gpus-per-trial auto measures the GPU memory a trial needs on this "
                          "machine, but torch sees no CUDA device here; give a number instead "
                          "(e.g. --gpus-per-trial 0.25 for four trials per GPU, 0 for CPU trials)")
-    from vidtune.trainable.core.preflight import check_clip_size
+    from vidtune.trainable.core.preflight import check_space_fits_clips
 
-    check_clip_size(cfg)   # the probe would fail on clips too small for the space's models
+    check_space_fits_clips(cfg)   # the probe would fail on clips too small for the space's models
     probe = probe_memory(cfg)
     k = per_gpu(probe.peak_mb, probe.total_mb)
     need = probe.peak_mb * (1 + MARGIN) + CONTEXT_MB

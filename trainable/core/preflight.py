@@ -71,7 +71,7 @@ def deepest_conv(space: SearchSpace) -> int:
     return len(ModelConfig().conv_widths)
 
 
-def check_clip_size(cfg: SearchConfig) -> None:
+def check_space_fits_clips(cfg: SearchConfig) -> None:
     """Every config the space can sample must take the clips: each conv block ends in
     MaxPool2d(2), which halves height and width (rounding down) and fails below 1 pixel, so
     n blocks need frames of at least 2**n x 2**n. Any number of frames >= 1 suits the LSTM."""
@@ -151,7 +151,7 @@ def preflight(cfg: SearchConfig, decode: bool = True) -> None:
     assert data.cache_dir is not None
     check_writable(data.cache_dir, "cache folder", "point --cache-dir (or $VIDTUNE_CACHE) at a "
                    "writable folder")
-    check_clip_size(cfg)
+    check_space_fits_clips(cfg)
     check_encoder_weights(cfg)
     if not data.is_synthetic:
         read_catalogue(data.source, data.split_file)   # bad rows and split lines, by line
