@@ -92,6 +92,25 @@ def test_warm_start_paths_in_a_search_file_are_relative_to_it(tmp_path):
     assert cfg.warm_start == (str(tmp_path / "results" / "a"), str(tmp_path / "configs" / "b"))
 
 
+def test_the_earlier_best_is_the_warm_first_trial():
+    """WarmStart.best_params: the highest value's parameters, the first of equals; none without
+    trials. A trial without a value (never the case for loaded ones) ranks last."""
+    from vidtune.trainable.tune.warm_start import WarmStart
+
+    dist = optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)
+
+    def trial(lr: float, value: float | None) -> optuna.trial.FrozenTrial:
+        t = optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, value=0.0,
+                                      params={"lr": lr}, distributions={"lr": dist})
+        t.value = value   # type: ignore[misc]
+        return t
+
+    assert WarmStart().best_params() == {}
+    warm = WarmStart(trials=(trial(1e-3, 0.5), trial(2e-3, 0.9), trial(3e-3, 0.9), trial(4e-3, None)))
+    assert warm.best_params() == {"lr": 2e-3}
+    assert WarmStart(trials=(trial(4e-3, None), trial(1e-3, 0.1))).best_params() == {"lr": 1e-3}
+
+
 # -- from a real finished search ---------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -135,11 +154,15 @@ def test_each_finished_trial_goes_to_tpe_with_its_final_val_acc(old_search, cach
     cfg = SearchConfig(space="tiny", max_epochs=3, data=data(cache_dir))
     assert first_points(make_searcher(cfg, 1, warm)) == []
     assert first_points(make_searcher(cfg, 1)) == [first]
-    # ... but with another seed the same config trains differently: it goes first again.
+    # ... but with another seed the same config trains differently. The earlier search's best
+    # config goes first, not the seed configuration, whose value TPE already has.
     other = replace(cfg, seed=1, warm_start=(str(old_search),))
     again = load_warm_start(other)
-    assert len(again.trials) == 6 and not again.has_tried(first)
-    assert first_points(make_searcher(other, 1, again)) == [first]
+    best = exp.trials.loc[exp.trials["final_val_acc"].idxmax()]   # the first of equals
+    best_params = json.loads((old_search / f"trial_{best['trial_id']}" / "params.json").read_text())
+    assert again.best_params() == best_params
+    assert len(again.trials) == 6 and not again.has_tried(best_params)
+    assert first_points(make_searcher(other, 1, again)) == [{**first, **best_params}]
 
 
 def tpe_of(searcher) -> optuna.samplers.TPESampler:

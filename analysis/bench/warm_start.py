@@ -185,8 +185,11 @@ def _run_one_star(call: tuple) -> Run:
 
 def render(plan: Plan, pairs: list[Pair], machine: str, wall_s: float, jobs: int = 1) -> str:
     d = plan.data
+    title = "### Warm start: epochs to reach the cold search's best"
+    if d == DataConfig() and plan.space == "default":   # make search's own benchmark
+        title += " (`make search`'s benchmark)"
     lines = [
-        "### Warm start: epochs to reach the cold search's best",
+        title,
         "",
         f"Machine: {machine}. Whole run: {wall_s / 60:.1f} min.",
         "",

@@ -93,8 +93,8 @@ def trial_slots(cfg: SearchConfig) -> int:
 
 
 def make_searcher(cfg: SearchConfig, slots: int, warm: WarmStart | None = None) -> BudgetedSearch:
-    """Seeded TPE over the space, its first trial first (the seed configuration by default),
-    after the warm start's earlier trials.
+    """Seeded TPE over the space, its first trial first (the seed configuration by default;
+    with a warm start, the earlier searches' best), after the warm start's earlier trials.
 
     The ConcurrencyLimiter matters twice: TPE proposes only as many configs as can run (later
     ones learn from earlier results), and Tune starts `slots` trials at once instead of one
@@ -104,6 +104,8 @@ def make_searcher(cfg: SearchConfig, slots: int, warm: WarmStart | None = None) 
     space = cfg.search_space()
     warm = warm or WarmStart()
     first = first_trial(space)
+    if warm.trials:   # the earlier best goes first; TPE knows the seed configuration's value
+        first = {**first, **warm.best_params()}
     if warm.has_tried(first):   # an earlier search ran exactly this trial: TPE knows its value
         first = {}
     if cfg.sampler == "random":   # the baseline the benchmarks compare TPE against
