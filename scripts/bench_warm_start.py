@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--jobs", type=int, default=1,
                    help="searches at once, each one trial at a time in its own process "
                         "(the epoch counts do not change; default 1)")
+    p.add_argument("--cold-from", default=None, metavar="DIR",
+                   help="use the cold searches kept (--keep) in DIR by an earlier run of the "
+                        "same sizes instead of running them again (they repeat exactly)")
     p.add_argument("--out", default=str(DOCS / "benchmarks.md"), help="markdown file to update")
     p.add_argument("--keep", default=None, help="keep the searches in this folder (default: a temp dir)")
     args = p.parse_args(argv)
@@ -60,9 +63,13 @@ def main(argv: list[str] | None = None) -> str:
 
     plan = make_plan(args.smoke, args.seeds, args.num_samples, args.max_concurrent, uses,
                      args.benchmark)
+    missing = [s for s in plan.seeds if args.cold_from and not (Path(args.cold_from) / f"cold-s{s}").is_dir()]
+    if missing:
+        p.error(f"--cold-from is {args.cold_from!r}, which lacks the cold search of seed(s) "
+                f"{missing}; give the --keep folder of an earlier run of the same sizes")
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        pairs = run_warm_start_bench(plan, args.keep or tmp, args.jobs)
+        pairs = run_warm_start_bench(plan, args.keep or tmp, args.jobs, args.cold_from)
     text = render(plan, pairs, machine_line(), time.perf_counter() - t0, args.jobs)
     # Each benchmark size keeps its own section.
     write_section(args.out, KEY if args.benchmark == "reduced" or args.smoke else f"{KEY}_{args.benchmark}", text)

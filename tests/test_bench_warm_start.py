@@ -58,3 +58,23 @@ def test_bench_warm_start_smoke(tmp_path, cache_dir):
     for seed, source in [(0, 1), (1, 0)]:
         saved = json.loads((keep / f"warm-s{seed}-from-s{source}" / "vidtune.json").read_text())
         assert saved["seed"] == seed and saved["warm_start"] == [str(keep / f"cold-s{source}")]
+    # Again with the cold searches of that run: they are read, not rerun; the warm ones run.
+    again = tmp_path / "again.md"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_warm_start.py"), "--smoke",
+                           "--cold-from", str(keep), "--out", str(again)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows_again = [line for line in again.read_text().splitlines() if re.match(r"^\| \d ", line)]
+    for row, row_again in zip(rows, rows_again, strict=True):
+        cells, cells_again = (([c.strip() for c in r.strip("|").split("|")]) for r in (row, row_again))
+        # The same cold search, and the warm search one at a time repeats the one run beside
+        # another (--jobs 2) to the epoch: only the wall times differ.
+        assert cells_again[:9] == cells[:9] and cells_again[9] == "reused"
+
+
+def test_cold_from_a_folder_without_the_cold_searches_is_refused(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_warm_start.py"), "--smoke",
+                           "--cold-from", str(tmp_path), "--out", str(tmp_path / "b.md")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and not (tmp_path / "b.md").exists()
+    assert f"--cold-from is '{tmp_path}', which lacks the cold search of seed(s) [0, 1]" in proc.stderr

@@ -17,6 +17,7 @@ Ray is reached only through vidtune.trainable.tune.driver.run_search.
 
 from __future__ import annotations
 
+import math
 import statistics
 import sys
 import time
@@ -143,11 +144,21 @@ class Pair:
         return self.warm.epochs_to(self.cold.best)
 
 
-def run_warm_start_bench(plan: Plan, root: str, jobs: int = 1) -> list[Pair]:
+def run_warm_start_bench(plan: Plan, root: str, jobs: int = 1, cold_from: str | None = None) -> list[Pair]:
     """The cold searches, then the warm ones. With jobs > 1, that many searches run at once,
     each in a fresh process with its own embedded Ray: each search still runs one trial at a
-    time, so its epoch counts are the same as alone (its wall time is not)."""
-    cold_runs = _run_all(jobs, [(plan, root, f"cold-s{seed}", seed) for seed in plan.seeds])
+    time, so its epoch counts are the same as alone (its wall time is not).
+
+    cold_from: a folder kept (--keep) by an earlier run of the same plan, whose cold searches
+    cold-s<seed> are used instead of running them again. A cold search does not depend on the
+    warm-start code, and runs exactly the same again, so only the warm searches are new. Its
+    wall time is not known then (NaN)."""
+    if cold_from:
+        cold_runs = [Run(str(Path(cold_from) / f"cold-s{seed}"), seed,
+                         reports_in_order(Path(cold_from) / f"cold-s{seed}"), float("nan"))
+                     for seed in plan.seeds]
+    else:
+        cold_runs = _run_all(jobs, [(plan, root, f"cold-s{seed}", seed) for seed in plan.seeds])
     cold = dict(zip(plan.seeds, cold_runs, strict=True))
     for seed, run in cold.items():
         print(f"cold seed {seed}: best {run.best:.4f} in {run.epochs} epochs", file=sys.stderr)
@@ -183,6 +194,10 @@ def _run_one_star(call: tuple) -> Run:
     return run_one(*call)
 
 
+def _seconds(wall_s: float) -> str:
+    return "reused" if math.isnan(wall_s) else f"{wall_s:.0f} s"   # NaN: an earlier run's search
+
+
 def render(plan: Plan, pairs: list[Pair], machine: str, wall_s: float, jobs: int = 1) -> str:
     d = plan.data
     title = "### Warm start: epochs to reach the cold search's best"
@@ -204,7 +219,10 @@ def render(plan: Plan, pairs: list[Pair], machine: str, wall_s: float, jobs: int
         "the first report of at least the cold search's best val acc (the earlier search's "
         "epochs not counted). `--warm-start-use`: what TPE took from the earlier search "
         "(all: every finished trial; full: the trials that trained every epoch; explore: all, "
-        "with TPE's random start-up trials as in a cold search).",
+        "with TPE's random start-up trials as in a cold search)."
+        + (" The cold searches are an earlier run's (`--cold-from`): a cold search repeats to "
+           "the epoch, and the warm-start code does not touch it." if any(
+               math.isnan(p.cold.wall_s) for p in pairs) else ""),
         "",
         "| seed | warm from seed | `--warm-start-use` | cold best | cold: epochs to its best | "
         "warm: epochs to the cold best | warm best | cold epochs | warm epochs | cold wall | "
@@ -215,7 +233,7 @@ def render(plan: Plan, pairs: list[Pair], machine: str, wall_s: float, jobs: int
         warm = "not reached" if p.warm_epochs is None else str(p.warm_epochs)
         lines.append(f"| {p.seed} | {p.from_seed} | {p.use} | {p.cold.best:.4f} | {p.cold_epochs} | "
                      f"{warm} | {p.warm.best:.4f} | {p.cold.epochs} | {p.warm.epochs} | "
-                     f"{p.cold.wall_s:.0f} s | {p.warm.wall_s:.0f} s |")
+                     f"{_seconds(p.cold.wall_s)} | {_seconds(p.warm.wall_s)} |")
     lines.append("")
     for use in plan.uses:
         mine = [p for p in pairs if p.use == use]
