@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> str:
         p.error(f"--uses is {args.uses!r}; give some of {', '.join(WARM_START_USES)}, e.g. all,full")
     from vidtune.analysis.bench.common import machine_line, write_section
     from vidtune.analysis.bench.warm_start import (
+        cold_name,
         make_plan,
         render,
         run_warm_start_bench,
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> str:
 
     plan = make_plan(args.smoke, args.seeds, args.num_samples, args.max_concurrent, uses,
                      args.benchmark)
-    missing = [s for s in plan.seeds if args.cold_from and not (Path(args.cold_from) / f"cold-s{s}").is_dir()]
+    missing = [s for s in plan.seeds if args.cold_from and not (Path(args.cold_from) / cold_name(s)).is_dir()]
     if missing:
         p.error(f"--cold-from is {args.cold_from!r}, which lacks the cold search of seed(s) "
                 f"{missing}; give the --keep folder of an earlier run of the same sizes")
@@ -71,8 +72,8 @@ def main(argv: list[str] | None = None) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         pairs = run_warm_start_bench(plan, args.keep or tmp, args.jobs, args.cold_from)
     text = render(plan, pairs, machine_line(), time.perf_counter() - t0, args.jobs)
-    # Each benchmark size keeps its own section.
-    write_section(args.out, KEY if args.benchmark == "reduced" or args.smoke else f"{KEY}_{args.benchmark}", text)
+    # make search's benchmark keeps its own section; the reduced one (and a smoke run) the first.
+    write_section(args.out, f"{KEY}_default" if plan.benchmark == "default" else KEY, text)
     print(text)
     print(f"written to {args.out}", file=sys.stderr)
     return text

@@ -21,7 +21,7 @@ import math
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -44,9 +44,7 @@ class Plan:
     grace_period: int = 1
     reduction_factor: float = 3.0
     uses: tuple[str, ...] = ("all",)   # --warm-start-use values, one warm search per seed each
-
-
-BENCHMARKS = ("reduced", "default")
+    benchmark: str = "reduced"   # smoke, reduced or default (make search's): names the section
 
 
 def make_plan(smoke: bool, seeds: int | None = None, num_samples: int | None = None,
@@ -54,18 +52,23 @@ def make_plan(smoke: bool, seeds: int | None = None, num_samples: int | None = N
               benchmark: str = "reduced") -> Plan:
     if smoke:
         plan = Plan(DataConfig(num_clips=100, frames=4, height=16, width=16, noise=0.2),
-                    "tiny", num_samples=3, max_epochs=2, seeds=(0, 1))
+                    "tiny", num_samples=3, max_epochs=2, seeds=(0, 1), benchmark="smoke")
     elif benchmark == "default":
         # `make search`'s and the race's benchmark: 1000 clips of 8x32x32, 200 of them val.
-        plan = Plan(DataConfig(), "default", num_samples=16, max_epochs=6, seeds=(0, 1, 2, 3))
+        plan = Plan(DataConfig(), "default", num_samples=16, max_epochs=6, seeds=(0, 1, 2, 3),
+                    benchmark="default")
     else:
         # bench_search's reduced config: 500 clips of 6x16x16, 150 of them val.
         plan = Plan(DataConfig(num_clips=500, frames=6, height=16, width=16, val_fraction=0.3),
                     "default", num_samples=16, max_epochs=6, seeds=(0, 1, 2, 3))
-    return Plan(plan.data, plan.space, num_samples or plan.num_samples, plan.max_epochs,
-                tuple(range(seeds)) if seeds else plan.seeds,
-                max_concurrent or plan.max_concurrent, plan.grace_period, plan.reduction_factor,
-                uses or plan.uses)
+    return replace(plan, num_samples=num_samples or plan.num_samples,
+                   seeds=tuple(range(seeds)) if seeds else plan.seeds,
+                   max_concurrent=max_concurrent or plan.max_concurrent, uses=uses or plan.uses)
+
+
+def cold_name(seed: int) -> str:
+    """The folder of a seed's cold search, under the run's root (and --cold-from)."""
+    return f"cold-s{seed}"
 
 
 @dataclass(frozen=True)
@@ -154,11 +157,11 @@ def run_warm_start_bench(plan: Plan, root: str, jobs: int = 1, cold_from: str | 
     warm-start code, and runs exactly the same again, so only the warm searches are new. Its
     wall time is not known then (NaN)."""
     if cold_from:
-        cold_runs = [Run(str(Path(cold_from) / f"cold-s{seed}"), seed,
-                         reports_in_order(Path(cold_from) / f"cold-s{seed}"), float("nan"))
-                     for seed in plan.seeds]
+        folders = [Path(cold_from) / cold_name(seed) for seed in plan.seeds]
+        cold_runs = [Run(str(f), seed, reports_in_order(f), float("nan"))
+                     for f, seed in zip(folders, plan.seeds, strict=True)]
     else:
-        cold_runs = _run_all(jobs, [(plan, root, f"cold-s{seed}", seed) for seed in plan.seeds])
+        cold_runs = _run_all(jobs, [(plan, root, cold_name(seed), seed) for seed in plan.seeds])
     cold = dict(zip(plan.seeds, cold_runs, strict=True))
     for seed, run in cold.items():
         print(f"cold seed {seed}: best {run.best:.4f} in {run.epochs} epochs", file=sys.stderr)
@@ -201,7 +204,7 @@ def _seconds(wall_s: float) -> str:
 def render(plan: Plan, pairs: list[Pair], machine: str, wall_s: float, jobs: int = 1) -> str:
     d = plan.data
     title = "### Warm start: epochs to reach the cold search's best"
-    if d == DataConfig() and plan.space == "default":   # make search's own benchmark
+    if plan.benchmark == "default":
         title += " (`make search`'s benchmark)"
     lines = [
         title,
