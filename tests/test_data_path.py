@@ -100,21 +100,24 @@ def _old_train_one_epoch(model, loader, optimizer, grad_clip):
 
 
 def test_the_cpu_loop_computes_exactly_what_it_did(tiny_data):
-    """The device-side sums (float64, same order) give the very floats the host sums gave."""
+    """The device-side sums (float64, same order) give the very floats the host sums gave, on
+    the fp32 path (precision fp32; the model in its contiguous layout, as fit() leaves it with
+    channels_last off)."""
     loaders = make_loaders(tiny_data, batch_size=16, progress=False)
     cfg = TrainConfig(lr=3e-3, grad_clip=1.0)
     runs = []
     for one_epoch in (train_one_epoch, None):
         model = build_model(TINY, seed=4)
         optimizer = make_optimizer(model, cfg)
-        loss = (one_epoch(model, loaders.train, optimizer, CPU, cfg.grad_clip) if one_epoch
+        loss = (one_epoch(model, loaders.train, optimizer, CPU, cfg.grad_clip, precision="fp32")
+                if one_epoch
                 else _old_train_one_epoch(model, loaders.train, optimizer, cfg.grad_clip))
         runs.append((loss, [p.detach().clone() for p in model.parameters()], model))
     (new_loss, new_params, model), (old_loss, old_params, _) = runs
     assert new_loss == old_loss                      # bit for bit, not approximately
     assert all(torch.equal(a, b) for a, b in zip(new_params, old_params, strict=True))
 
-    ev = evaluate(model, loaders.val, CPU, 10)
+    ev = evaluate(model, loaders.val, CPU, 10, precision="fp32")
     model.eval()
     with torch.no_grad():
         total, confusion = 0.0, np.zeros((10, 10), dtype=int)
@@ -133,3 +136,14 @@ def test_fit_reports_its_data_wait_and_no_gpu_memory_on_the_cpu(tiny_data):
     (metrics,) = result.history
     assert metrics["gpu_peak_mb"] == 0.0
     assert 0.0 < metrics["data_s"] < metrics["epoch_time_s"]
+
+
+def test_fit_on_the_fp32_path_computes_exactly_what_the_old_loop_did(tiny_data):
+    """fit() with precision fp32 and channels_last off: the old loop's loss, bit for bit."""
+    loaders = make_loaders(tiny_data, batch_size=16, progress=False)
+    cfg = TrainConfig(lr=3e-3, grad_clip=1.0, epochs=1, seed=4, precision="fp32", channels_last=False)
+    result = fit(build_model(TINY, seed=4), loaders.train, loaders.val, cfg, 10, device=CPU)
+    loaders.train.set_epoch(0)
+    model = build_model(TINY, seed=4)
+    old = _old_train_one_epoch(model, loaders.train, make_optimizer(model, cfg), cfg.grad_clip)
+    assert result.history[0]["train_loss"] == old

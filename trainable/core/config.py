@@ -6,6 +6,8 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from vidtune.trainable.core.precision import PRECISIONS, check_precision
+
 # The per-frame encoders: the seed's conv blocks, or a torchvision backbone (encoders.py).
 ENCODERS = ("conv", "resnet18", "mobilenet_v3_small")
 
@@ -65,6 +67,13 @@ class TrainConfig:
     epochs: int = field(default=10, metadata={"help": "epochs to train"})
     grad_clip: float = field(default=1.0, metadata={"help": "max gradient norm (0: no clipping)"})
     seed: int = field(default=0, metadata={"help": "initial weights and batch order"})
+    precision: str = field(default="auto", metadata={   # core/precision.py: the one rule
+        "help": "what convolutions and linear layers compute in: bf16 (autocast), fp32, or "
+                "auto: bf16 on a GPU with bf16 or a CPU with AMX/AVX512-BF16, else fp32",
+        "choices": PRECISIONS})
+    channels_last: bool = field(default=True, metadata={   # measured faster on CPU only
+        "help": "the per-frame CNN's tensors in channels_last layout on the CPU "
+                "(--no-channels-last: the contiguous layout, e.g. to reproduce older runs)"})
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.lr) and self.lr > 0):
@@ -77,6 +86,7 @@ class TrainConfig:
             raise ValueError(f"epochs is {self.epochs}, but must be >= 1")
         if self.grad_clip < 0:
             raise ValueError(f"grad_clip is {self.grad_clip}, but must be >= 0 (0 disables clipping)")
+        check_precision(self.precision)
 
 
 def split_params(params: dict[str, Any]) -> tuple[ModelConfig, TrainConfig]:

@@ -8,8 +8,14 @@ On CUDA the loop never waits for the GPU inside an epoch: batches arrive through
 data.device (uint8 copied without blocking, converted on the GPU, the next one prefetched),
 the loss is summed on the device and read once per epoch, the confusion matrix is counted
 on the device, and cuDNN picks its fastest kernels for the batch shapes (cudnn.benchmark).
-channels_last is not used: it is unmeasured for this model (docs/benchmarks.md, gpu_check).
-On the CPU every float is computed as before this path existed (a test holds it bit-exact).
+
+What the loop computes in is core/precision.py's one rule (TrainConfig.precision: auto, bf16
+or fp32), for training and evaluation alike: bf16 autocast where the device has bf16 units
+(on the CPU: AMX or AVX512-BF16), fp32 elsewhere; the LSTM in fp32 always. On the CPU the
+per-frame CNN runs in channels_last layout (TrainConfig.channels_last; measured faster in
+fp32 and bf16, docs/benchmarks.md, bench_throughput); on CUDA it is unmeasured and not used.
+Evaluation runs under torch.inference_mode. With precision fp32 and channels_last off, every
+float on the CPU is computed as before these paths existed (a test holds it bit-exact).
 """
 
 from __future__ import annotations
@@ -17,7 +23,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +31,7 @@ from torch import Tensor, nn
 
 from vidtune.data.device import TimedLoader, on_device
 from vidtune.trainable.core.config import TrainConfig
+from vidtune.trainable.core.precision import Precision, choose_precision
 
 MB = 1024.0**2
 
@@ -60,11 +66,13 @@ def pick_device(device: str | None = None) -> torch.device:
     return chosen
 
 
-def _autocast(device: torch.device):
-    """bf16 autocast on CUDA (no loss scaling needed); full fp32 on CPU."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
+def _precision(precision: str | Precision, device: torch.device) -> Precision:
+    return precision if isinstance(precision, Precision) else choose_precision(precision, device)
+
+
+def use_channels_last(cfg: TrainConfig, device: torch.device) -> bool:
+    """channels_last for the per-frame CNN: on the CPU, where it was measured faster."""
+    return cfg.channels_last and device.type == "cpu"
 
 
 def _prepare(device: torch.device) -> None:
@@ -100,8 +108,11 @@ def follow_threads(threads: Threads | None) -> None:
 
 def train_one_epoch(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]],
                     optimizer: torch.optim.Optimizer, device: torch.device,
-                    grad_clip: float = 0.0, threads: Threads | None = None) -> float:
+                    grad_clip: float = 0.0, threads: Threads | None = None,
+                    precision: str | Precision = "auto") -> float:
     """One pass over `loader`; returns the mean training loss. Raises DivergedError on NaN/inf.
+
+    `precision`: auto, bf16 or fp32, or a Precision already chosen (core/precision.py).
 
     The loss is summed on the device in float64 (the same sums, in the same order, as Python
     floats on the CPU) and read once, at the end. On the CPU a NaN/inf loss stops the epoch at
@@ -109,6 +120,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]],
     the GPU every batch, so a NaN/inf is caught in the epoch's sum instead.
     """
     _prepare(device)
+    autocast = _precision(precision, device).autocast
     model.train()
     check_each_batch = device.type != "cuda"
     total = torch.zeros((), dtype=torch.float64, device=device)
@@ -117,7 +129,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]],
         follow_threads(threads)
         clips = clips.to(device, non_blocking=True)       # (B, T, C, H, W)
         labels = labels.to(device, non_blocking=True)     # (B,)
-        with _autocast(device):
+        with autocast(device):
             loss = nn.functional.cross_entropy(model(clips), labels)
         if check_each_batch and not torch.isfinite(loss):
             raise DivergedError(f"training loss became {loss.item()}")
@@ -134,9 +146,9 @@ def train_one_epoch(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]],
     return mean
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]], device: torch.device,
-             num_classes: int) -> EvalResult:
+             num_classes: int, precision: str | Precision = "auto") -> EvalResult:
     """Loss, accuracy, per-class accuracy and confusion matrix over `loader`.
 
     Clips (B, k, T, C, H, W) are k windows of each clip (multi-clip evaluation): the model's
@@ -145,6 +157,7 @@ def evaluate(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]], device: 
     GPU every batch to size its output; scatter_add_ does not).
     """
     _prepare(device)
+    autocast = _precision(precision, device).autocast
     model.eval()
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)
     total = torch.zeros((), dtype=torch.float64, device=device)
@@ -152,7 +165,7 @@ def evaluate(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]], device: 
     for clips, labels in on_device(loader, device):
         clips = clips.to(device, non_blocking=True)      # (B, T, C, H, W)
         labels = labels.to(device, non_blocking=True)    # (B,)
-        with _autocast(device):
+        with autocast(device):
             if clips.ndim == 6:
                 B, k = clips.shape[:2]
                 probs = model(clips.flatten(0, 1)).float().softmax(-1).view(B, k, -1).mean(1)
@@ -187,6 +200,7 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: TrainConfig, num_classe
     Metrics per epoch: epoch (1-based count of epochs done), train_loss, val_loss, val_acc,
     epoch_time_s, cpu_threads, data_s (seconds the loop waited for its batches, train and val)
     and gpu_peak_mb (the most CUDA memory this run's tensors have held so far; 0 on the CPU).
+    cfg.precision is resolved once, for the whole run (choose_precision).
     Deterministic on CPU for a given cfg.seed and thread count, also across a resume. Another
     thread count changes float sums in the last digits only.
     """
@@ -194,7 +208,10 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: TrainConfig, num_classe
     if device.type == "cuda":   # this run's peak, not that of a trial run earlier in the process
         torch.cuda.reset_peak_memory_stats(device)
     train_batches, val_batches = on_device(train_loader, device), on_device(val_loader, device)
+    precision = choose_precision(cfg.precision, device)
     model.to(device)
+    if use_channels_last(cfg, device):
+        model.to(memory_format=torch.channels_last)   # 4-D weights only: the CNN's convs
     optimizer = make_optimizer(model, cfg)
     result = FitResult()
     start_epoch = 0
@@ -221,9 +238,10 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: TrainConfig, num_classe
         if hasattr(train_loader, "set_epoch"):
             train_loader.set_epoch(epoch)
         train, val = TimedLoader(train_batches), TimedLoader(val_batches)
-        train_loss = train_one_epoch(model, train, optimizer, device, cfg.grad_clip, threads)
+        train_loss = train_one_epoch(model, train, optimizer, device, cfg.grad_clip, threads,
+                                     precision)
         follow_threads(threads)
-        ev = evaluate(model, val, device, num_classes)
+        ev = evaluate(model, val, device, num_classes, precision)
         metrics = {
             "epoch": epoch + 1,
             "train_loss": train_loss,

@@ -6,6 +6,10 @@ or, with encoder resnet18 or mobilenet_v3_small, through that torchvision backbo
 from a local file, encoders.py). The feature map is average-pooled to a small spatial grid
 (keeping where things are, which motion classes need), flattened, and fed in time order to an
 LSTM (hidden 256 by default). The last hidden state goes to a Linear head over num_classes.
+
+The T frames of a batch go through the CNN in one call, as a batch of B*T frames. Under
+autocast (a bf16 trial, core/precision.py) the LSTM still computes in LSTM_DTYPE (fp32):
+autocast would choose its dtype itself, fp16 in cuDNN's RNN on CUDA (issue 23).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from torch import Tensor, nn
 
 from vidtune.trainable.core.config import ModelConfig
 from vidtune.trainable.core.encoders import TorchvisionEncoder, load_encoder_weights
+from vidtune.trainable.core.precision import LSTM_DTYPE
 
 
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -64,9 +69,17 @@ class VideoModel(nn.Module):
                 f"expected clips of shape (B, T, {self.cfg.in_channels}, H, W), got {tuple(clips.shape)}"
             )
         B, T = clips.shape[:2]
-        x = self.cnn(clips.flatten(0, 1))       # (B*T, F)
-        out, _ = self.lstm(x.view(B, T, -1))    # (B, T, hidden)
+        x = self.cnn(clips.flatten(0, 1))       # (B*T, F): all frames in one call
+        out = self.run_lstm(x.view(B, T, -1))   # (B, T, hidden)
         return out[:, -1]                       # (B, hidden): state after the last frame
+
+    def run_lstm(self, x: Tensor) -> Tensor:
+        """The LSTM over (B, T, F) -> (B, T, hidden), in LSTM_DTYPE even under autocast."""
+        where = x.device.type
+        if not torch.is_autocast_enabled(where):
+            return self.lstm(x)[0]              # fp32 as it stands: the graph torch.export sees
+        with torch.autocast(where, enabled=False):
+            return self.lstm(x.to(LSTM_DTYPE))[0]
 
     def forward_head(self, features: Tensor) -> Tensor:
         return self.head(self.drop(features))   # (B, num_classes)

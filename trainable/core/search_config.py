@@ -21,6 +21,7 @@ from vidtune.search_spaces import (
     source_of,
     space_label,
 )
+from vidtune.trainable.core.precision import PRECISIONS, check_precision
 from vidtune.trainable.core.space_check import check_space
 
 CONFIG_FILE = "vidtune.json"
@@ -141,6 +142,10 @@ class SearchConfig:
                                  "0.25; auto: as many trials per GPU as fit in its memory, "
                                  "measured on this machine's GPU before Ray starts",
                                  "resources", type=parse_gpus, metavar="N|auto")
+    precision: str = _arg("auto", "what trials compute in: bf16 (autocast; the LSTM stays fp32), "
+                          "fp32, or auto: bf16 on a GPU with bf16 or a CPU with AMX/AVX512-BF16, "
+                          "else fp32 (each trial's reports record the choice)", "resources",
+                          choices=PRECISIONS)
     address: str = _arg("", "Ray cluster to join: 'auto' or HOST:PORT (default: an embedded "
                         "local Ray)", "resources")
     num_cpus: int = _arg(0, "embedded Ray: CPUs to use (0: all)", "resources")
@@ -207,6 +212,7 @@ class SearchConfig:
                              "only if it leads its rung)")
         if self.reduction_factor < 2:
             raise ValueError(f"reduction_factor is {self.reduction_factor}, but must be >= 2")
+        check_precision(self.precision)
         if self.cpus_per_trial <= 0:
             raise ValueError(f"cpus_per_trial is {self.cpus_per_trial}, but must be > 0")
         gpus = self.gpus_per_trial

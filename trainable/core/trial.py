@@ -19,6 +19,7 @@ from vidtune.trainable.core.config import DATA_PARAMS, ModelConfig, TrainConfig,
 from vidtune.trainable.core.encoders import weights_for
 from vidtune.trainable.core.loop import DivergedError, Threads, fit, pick_device
 from vidtune.trainable.core.model import build_model
+from vidtune.trainable.core.precision import choose_precision
 from vidtune.trainable.core.search_config import SearchConfig
 
 Report = Callable[[dict[str, Any], dict[str, Any] | None], None]   # (metrics, resumable state)
@@ -46,7 +47,7 @@ def trial_data(params: dict[str, Any], cfg: SearchConfig) -> DataConfig:
 def trial_configs(params: dict[str, Any], cfg: SearchConfig, num_classes: int) -> tuple[ModelConfig, TrainConfig]:
     """A trial's sampled parameters -> the configs it trains with (retrain uses the same)."""
     hp = {k: v for k, v in _hparams(params, cfg).items() if k not in DATA_PARAMS}
-    hp.update(epochs=cfg.max_epochs, seed=cfg.seed, num_classes=num_classes)
+    hp.update(epochs=cfg.max_epochs, seed=cfg.seed, num_classes=num_classes, precision=cfg.precision)
     return split_params(hp)
 
 
@@ -131,8 +132,9 @@ def run_trial(params: dict[str, Any], cfg: SearchConfig, report: Report,
     """Train one configuration for up to cfg.max_epochs, reporting after every epoch.
 
     Each report carries epoch, train_loss, val_loss, val_acc, epoch_time_s and diverged (0/1),
-    plus what the trial was given (`grant`: device, GPU share and memory cap) and the torch
-    threads it ran the epoch with (`threads()` may raise them when cores fall idle).
+    plus what the trial was given (`grant`: device, GPU share and memory cap), the torch
+    threads it ran the epoch with (`threads()` may raise them when cores fall idle) and what
+    it computed in (precision: bf16 or fp32, and precision_reason: why, core/precision.py).
     A NaN/inf loss ends the trial with one report of diverged=1 and val_acc=0 instead of
     raising, so the search goes on. CUDA out of memory raises a TrialMemoryError that names
     the trial's memory cap.
@@ -144,6 +146,10 @@ def run_trial(params: dict[str, Any], cfg: SearchConfig, report: Report,
     loaders = make_loaders(data, batch_size=int(_hparams(params, cfg)["batch_size"]),
                            progress=False, decode=False)
     model_cfg, train_cfg = trial_configs(params, cfg, len(loaders.class_names))
+    # Resolved here for the record and passed on resolved, so fit computes what is reported.
+    precision = choose_precision(train_cfg.precision, device or pick_device())
+    train_cfg = replace(train_cfg, precision=precision.name)
+    given = {**given, "precision": precision.name, "precision_reason": precision.reason}
     model = build_model(model_cfg, seed=train_cfg.seed,
                         encoder_weights=weights_for(data.encoder_weights, model_cfg.encoder))
 
