@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python scripts/bench_warm_start.py --benchmark default --uses all,full --jobs 2
 	$(BIN)/python scripts/bench_decode.py
 	$(BIN)/python scripts/bench_scale.py
+	$(BIN)/python scripts/bench_throughput.py
 
 # On a CUDA machine: the CUDA tests, the memory probe, the data path's share and packed
 # searches at 1-8 trials per GPU, in at most 8 minutes (docs/benchmarks.md, gpu_check).

@@ -19,6 +19,9 @@ into here); each writes its own section of the markdown file.
 - decode.py        bench_decode: a long video's decode, and a data set's cache build (issue 17)
 - scale.py         bench_scale (issue 16): thousands of trials, the driver killed once
 - scale_report.py  the bench_scale section
+- throughput.py    bench_throughput (issue 26): FLOPs per clip, the matmul peak, the levers
+                   (bf16, channels_last, inference_mode, compile), clips/s by config class,
+                   where an epoch's time goes, fp32 against the new default's accuracy
 - warm_start.py    run_warm_start_bench: warm-started against cold searches, epochs to the
                    cold best (scripts/bench_warm_start.py)
 
@@ -46,6 +49,7 @@ if TYPE_CHECKING:
     from vidtune.analysis.bench.plan import Plan, make_plan
     from vidtune.analysis.bench.scale import ScalePlan, make_scale_plan, run_scale
     from vidtune.analysis.bench.search import run_search_bench
+    from vidtune.analysis.bench.throughput import run_throughput_bench
     from vidtune.analysis.bench.warm_start import run_warm_start_bench
 
 _WHERE = {   # public name -> module under vidtune.analysis.bench
@@ -72,6 +76,7 @@ _WHERE = {   # public name -> module under vidtune.analysis.bench
     "ScalePlan": "scale",
     "make_scale_plan": "scale",
     "run_scale": "scale",
+    "run_throughput_bench": "throughput",
     "run_warm_start_bench": "warm_start",
 }
 
@@ -97,6 +102,7 @@ __all__ = [
     "run_gpu_check",
     "run_scale",
     "run_search_bench",
+    "run_throughput_bench",
     "run_warm_start_bench",
     "verdict",
     "write_section",

@@ -7,6 +7,7 @@
 - model.py          VideoModel: per-frame CNN -> LSTM -> linear head
 - encoders.py       optional torchvision encoders (resnet18, mobilenet_v3_small), local weights
 - loop.py           fit / evaluate, seeded and resumable to the exact batch order
+- precision.py      what a trial computes in: device class + CPU capability -> bf16 or fp32
 - checkpoint.py     a trial's state on disk, with fallback to an older readable one
 - trial.py          one trial as plain Python: parameters in, per-epoch reports out
 - trials.py         TrialStatus, classify, Best and the two best-trial rules
