@@ -285,7 +285,8 @@ def run_compile(plan: Plan, threads: int, eager_step_s: float) -> dict[str, floa
 
 
 def run_classes(plan: Plan, threads: int) -> dict[str, dict[str, float]]:
-    """Seconds per training step of each config class, today's loop and the new default."""
+    """Seconds per training step of each config class, today's loop and the new default (half
+    the levers' rounds and steps: twelve models a thread count)."""
     _threads(threads)
     batch = _batch(plan)
     precision, cl = default_variant()
@@ -294,7 +295,7 @@ def run_classes(plan: Plan, threads: int) -> dict[str, dict[str, float]]:
         cfg = model_config(params, plan)
         out[name] = interleaved({TODAY: make_step(cfg, "fp32", False, batch),
                                  DEFAULT: make_step(cfg, precision, cl, batch)},
-                                max(2, plan.rounds // 2), plan.steps)
+                                max(2, plan.rounds // 2), max(1, plan.steps // 2))
     return out
 
 
@@ -447,7 +448,8 @@ def section(res: dict[str, Any], plan: Plan, when: str) -> str:
         *([SMOKE_NOTE, ""] if plan.smoke else []),
         f"- Run: {when}. **The machine was shared** with other sessions' work (2 cores, up to 7 "
         "processes): every comparison below is interleaved in one process, "
-        f"{plan.rounds} rounds of {plan.steps} steps, medians; absolute times are slower than "
+        f"{plan.rounds} rounds of {plan.steps} steps (the classes {max(2, plan.rounds // 2)} of "
+        f"{max(1, plan.steps // 2)}), medians; absolute times are slower than "
         "on an idle machine, ratios less so.",
         f"- CPU bf16 units (torch.cpu.get_capabilities): {units}; so `--precision auto` is "
         f"**{precision}** here. The new default: {default_name} (the LSTM in fp32 always). "
