@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--parts", default=None, help=f"comma-separated, of {','.join(PARTS)} (default "
                    "all; with --smoke all but compile)")
     p.add_argument("--rounds", type=int, default=None, help="interleaved rounds of each timing (default 5)")
+    p.add_argument("--threads", default=None, help="torch thread counts to time, e.g. 1,2 (default 1,2)")
     p.add_argument("--out", default=str(DOCS / "benchmarks.md"), help="markdown file to update")
     p.add_argument("--json", default=None, help="figures file, merged part by part (default "
                    "docs/bench_throughput.json; with --smoke none)")
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> str:
     plan = SMOKE if args.smoke else Plan()
     if args.rounds:
         plan = replace(plan, rounds=args.rounds)
+    if args.threads:
+        plan = replace(plan, threads=tuple(int(n) for n in args.threads.split(",")))
     chosen = args.parts or ",".join(SMOKE_PARTS if args.smoke else PARTS)
     parts = tuple(x.strip() for x in chosen.split(",") if x.strip())
     json_path = args.json or (None if args.smoke else str(DOCS / "bench_throughput.json"))

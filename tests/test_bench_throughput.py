@@ -8,7 +8,13 @@ from dataclasses import replace
 
 import pytest
 
-from vidtune.analysis.bench.throughput import SEED_CLASS, Plan, class_params, flops_per_clip, model_config
+from vidtune.analysis.bench.throughput import (
+    SEED_CLASS,
+    Plan,
+    class_params,
+    flops_per_clip,
+    model_config,
+)
 from vidtune.scripts import bench_throughput
 from vidtune.search_spaces import SEED_DEFAULT
 

@@ -39,6 +39,7 @@ from torch import nn
 from vidtune.analysis.bench.common import SMOKE_NOTE, describe_data, machine_line, write_section
 from vidtune.data import DataConfig, make_loaders
 from vidtune.data.device import TimedLoader
+from vidtune.data.loaders import to_float
 from vidtune.search_spaces import SEED_DEFAULT, to_hparams
 from vidtune.trainable.core.config import ModelConfig, TrainConfig, split_params
 from vidtune.trainable.core.loop import evaluate, fit, make_optimizer, train_one_epoch
@@ -59,15 +60,17 @@ class Plan:
     threads: tuple[int, ...] = (1, 2)
     rounds: int = 5              # interleaved rounds of every timed variant
     steps: int = 3               # training steps per variant per round
-    matmul: int = 2048           # n of the n x n matmul that measures the peak
+    matmul: tuple[int, ...] = (256, 512, 1024)   # n of the n x n matmuls that measure the peak
+    matmul_repeats: int = 60     # short runs of each: the best is one no other process cut into
     epochs: int = 6              # accuracy part
     seeds: tuple[int, ...] = (0, 1, 2)
     compile_steps: int = 6       # steady steps of the compiled model timed after compiling
+    profile_batches: int = 10    # training batches profiled (then the whole val pass)
     smoke: bool = False
 
 
 SMOKE = Plan(data=DataConfig(num_clips=64, frames=4, height=16, width=16, noise=0.2),
-             batch_size=8, threads=(1,), rounds=2, steps=1, matmul=256, epochs=1, seeds=(0,),
+             batch_size=8, threads=(1,), rounds=2, steps=1, matmul=(128,), matmul_repeats=5, epochs=1, seeds=(0,),
              compile_steps=1, smoke=True)
 SMOKE_PARTS = tuple(p for p in PARTS if p != "compile")   # compiling takes minutes on 2 cores
 
@@ -90,10 +93,14 @@ def model_config(params: dict[str, Any], plan: Plan) -> ModelConfig:
 
 
 def _batch(plan: Plan) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch as the loader makes it: uint8 (B, T, H, W, 3) through to_float, so the frames
+    lie in memory channels-last already (a permuted view); a contiguous batch of the same
+    values made today's fp32 step 1.2x slower, which would flatter every lever."""
     gen = torch.Generator().manual_seed(0)
     d = plan.data
-    clips = torch.rand(plan.batch_size, d.frames, 3, d.height, d.width, generator=gen) * 2 - 1
-    return clips, torch.randint(0, 10, (plan.batch_size,), generator=gen)   # (B, T, C, H, W), (B,)
+    u8 = torch.randint(0, 256, (plan.batch_size, d.frames, d.height, d.width, 3), dtype=torch.uint8,
+                       generator=gen)
+    return to_float(u8), torch.randint(0, 10, (plan.batch_size,), generator=gen)   # (B, T, C, H, W), (B,)
 
 
 # A variant of the loop: (precision, channels_last). "today" is the loop before issue 26.
@@ -130,6 +137,11 @@ def make_step(model_cfg: ModelConfig, precision: str, channels_last: bool,
 
 def interleaved(fns: dict[str, Callable[[], None]], rounds: int, steps: int) -> dict[str, float]:
     """Median seconds per call of each fn, timed in turn, `rounds` times (after one warm-up)."""
+    return {k: statistics.median(v) for k, v in interleaved_runs(fns, rounds, steps).items()}
+
+
+def interleaved_runs(fns: dict[str, Callable[[], None]], rounds: int, steps: int) -> dict[str, list[float]]:
+    """Seconds per call of each fn in each round, the fns timed in turn (after one warm-up)."""
     for fn in fns.values():
         fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
@@ -139,7 +151,7 @@ def interleaved(fns: dict[str, Callable[[], None]], rounds: int, steps: int) -> 
             for _ in range(steps):
                 fn()
             times[name].append((time.perf_counter() - t0) / steps)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return times
 
 
 def _threads(n: int) -> None:
@@ -190,18 +202,21 @@ def flops_per_clip(model_cfg: ModelConfig, plan: Plan) -> dict[str, float]:
 
 # -- peak --------------------------------------------------------------------------------------
 
-def matmul_peak(n: int, dtype: torch.dtype, rounds: int) -> float:
-    """FLOP/s of an n x n matmul in `dtype` at the current thread count: the best of the
-    rounds (a peak, not a typical figure; other processes only ever slow it down)."""
+def matmul_peak(sizes: tuple[int, ...], dtype: torch.dtype, repeats: int) -> float:
+    """FLOP/s of n x n matmuls in `dtype` at the current thread count: the best of many short
+    runs over the sizes. A peak, not a typical figure: on a shared machine a long matmul is
+    always cut into by other processes (a 2048 x 2048 one measured 3 GFLOP/s under a load of
+    20), while some of many millisecond-long ones run alone."""
     gen = torch.Generator().manual_seed(0)
-    a = torch.randn(n, n, generator=gen).to(dtype)
-    b = torch.randn(n, n, generator=gen).to(dtype)
-    torch.mm(a, b)
     best = 0.0
-    for _ in range(max(rounds, 3)):
-        t0 = time.perf_counter()
+    for n in sizes:
+        a = torch.randn(n, n, generator=gen).to(dtype)
+        b = torch.randn(n, n, generator=gen).to(dtype)
         torch.mm(a, b)
-        best = max(best, 2 * n**3 / (time.perf_counter() - t0))
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            torch.mm(a, b)
+            best = max(best, 2 * n**3 / (time.perf_counter() - t0))
     return best
 
 
@@ -215,7 +230,7 @@ def accuracy_run(plan: Plan, precision: str, channels_last: bool, seed: int) -> 
                       channels_last=channels_last)
     t0 = time.perf_counter()
     result = fit(build_model(model_cfg, seed=seed), loaders.train, loaders.val, cfg, 10, device=CPU)
-    return {"val_acc": result.history[-1]["val_acc"], "seconds": time.perf_counter() - t0,
+    return {"seed": seed, "val_acc": result.history[-1]["val_acc"], "seconds": time.perf_counter() - t0,
             "epoch_s": statistics.median(h["epoch_time_s"] for h in result.history)}
 
 
@@ -293,9 +308,13 @@ def run_classes(plan: Plan, threads: int) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for name, params in class_params().items():
         cfg = model_config(params, plan)
-        out[name] = interleaved({TODAY: make_step(cfg, "fp32", False, batch),
+        runs = interleaved_runs({TODAY: make_step(cfg, "fp32", False, batch),
                                  DEFAULT: make_step(cfg, precision, cl, batch)},
                                 max(2, plan.rounds // 2), max(1, plan.steps // 2))
+        # The median for clips/s and speed-up; the best round, the nearest to an idle
+        # machine, for the attained FLOP/s against the (best-case) matmul peak.
+        out[name] = {**{k: statistics.median(v) for k, v in runs.items()},
+                     **{f"{k} best": min(v) for k, v in runs.items()}}
     return out
 
 
@@ -310,9 +329,13 @@ CATEGORIES = (   # (label, words in an aten op's name); the first that matches t
 
 
 def profile_epoch(plan: Plan, threads: int, precision: str, channels_last: bool) -> dict[str, float]:
-    """One epoch of the seed model (train pass, then eval pass, as fit does), in seconds per
+    """An epoch of the seed model (train pass, then eval pass, as fit does), in seconds per
     part: the step's ops by category (self CPU time, torch.profiler), the optimizer (AdamW and
-    clipping, its record_function ranges), evaluation, the data path (time inside the loader)."""
+    clipping, its record_function ranges), evaluation, the data path (time inside the loader).
+    The first plan.profile_batches training batches stand for the train pass, scaled to all
+    of its batches (each batch is the same work), after one warm-up batch."""
+    from itertools import islice
+
     from torch.profiler import ProfilerActivity, profile, record_function
 
     _threads(threads)
@@ -332,11 +355,12 @@ def profile_epoch(plan: Plan, threads: int, precision: str, channels_last: bool)
         with record_function("vidtune.optimizer"):
             return clip(*a, **k)
 
-    train_one_epoch(model, loaders.train, optimizer, CPU, 1.0, precision=precision)   # warm-up
+    train_one_epoch(model, islice(loaders.train, 1), optimizer, CPU, 1.0, precision=precision)   # warm-up
     optimizer.step = timed_step   # type: ignore[method-assign]
     nn.utils.clip_grad_norm_ = timed_clip   # type: ignore[assignment]
+    scale = len(loaders.train) / min(plan.profile_batches, len(loaders.train))
     try:
-        train = TimedLoader(loaders.train)
+        train = TimedLoader(islice(loaders.train, plan.profile_batches))
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             t0 = time.perf_counter()
             train_one_epoch(model, train, optimizer, CPU, 1.0, precision=precision)
@@ -364,15 +388,15 @@ def profile_epoch(plan: Plan, threads: int, precision: str, channels_last: bool)
                 parts[label] += ev.self_cpu_time_total / 1e6
                 break
     # The profiler's own overhead inflates self times: scale the categories into the epoch.
-    data_s = train.seconds + val.seconds
     rest = max(train_s - optimizer_s - train.seconds, 0.0)
     counted = sum(parts.values())
     if counted > rest and counted > 0:
         parts = {k: v * rest / counted for k, v in parts.items()}
     parts["other ops of the step (autograd, casts, copies)"] = max(rest - sum(parts.values()), 0.0)
     parts["optimizer (AdamW, gradient clipping)"] = optimizer_s
+    parts = {k: v * scale for k, v in parts.items()}   # the whole train pass
     parts["evaluation (val pass)"] = eval_s - val.seconds
-    parts["data path (inside the loaders)"] = data_s
+    parts["data path (inside the loaders)"] = train.seconds * scale + val.seconds
     return parts
 
 
@@ -392,7 +416,7 @@ def measure(plan: Plan, parts: tuple[str, ...]) -> dict[str, Any]:
             res["peak"] = {}
             for n in plan.threads:
                 _threads(n)
-                res["peak"][str(n)] = {name: matmul_peak(plan.matmul, dtype, plan.rounds)
+                res["peak"][str(n)] = {name: matmul_peak(plan.matmul, dtype, plan.matmul_repeats)
                                        for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
         if "levers" in parts:
             res["levers"], res["eval"] = {}, {}
@@ -465,18 +489,21 @@ def section(res: dict[str, Any], plan: Plan, when: str) -> str:
         lines += ["### Training clips/s by config class (the default space's conv depth x base "
                   "width; LSTM 256)", "",
                   "| class | GFLOP/clip (fwd+bwd) | threads | today clips/s | new clips/s | "
-                  "speed-up | attained GFLOP/s, today / new | of peak, today / new |",
+                  "speed-up | attained GFLOP/s (best round), today / new | of the peak in "
+                  "its precision, today / new |",
                   "|---|---|---|---|---|---|---|---|"]
         for n, by_class in classes.items():
             for name, t in by_class.items():
                 f = flops.get(name, {}).get("total", float("nan"))
                 today, new = plan.batch_size / t[TODAY], plan.batch_size / t[DEFAULT]
                 pk = peak.get(n, {})
-                frac_t = f * today / pk["fp32"] if pk else float("nan")
-                frac_n = f * new / pk[precision] if pk else float("nan")
-                lines.append(f"| {name}{' (seed)' if name == SEED_CLASS else ''} | {_g(f)} | {n} | "
-                             f"{today:.1f} | {new:.1f} | {new / today:.2f}x | {_g(f * today)} / "
-                             f"{_g(f * new)} | {100 * frac_t:.0f} % / {100 * frac_n:.0f} % |")
+                best_t = plan.batch_size / t.get(f"{TODAY} best", t[TODAY])
+                best_n = plan.batch_size / t.get(f"{DEFAULT} best", t[DEFAULT])
+                frac_t = f * best_t / pk["fp32"] if pk else float("nan")
+                frac_n = f * best_n / pk[precision] if pk else float("nan")
+                lines.append(f"| {name}{' (seed)' if name == SEED_CLASS else ''} | {f / 1e9:.2f} | {n} | "
+                             f"{today:.1f} | {new:.1f} | {new / today:.2f}x | {_g(f * best_t)} / "
+                             f"{_g(f * best_n)} | {100 * frac_t:.0f} % / {100 * frac_n:.0f} % |")
         lines.append("")
     if flops:
         seed = flops.get(SEED_CLASS, next(iter(flops.values())))
@@ -493,8 +520,9 @@ def section(res: dict[str, Any], plan: Plan, when: str) -> str:
                   "| threads | fp32 GFLOP/s | bf16 GFLOP/s |", "|---|---|---|"]
         for n, p in peak.items():
             lines.append(f"| {n} | {_g(p['fp32'])} | {_g(p['bf16'])} |")
-        lines += ["", f"A {plan.matmul} x {plan.matmul} `torch.mm`, best of {max(plan.rounds, 3)} "
-                  "(a peak: other processes only slow it down).", ""]
+        sizes = ", ".join(f"{n} x {n}" for n in plan.matmul)
+        lines += ["", f"`torch.mm` of {sizes}, the best of {plan.matmul_repeats} runs each: a "
+                  "peak, since other processes only ever slow a run down.", ""]
     levers = res.get("levers", {})
     if levers:
         lines += ["### The levers, seed model (training step, interleaved)", "",
@@ -536,7 +564,7 @@ def section(res: dict[str, Any], plan: Plan, when: str) -> str:
         lines += [f"### Accuracy: val acc after {plan.epochs} epochs, seed model, 1 thread", "",
                   "| seed | fp32 (today) | new default | fp32 epoch | new epoch |", "|---|---|---|---|---|"]
         for s, a, b in zip(plan.seeds, acc[TODAY], acc[DEFAULT], strict=False):
-            lines.append(f"| {s} | {a['val_acc']:.4f} | {b['val_acc']:.4f} | {a['epoch_s']:.1f} s | "
+            lines.append(f"| {a.get('seed', s)} | {a['val_acc']:.4f} | {b['val_acc']:.4f} | {a['epoch_s']:.1f} s | "
                          f"{b['epoch_s']:.1f} s |")
         lines += [f"| mean | {statistics.mean(t):.4f} | {statistics.mean(d):.4f} | | |", "",
                   f"New default - fp32: {100 * diff:+.2f} pt (goal: within {GOAL_ACC_PT} pt, or better): "

@@ -12,8 +12,10 @@ on the device, and cuDNN picks its fastest kernels for the batch shapes (cudnn.b
 What the loop computes in is core/precision.py's one rule (TrainConfig.precision: auto, bf16
 or fp32), for training and evaluation alike: bf16 autocast where the device has bf16 units
 (on the CPU: AMX or AVX512-BF16), fp32 elsewhere; the LSTM in fp32 always. On the CPU the
-per-frame CNN runs in channels_last layout (TrainConfig.channels_last; measured faster in
-fp32 and bf16, docs/benchmarks.md, bench_throughput); on CUDA it is unmeasured and not used.
+per-frame CNN's weights are channels_last (TrainConfig.channels_last): the loader's frames
+already lie channels-last in memory, and matching weights measured 1.14x faster in fp32 and
+no different in bf16 (docs/benchmarks.md, bench_throughput); on CUDA it is unmeasured and
+not used.
 Evaluation runs under torch.inference_mode. With precision fp32 and channels_last off, every
 float on the CPU is computed as before these paths existed (a test holds it bit-exact).
 """
