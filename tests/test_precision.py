@@ -108,3 +108,13 @@ def test_every_report_records_the_precision_the_trial_computed_in(tiny_data, pre
               lambda metrics, state: reports.append(metrics), device=CPU)
     assert reports and reports[0]["precision"] == precision
     assert reports[0]["precision_reason"] == "asked for"
+
+
+def test_channels_last_only_where_it_was_measured_faster():
+    from vidtune.trainable.core.loop import use_channels_last
+
+    fp32, bf16 = Precision("fp32", "asked for"), Precision("bf16", "asked for")
+    assert use_channels_last(TrainConfig(), CPU, fp32)
+    assert not use_channels_last(TrainConfig(), CPU, bf16)                   # slower in bf16
+    assert not use_channels_last(TrainConfig(), torch.device("cuda", 0), fp32)   # unmeasured
+    assert not use_channels_last(TrainConfig(channels_last=False), CPU, fp32)

@@ -71,8 +71,8 @@ class TrainConfig:
         "help": "what convolutions and linear layers compute in: bf16 (autocast), fp32, or "
                 "auto: bf16 on a GPU with bf16 or a CPU with AMX/AVX512-BF16, else fp32",
         "choices": PRECISIONS})
-    channels_last: bool = field(default=True, metadata={   # 1.14x in fp32 on the CPU, neutral in bf16
-        "help": "the per-frame CNN's tensors in channels_last layout on the CPU "
+    channels_last: bool = field(default=True, metadata={   # faster in fp32 on the CPU, slower in bf16
+        "help": "the per-frame CNN's weights in channels_last layout on the CPU in fp32 "
                 "(--no-channels-last: the contiguous layout, e.g. to reproduce older runs)"})
 
     def __post_init__(self) -> None:

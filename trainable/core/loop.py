@@ -12,10 +12,9 @@ on the device, and cuDNN picks its fastest kernels for the batch shapes (cudnn.b
 What the loop computes in is core/precision.py's one rule (TrainConfig.precision: auto, bf16
 or fp32), for training and evaluation alike: bf16 autocast where the device has bf16 units
 (on the CPU: AMX or AVX512-BF16), fp32 elsewhere; the LSTM in fp32 always. On the CPU the
-per-frame CNN's weights are channels_last (TrainConfig.channels_last): the loader's frames
-already lie channels-last in memory, and matching weights measured 1.14x faster in fp32 and
-no different in bf16 (docs/benchmarks.md, bench_throughput); on CUDA it is unmeasured and
-not used.
+per-frame CNN's weights are channels_last in fp32 (TrainConfig.channels_last): the loader's
+frames already lie channels-last in memory, and matching weights measured faster in fp32 but
+slower in bf16 (docs/benchmarks.md, bench_throughput); on CUDA it is unmeasured and not used.
 Evaluation runs under torch.inference_mode. With precision fp32 and channels_last off, every
 float on the CPU is computed as before these paths existed (a test holds it bit-exact).
 """
@@ -72,9 +71,10 @@ def _precision(precision: str | Precision, device: torch.device) -> Precision:
     return precision if isinstance(precision, Precision) else choose_precision(precision, device)
 
 
-def use_channels_last(cfg: TrainConfig, device: torch.device) -> bool:
-    """channels_last for the per-frame CNN: on the CPU, where it was measured faster."""
-    return cfg.channels_last and device.type == "cpu"
+def use_channels_last(cfg: TrainConfig, device: torch.device, precision: Precision) -> bool:
+    """channels_last weights for the per-frame CNN: on the CPU in fp32, where it was measured
+    faster (1.57x); in bf16 it was slower (1.72x against bf16's own 2.19x over fp32)."""
+    return cfg.channels_last and device.type == "cpu" and precision.name == "fp32"
 
 
 def _prepare(device: torch.device) -> None:
@@ -212,7 +212,7 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: TrainConfig, num_classe
     train_batches, val_batches = on_device(train_loader, device), on_device(val_loader, device)
     precision = choose_precision(cfg.precision, device)
     model.to(device)
-    if use_channels_last(cfg, device):
+    if use_channels_last(cfg, device, precision):
         model.to(memory_format=torch.channels_last)   # 4-D weights only: the CNN's convs
     optimizer = make_optimizer(model, cfg)
     result = FitResult()
