@@ -513,7 +513,10 @@ def section(res: dict[str, Any], plan: Plan, when: str) -> str:
                 lines.append(f"| {name}{' (seed)' if name == SEED_CLASS else ''} | {f / 1e9:.2f} | {n} | "
                              f"{today:.1f} | {new:.1f} | {new / today:.2f}x | {_g(f * best_t)} / "
                              f"{_g(f * best_n)} | {100 * frac_t:.0f} % / {100 * frac_n:.0f} % |")
-        lines.append("")
+        lines += ["", "Clips/s and speed-up from medians of 2 rounds; the attained FLOP/s from the "
+                  "best round. Rows for 2 threads are the noisiest on a shared machine (a step "
+                  "needs both cores at once): a ratio below 1 there is another process, not the "
+                  "lever. A search trial uses 1 thread (`--cpus-per-trial 1`).", ""]
     if flops:
         seed = flops.get(SEED_CLASS, next(iter(flops.values())))
         lines += [f"FLOPs counted by `torch.utils.flop_counter.FlopCounterMode` (fwd "
