@@ -23,6 +23,7 @@ import re
 import typing
 from typing import Any
 
+CONFIGS = ("SearchConfig", "DataConfig", "ModelConfig", "TrainConfig")   # tabled on config.md
 DIRECTIVE = re.compile(r"^<!-- generated: (\w+)\s*(.*?) -->$", re.M)
 
 
@@ -223,6 +224,8 @@ def api() -> str:
                 out += ["| member | value |", "|---|---|"]
                 out += [f"| `{m.name}` | `{m.value!r}` |" for m in obj]
                 out.append("")
+            elif name in CONFIGS:
+                out += [f"Its fields: [Configs](config.md#{name.lower()}).", ""]
             elif dataclasses.is_dataclass(obj):
                 out += [config_table(obj), ""]
             for attr, member in vars(obj).items():
