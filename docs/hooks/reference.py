@@ -10,6 +10,9 @@ A page asks for a generated block with a line of its own:
 Nothing is copied by hand: the parser is the one `vidtune COMMAND` builds (caught as its
 parse_args is called), the fields and help are the dataclasses' own metadata, the docstrings
 are the code's. An unknown directive fails the build.
+
+After the build it also checks README.md's links, which mkdocs does not read: each must name
+a file of the repository and, into docs/, an anchor the built page has.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import importlib
 import inspect
 import re
 import typing
+from pathlib import Path
 from typing import Any
 
 CONFIGS = ("SearchConfig", "DataConfig", "ModelConfig", "TrainConfig")   # tabled on config.md
@@ -29,6 +33,26 @@ DIRECTIVE = re.compile(r"^<!-- generated: (\w+)\s*(.*?) -->$", re.M)
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     return DIRECTIVE.sub(lambda m: render(m.group(1), m.group(2).split()), markdown)
+
+
+def on_post_build(config: Any) -> None:
+    root = Path(config["config_file_path"]).parent
+    docs, site = Path(config["docs_dir"]), Path(config["site_dir"])
+    bad = []
+    for link in re.findall(r"\]\(([^)\s]+)\)", (root / "README.md").read_text()):
+        if re.match(r"^[a-z]+:", link):
+            continue   # a web address
+        path, _, anchor = link.partition("#")
+        target = (root / path).resolve()
+        if not target.exists():
+            bad.append(f"{link} (no such file)")
+        elif anchor and target.suffix == ".md" and target.is_relative_to(docs.resolve()):
+            page = site / target.relative_to(docs.resolve()).with_suffix(".html")
+            if f'id="{anchor}"' not in page.read_text():
+                bad.append(f"{link} (no anchor #{anchor} in {page.name})")
+    if bad:
+        raise ValueError("README.md links to what does not exist: " + "; ".join(bad)
+                         + "; fix the link or the page")
 
 
 def render(kind: str, args: list[str]) -> str:
