@@ -23,6 +23,7 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(MAKE) --no-print-directory typecheck
 	$(BIN)/python -m pytest $(ARGS)
+	$(MAKE) --no-print-directory docs
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -36,6 +37,12 @@ typecheck: $(STAMP)
 	for d in data search_spaces trainable analysis scripts; do ln -s ../../$$d $(MYPY_TREE)/vidtune/$$d; done
 	cd $(MYPY_TREE) && ../$(BIN)/mypy --config-file ../pyproject.toml --cache-dir ../.mypy_cache \
 		-m vidtune -m vidtune._lazy -p vidtune.data -p vidtune.trainable.core -p vidtune.trainable.tune
+
+# The user guide (mkdocs.yml, docs/) into site/: --strict fails on a broken link, anchor or
+# nav entry. Phony: docs/ is also a folder.
+.PHONY: docs
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_data.py
