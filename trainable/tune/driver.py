@@ -31,6 +31,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from vidtune.search_spaces import trace_space
 from vidtune.trainable.core.failures import error_counts
+from vidtune.trainable.core.lease import Lease
 from vidtune.trainable.core.packing import resolve_gpus_per_trial
 from vidtune.trainable.core.preflight import check_data, preflight
 from vidtune.trainable.core.search_config import (
@@ -385,19 +386,21 @@ def _plan(cfg: SearchConfig) -> str:
 
 
 def run_search(cfg: SearchConfig) -> SearchOutcome:
-    """A new search. The time budget, if any, counts from here (Ray's start included)."""
+    """A new search. The time budget, if any, counts from here (Ray's start included).
+    The search's lease is held from before Ray starts until its summary is written."""
     budget = Budget(cfg.time_budget_s)
     cfg = cfg.resolved()
-    if read_text(cfg.experiment_path, CONFIG_FILE) is not None:   # a path or a URI
-        raise ValueError(f"{cfg.experiment_path} already holds a search; resume it with "
-                         f"`vidtune resume {cfg.experiment_path}` or choose another --name")
-    warm = load_warm_start(cfg)   # before Ray starts: a folder that is not a search is an error
-    cfg = _prepare(cfg)
-    write_text(cfg.experiment_path, CONFIG_FILE, json.dumps(cfg.to_json(), indent=2))
-    print(f"search {cfg.name}: {_plan(cfg)} -> {cfg.experiment_path}", file=sys.stderr)
-    for note in warm.notes:
-        print(note, file=sys.stderr)
-    return _fit(cfg, budget, lambda: _tuner(cfg, warm))
+    with Lease(cfg.experiment_path, "vidtune search"):   # a live driver there: LeaseHeld
+        if read_text(cfg.experiment_path, CONFIG_FILE) is not None:   # a path or a URI
+            raise ValueError(f"{cfg.experiment_path} already holds a search; resume it with "
+                             f"`vidtune resume {cfg.experiment_path}` or choose another --name")
+        warm = load_warm_start(cfg)   # before Ray starts: a folder that is not a search is an error
+        cfg = _prepare(cfg)
+        write_text(cfg.experiment_path, CONFIG_FILE, json.dumps(cfg.to_json(), indent=2))
+        print(f"search {cfg.name}: {_plan(cfg)} -> {cfg.experiment_path}", file=sys.stderr)
+        for note in warm.notes:
+            print(note, file=sys.stderr)
+        return _fit(cfg, budget, lambda: _tuner(cfg, warm))
 
 
 def run_repeats(cfg: SearchConfig, params: dict[str, Any]) -> SearchOutcome:
@@ -436,6 +439,11 @@ def resume_search(path: str, address: str = "", time_budget_s: float | None = No
     cfg = SearchConfig.load(path)
     if address:
         cfg = replace(cfg, address=address, num_cpus=0, num_gpus=-1)
+    with Lease(cfg.experiment_path, "vidtune resume"):   # a live driver there: LeaseHeld
+        return _resume(cfg, path, time_budget_s)
+
+
+def _resume(cfg: SearchConfig, path: str, time_budget_s: float | None) -> SearchOutcome:
     where = ray_storage(cfg.experiment_path)
     path_on_fs, fs = where["storage_path"], where.get("storage_filesystem")
     if not tune.Tuner.can_restore(path_on_fs, storage_filesystem=fs):
