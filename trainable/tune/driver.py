@@ -61,6 +61,8 @@ from vidtune.trainable.tune.experiment import load_experiment
 from vidtune.trainable.tune.failures import NoRetry, StorageLostError, StorageWatch
 from vidtune.trainable.tune.loggers import loggers
 from vidtune.trainable.tune.optuna_mirror import OptunaMirror
+from vidtune.trainable.tune.quiet import quiet_ray_hints
+from vidtune.trainable.tune.resume_files import check_resume_files
 from vidtune.trainable.tune.slim import SlimFinished
 from vidtune.trainable.tune.snapshots import DropStaleSnapshots
 from vidtune.trainable.tune.stats import DriverStats, SnapshotClock
@@ -449,6 +451,10 @@ def _resume(cfg: SearchConfig, path: str, time_budget_s: float | None) -> Search
     if not tune.Tuner.can_restore(path_on_fs, storage_filesystem=fs):
         raise ValueError(f"{path} has no Ray Tune experiment state to resume from "
                          "(was the search killed before its first trial started?)")
+    # A damaged file: one line naming it and the fix; optuna.db is rebuilt (resume_files.py).
+    for note in check_resume_files(cfg.experiment_path, budget=time_budget_s is None,
+                                   optuna_in_folder=not cfg.optuna_storage):
+        print(note, file=sys.stderr)
     if time_budget_s is not None:
         if time_budget_s <= 0:
             raise ValueError(f"time budget is {time_budget_s}, but must be > 0, e.g. 10m")
@@ -473,6 +479,7 @@ def _resume(cfg: SearchConfig, path: str, time_budget_s: float | None) -> Search
 
 
 def _fit(cfg: SearchConfig, budget: Budget, tuner: Callable[[], tune.Tuner]) -> SearchOutcome:
+    quiet_ray_hints()   # Ray's Tuner.restore hint and missing-metrics warnings (quiet.py)
     set_current(budget)
     try:
         fit(tuner())
