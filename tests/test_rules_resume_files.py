@@ -30,6 +30,7 @@ def folder(tmp_path) -> Path:
     (path / STATE).write_text(json.dumps({"trial_data": []}))
     (path / "tuner.pkl").write_bytes(pickle.dumps({"trainable": "x"}))
     (path / "searcher-state-2026-12-03_13-00-00.pkl").write_bytes(pickle.dumps([1, 2, 3]))
+    (path / "search_gen_state-2026-12-03_13-00-00.json").write_bytes(pickle.dumps({"a": 1}))
     (path / "budget.jsonl").write_text('{"total_s": 600.0, "spent_s": 12.5}\n')
     (path / "asha_decisions.jsonl").write_text('{"trial_id": "a", "action": "CONTINUE"}\n' * 2)
     study = optuna.create_study(study_name="s", storage=f"sqlite:///{path / 'optuna.db'}")
@@ -102,7 +103,8 @@ def test_damaged_or_missing_optuna_db_is_set_aside_and_rebuilt_saying_so(folder,
     assert check_resume_files(str(folder), optuna_in_folder=False) == []   # a database URL
 
 
-@pytest.mark.parametrize("name", [STATE, "tuner.pkl", "searcher-state-2026-12-03_13-00-00.pkl"])
+@pytest.mark.parametrize("name", [STATE, "tuner.pkl", "searcher-state-2026-12-03_13-00-00.pkl",
+                                  "search_gen_state-2026-12-03_13-00-00.json"])
 def test_damaged_ray_state_names_the_file_and_cannot_be_rebuilt(folder, name):
     data = (folder / name).read_bytes()
     (folder / name).write_bytes(data[: len(data) // 2])

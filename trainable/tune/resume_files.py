@@ -7,8 +7,8 @@ and rebuilt, saying so. It knows Ray Tune 2.60's file names, so it lives in the 
   asha_decisions.jsonl  a log, not needed to resume: a half-written last line is dropped;
                         other damage sets the log aside (the rungs are in Ray's state)
   optuna.db             the mirror: set aside and rebuilt from the trials (optuna_mirror.py)
-  experiment_state-*.json, search_gen_state-*.json, tuner.pkl, searcher-state-*.pkl,
-  callback-states-*.pkl Ray's state of the experiment: cannot be rebuilt from the others
+  experiment_state-*.json, tuner.pkl, searcher-state-*.pkl, callback-states-*.pkl,
+  search_gen_state-*.json (a pickle)  Ray's state of the experiment: cannot be rebuilt
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ from vidtune.trainable.tune.budget import BUDGET_FILE
 from vidtune.trainable.tune.experiment import damaged_state
 
 DB_FILE = "optuna.db"   # optuna_mirror.DB_FILE, which imports Ray
-RAY_JSON = ("experiment_state-", "search_gen_state-")
-RAY_PICKLES = ("searcher-state-", "callback-states-")
+RAY_JSON = (("experiment_state-", ".json"),)
+# search_gen_state-*.json is a pickle too (SearchGenerator.save_to_dir), despite its name.
+RAY_PICKLES = (("searcher-state-", ".pkl"), ("callback-states-", ".pkl"),
+               ("search_gen_state-", ".json"))
 
 
 def _names(folder: str) -> list[str]:
@@ -142,8 +144,8 @@ def check_optuna_db(folder: str, data: bytes | None) -> str | None:
 
 
 def check_ray_state(folder: str, names: list[str]) -> None:
-    for prefix in RAY_JSON:
-        name = newest(names, prefix, ".json")
+    for prefix, suffix in RAY_JSON:
+        name = newest(names, prefix, suffix)
         data = _read(folder, name) if name else None
         if data is None:
             continue
@@ -151,7 +153,7 @@ def check_ray_state(folder: str, names: list[str]) -> None:
             json.loads(data)
         except ValueError as exc:
             raise ValueError(damaged_state(folder, str(name), exc)) from None
-    pickles = [newest(names, prefix, ".pkl") for prefix in RAY_PICKLES]
+    pickles = [newest(names, prefix, suffix) for prefix, suffix in RAY_PICKLES]
     for name in ["tuner.pkl", *[p for p in pickles if p]]:
         data = _read(folder, name)
         if data is None:
