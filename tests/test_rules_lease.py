@@ -25,6 +25,13 @@ from vidtune.trainable.core.lease import (
     stale,
 )
 
+
+@pytest.fixture(autouse=True)
+def quick_settle(monkeypatch):
+    """A URI lease is read back after SETTLE_S; a local file:// store needs no second."""
+    monkeypatch.setattr("vidtune.trainable.core.lease.SETTLE_S", 0.01)
+
+
 ME = Machine("node-a", boot_id="boot-1", pid_ns="pid:[1]")
 NOW = 1_000_000.0
 
