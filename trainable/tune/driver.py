@@ -33,7 +33,7 @@ from vidtune.search_spaces import trace_space
 from vidtune.trainable.core.failures import error_counts
 from vidtune.trainable.core.lease import Lease
 from vidtune.trainable.core.packing import resolve_gpus_per_trial
-from vidtune.trainable.core.preflight import check_data, preflight
+from vidtune.trainable.core.preflight import check_data, check_results_writable, preflight
 from vidtune.trainable.core.search_config import (
     CONFIG_FILE,
     SearchConfig,
@@ -392,6 +392,7 @@ def run_search(cfg: SearchConfig) -> SearchOutcome:
     The search's lease is held from before Ray starts until its summary is written."""
     budget = Budget(cfg.time_budget_s)
     cfg = cfg.resolved()
+    check_results_writable(cfg)   # its own message, before the lease is written there
     with Lease(cfg.experiment_path, "vidtune search"):   # a live driver there: LeaseHeld
         if read_text(cfg.experiment_path, CONFIG_FILE) is not None:   # a path or a URI
             raise ValueError(f"{cfg.experiment_path} already holds a search; resume it with "
