@@ -170,6 +170,7 @@ class LeaseLost(RuntimeError):
 class _PathFile:
     def __init__(self, folder: str) -> None:
         self.path = Path(folder).expanduser() / LEASE_FILE
+        self.made: list[Path] = []   # folders the lease created, deepest first
 
     def read(self) -> tuple[str | None, float]:
         """(text, mtime); (None, 0) if there is no lease."""
@@ -183,6 +184,10 @@ class _PathFile:
 
     def create(self, text: str, token: str) -> bool:
         """Put the lease in place unless one is there; True if this one is now in place."""
+        missing = self.path.parent
+        while not missing.exists() and missing != missing.parent:
+            self.made.append(missing)
+            missing = missing.parent
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._tmp(token)
         tmp.write_text(text)
@@ -227,9 +232,10 @@ class _PathFile:
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
-        try:   # a new search refused before it wrote anything leaves no empty folder
-            self.path.parent.rmdir()
-        except OSError:
+        try:   # a new search refused before it wrote anything leaves no folder behind
+            for folder in self.made:
+                folder.rmdir()
+        except OSError:   # not empty: the search wrote there
             pass
 
 
