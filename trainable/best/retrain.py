@@ -24,6 +24,7 @@ from vidtune.trainable.best.artifact import (
     save_exported,
 )
 from vidtune.trainable.best.standalone import EpochLog, Log, train_model
+from vidtune.trainable.core.lease import running_note
 from vidtune.trainable.core.search_config import SearchConfig, beside_results, is_uri
 from vidtune.trainable.core.trial import trial_configs, trial_data
 from vidtune.trainable.core.trials import Best, TrialStatus, best_trial
@@ -110,6 +111,9 @@ def retrain_best(results_dir: str | Path, epochs: int | None = None, train_on: s
     except ValueError as exc:
         raise ValueError(f"{experiment.path}: {exc}") from None
     log(choice.describe())
+    note = running_note(experiment.path)   # the search runs on: this is its latest snapshot
+    if note:
+        log(note)
     if TrialStatus(choice.best.status).unfinished:
         log("note: this search has not finished; a later trial may still beat this one")
 

@@ -12,6 +12,7 @@
 - trials.py         TrialStatus, classify, Best and the two best-trial rules
 - failures.py       which trial errors a retry cannot fix; errors as one line, counted
 - preflight.py      the driver's checks before Ray starts: folders, clip size, data
+- lease.py          one live driver per search: driver.lease, its stale rules, heartbeat
 """
 
 from vidtune.trainable.core.config import ModelConfig, TrainConfig, split_params, to_dict

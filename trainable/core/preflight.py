@@ -144,9 +144,7 @@ def preflight(cfg: SearchConfig, decode: bool = True) -> None:
     then the data (the cache is built here, with the decode report on stderr) can train a
     classifier (check_data). decode=False stops before decoding videos (on a cluster, Ray
     tasks decode them afterwards: trainable/tune/decode.py)."""
-    target = cfg.experiment_path if _exists(cfg.experiment_path) else cfg.storage_root
-    check_writable(target, "results folder", "choose another with --results-dir (or --storage) "
-                   "or make it writable")
+    check_results_writable(cfg)
     data = cfg.data.resolved()
     assert data.cache_dir is not None
     check_writable(data.cache_dir, "cache folder", "point --cache-dir (or $VIDTUNE_CACHE) at a "
@@ -162,6 +160,13 @@ def preflight(cfg: SearchConfig, decode: bool = True) -> None:
     except StoreWriteError as exc:   # e.g. the disk filled while the cache was written
         raise ValueError(str(exc)) from None
     check_data(arrays, data)
+
+
+def check_results_writable(cfg: SearchConfig) -> None:
+    """The experiment folder, or the root it goes into, is writable (before its lease)."""
+    target = cfg.experiment_path if _exists(cfg.experiment_path) else cfg.storage_root
+    check_writable(target, "results folder", "choose another with --results-dir (or --storage) "
+                   "or make it writable")
 
 
 def _exists(path: str) -> bool:

@@ -325,7 +325,20 @@ class SearchConfig:
         if text is None:
             raise ValueError(f"{path} is not a vidtune results folder (no {CONFIG_FILE}); "
                              "pass the folder that `vidtune search` printed")
-        cfg = cls.from_json(json.loads(text))
+        where = f"{str(path).rstrip('/')}/{CONFIG_FILE}"
+        try:
+            d = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"{where} is damaged ({exc}): it holds the search's settings and "
+                             "cannot be rebuilt from the other files; restore it from a "
+                             "backup, or mend it by hand (it is JSON; a cut file lacks its "
+                             "end)") from None
+        try:
+            cfg = cls.from_json(d)
+        except (TypeError, KeyError, AttributeError) as exc:
+            raise ValueError(f"{where} does not hold vidtune settings ({exc}): it was written "
+                             "by another vidtune version or edited; use that version, or "
+                             "restore the file") from None
         if is_uri(str(path)):
             root, name = str(path).rstrip("/").rsplit("/", 1)
             return replace(cfg, storage=root, name=name)

@@ -8,6 +8,8 @@
 - experiment.py     a results folder as pandas tables (reads Ray's files, imports no Ray)
 - decode.py         a cluster's clip cache, built by Ray tasks spread over its nodes
 - warm_start.py     earlier searches' finished trials as Optuna trials for a warm start
+- resume_files.py   the files a resume reads, checked before Ray starts (damage: one line)
+- quiet.py          Ray's lines that point the wrong way (Tuner.restore hint), dropped
 
 Nothing is imported here, so reading a results folder does not import Ray.
 """

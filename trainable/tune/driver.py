@@ -31,8 +31,9 @@ from ray.tune.search.optuna import OptunaSearch
 
 from vidtune.search_spaces import trace_space
 from vidtune.trainable.core.failures import error_counts
+from vidtune.trainable.core.lease import Lease
 from vidtune.trainable.core.packing import resolve_gpus_per_trial
-from vidtune.trainable.core.preflight import check_data, preflight
+from vidtune.trainable.core.preflight import check_data, check_results_writable, preflight
 from vidtune.trainable.core.search_config import (
     CONFIG_FILE,
     SearchConfig,
@@ -60,6 +61,8 @@ from vidtune.trainable.tune.experiment import load_experiment
 from vidtune.trainable.tune.failures import NoRetry, StorageLostError, StorageWatch
 from vidtune.trainable.tune.loggers import loggers
 from vidtune.trainable.tune.optuna_mirror import OptunaMirror
+from vidtune.trainable.tune.quiet import quiet_ray_hints
+from vidtune.trainable.tune.resume_files import check_resume_files
 from vidtune.trainable.tune.slim import SlimFinished
 from vidtune.trainable.tune.snapshots import DropStaleSnapshots
 from vidtune.trainable.tune.stats import DriverStats, SnapshotClock
@@ -385,19 +388,22 @@ def _plan(cfg: SearchConfig) -> str:
 
 
 def run_search(cfg: SearchConfig) -> SearchOutcome:
-    """A new search. The time budget, if any, counts from here (Ray's start included)."""
+    """A new search. The time budget, if any, counts from here (Ray's start included).
+    The search's lease is held from before Ray starts until its summary is written."""
     budget = Budget(cfg.time_budget_s)
     cfg = cfg.resolved()
-    if read_text(cfg.experiment_path, CONFIG_FILE) is not None:   # a path or a URI
-        raise ValueError(f"{cfg.experiment_path} already holds a search; resume it with "
-                         f"`vidtune resume {cfg.experiment_path}` or choose another --name")
-    warm = load_warm_start(cfg)   # before Ray starts: a folder that is not a search is an error
-    cfg = _prepare(cfg)
-    write_text(cfg.experiment_path, CONFIG_FILE, json.dumps(cfg.to_json(), indent=2))
-    print(f"search {cfg.name}: {_plan(cfg)} -> {cfg.experiment_path}", file=sys.stderr)
-    for note in warm.notes:
-        print(note, file=sys.stderr)
-    return _fit(cfg, budget, lambda: _tuner(cfg, warm))
+    check_results_writable(cfg)   # its own message, before the lease is written there
+    with Lease(cfg.experiment_path, "vidtune search"):   # a live driver there: LeaseHeld
+        if read_text(cfg.experiment_path, CONFIG_FILE) is not None:   # a path or a URI
+            raise ValueError(f"{cfg.experiment_path} already holds a search; resume it with "
+                             f"`vidtune resume {cfg.experiment_path}` or choose another --name")
+        warm = load_warm_start(cfg)   # before Ray starts: a folder that is not a search is an error
+        cfg = _prepare(cfg)
+        write_text(cfg.experiment_path, CONFIG_FILE, json.dumps(cfg.to_json(), indent=2))
+        print(f"search {cfg.name}: {_plan(cfg)} -> {cfg.experiment_path}", file=sys.stderr)
+        for note in warm.notes:
+            print(note, file=sys.stderr)
+        return _fit(cfg, budget, lambda: _tuner(cfg, warm))
 
 
 def run_repeats(cfg: SearchConfig, params: dict[str, Any]) -> SearchOutcome:
@@ -436,11 +442,20 @@ def resume_search(path: str, address: str = "", time_budget_s: float | None = No
     cfg = SearchConfig.load(path)
     if address:
         cfg = replace(cfg, address=address, num_cpus=0, num_gpus=-1)
+    with Lease(cfg.experiment_path, "vidtune resume"):   # a live driver there: LeaseHeld
+        return _resume(cfg, path, time_budget_s)
+
+
+def _resume(cfg: SearchConfig, path: str, time_budget_s: float | None) -> SearchOutcome:
     where = ray_storage(cfg.experiment_path)
     path_on_fs, fs = where["storage_path"], where.get("storage_filesystem")
     if not tune.Tuner.can_restore(path_on_fs, storage_filesystem=fs):
         raise ValueError(f"{path} has no Ray Tune experiment state to resume from "
                          "(was the search killed before its first trial started?)")
+    # A damaged file: one line naming it and the fix; optuna.db is rebuilt (resume_files.py).
+    for note in check_resume_files(cfg.experiment_path, budget=time_budget_s is None,
+                                   optuna_in_folder=not cfg.optuna_storage):
+        print(note, file=sys.stderr)
     if time_budget_s is not None:
         if time_budget_s <= 0:
             raise ValueError(f"time budget is {time_budget_s}, but must be > 0, e.g. 10m")
@@ -465,6 +480,7 @@ def resume_search(path: str, address: str = "", time_budget_s: float | None = No
 
 
 def _fit(cfg: SearchConfig, budget: Budget, tuner: Callable[[], tune.Tuner]) -> SearchOutcome:
+    quiet_ray_hints()   # Ray's Tuner.restore hint and missing-metrics warnings (quiet.py)
     set_current(budget)
     try:
         fit(tuner())

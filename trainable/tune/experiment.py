@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,15 @@ HISTORY_COLUMNS = ["trial_id", "epoch", "val_acc", "val_loss", "train_loss", "ti
                    "gpu_peak_mb"]
 STATE_GLOB = "experiment_state-*.json"
 ERROR_FILE = "error.txt"   # Ray's, in each trial folder: one block per failure
+STATE_TRIES, STATE_RETRY_S = 5, 0.5   # a snapshot caught mid-copy is read again
+
+
+def damaged_state(path: str, name: str, exc: Exception) -> str:
+    """The error for an experiment_state file that does not parse."""
+    return (f"{path}/{name} is damaged ({exc}): it is Ray's record of the search's trials "
+            "and cannot be rebuilt from the other files; restore it from a backup, or start "
+            f"a new search with the same settings: vidtune search --config {path}/vidtune.json "
+            "--name NEW")
 
 
 @dataclass(frozen=True)
@@ -96,13 +106,24 @@ class _Folder:
 def read_trial_records(path: str) -> list[TrialRecord]:
     """The trials of the newest experiment snapshot, in creation order. ValueError if none."""
     folder = _Folder(path)
-    name = folder.newest_state()
-    raw = folder.read(name) if name else None
-    if raw is None:
-        raise ValueError(f"{path} holds no Ray Tune experiment state yet (no {STATE_GLOB}): "
-                         "the search stopped before its first trial started")
+    for attempt in range(STATE_TRIES):
+        name = folder.newest_state()
+        raw = folder.read(name) if name else None
+        if raw is None:
+            raise ValueError(f"{path} holds no Ray Tune experiment state yet (no {STATE_GLOB}): "
+                             "the search stopped before its first trial started")
+        try:
+            trial_data = json.loads(raw)["trial_data"]
+            break
+        except (ValueError, KeyError, TypeError) as exc:
+            # A running driver copies its snapshot over the old one every few seconds: a
+            # reader may catch it half-copied. Read it again; damaged for good: say so.
+            if attempt + 1 < STATE_TRIES:
+                time.sleep(STATE_RETRY_S)
+                continue
+            raise ValueError(damaged_state(path, str(name), exc)) from None
     records = []
-    for state, runtime in json.loads(raw)["trial_data"]:
+    for state, runtime in trial_data:
         state, runtime = json.loads(state), json.loads(runtime)
         records.append(TrialRecord(
             trial_id=state["trial_id"], status=state["status"], config=dict(state["config"]),
@@ -114,6 +135,9 @@ def read_trial_records(path: str) -> list[TrialRecord]:
 
 def _progress(folder: _Folder, record: TrialRecord) -> pd.DataFrame:
     raw = folder.read(f"{record.folder}/progress.csv")
+    # A running trial may be writing its last row: read only the complete lines, so a reader
+    # of a running search never sees half a number (0.5 of 0.53).
+    raw = raw[: raw.rfind(b"\n") + 1] if raw else raw
     if not raw:
         return pd.DataFrame(columns=HISTORY_COLUMNS)
     try:
