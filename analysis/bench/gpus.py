@@ -2,7 +2,7 @@
 
 5. Trials of gpus_per_trial=0.25 on one GPU (a fake one on a CPU machine): the most trials
    running at once, from their start and last-report times. Goal: 4.
-6. On a CUDA machine (gpu_check.py): k trials per GPU, every one training the same
+6. On a CUDA machine (gpu_check.py, through packed.py: plain processes, no Ray): k trials per GPU, every one training the same
    configuration, so that k is the only thing that changes; per k the aggregate training
    throughput, GPU utilization, peak memory per trial and the data wait's share of an epoch.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -58,6 +58,12 @@ class PackedRun:
     data_share: float             # median over steady epochs of data_s / epoch_time_s
     overlap: int                  # most trials running at the same moment
     wall_s: float                 # the search, from its start to its end
+    # Filled by the Ray-free packed runs (packed.run_packed):
+    reserved_mb: list[float] = field(default_factory=list)   # each trial's peak torch reserve (what the cap limits)
+    card_peak_mb: float | None = None   # the most memory in use on the whole card (NVML), contexts included
+    start_up_s: float = 0.0       # launch to the last trial's first batch
+    stopped: int = 0              # trials stopped at the time budget
+    device: str = ""              # what the trials trained on (cuda:0, or cpu in --cpu mode)
 
 
 def packed_figures(k: int, share: float, runs: list[pd.DataFrame], train_clips: int,
