@@ -44,9 +44,10 @@ peak): 1600 training clips/s with the GPU kept busy, half that for one trial alo
 packed runs then train 41 s in all, plus about 10 s per packing for its processes to start
 (import torch, the CUDA context, cuDNN's choice: paid once per packing, side by side, not
 once per trial); with the CUDA tests (90 s), the clips' generation (20 ms per clip on a CPU
-core: 24 s), the probe (10 s) and the data share (14 s) the run comes to 4.3 minutes. At a
-third of the assumed speed it takes 6.1; the script stops short of the 8-minute budget
-rather than overrun it (packed.predict_wall skips a packing that would not fit).
+core: 24 s), the probe (10 s) and the data share (14 s) the run comes to 3.7 minutes (219 s).
+At a third of the assumed speed it takes 5.3 (319 s); the script stops short of the 8-minute
+budget rather than overrun it (packed.predict_wall skips a packing that would not fit, and
+an alarm stops whatever runs at the budget).
 """
 
 from __future__ import annotations
