@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"gpu-check --fold: {exc}", file=sys.stderr)
             return 1
         return 0
-    out = Path(args.out)
+    out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     log_file = (out / "gpu_check.log").open("w")
 

@@ -243,8 +243,11 @@ def dtype_report(device: torch.device, data: DataConfig, model_cfg: ModelConfig,
     handles = [getattr(model, n).register_forward_hook(hook(n)) for n in ("cnn", "lstm", "head")]
     clips = torch.rand(batch, data.frames, 3, data.height, data.width, device=device)  # (B, T, 3, H, W)
     labels = torch.randint(0, model.cfg.num_classes, (batch,), device=device)
+    # The loop's own autocast (loop._autocast: private, so a fallback if it moves).
+    autocast = getattr(loop, "_autocast", None) or (
+        lambda d: torch.autocast(d.type, dtype=torch.bfloat16, enabled=d.type == "cuda"))
     try:
-        with loop._autocast(device):
+        with autocast(device):
             loss = torch.nn.functional.cross_entropy(model(clips), labels)
         loss.backward()
     finally:

@@ -10,18 +10,14 @@
 from __future__ import annotations
 
 import statistics
-import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import pandas as pd
 
 from vidtune.analysis.bench.curves import max_overlap
-from vidtune.analysis.bench.gpu_util import UtilSampler, mean_between
+from vidtune.analysis.bench.gpu_util import mean_between
 from vidtune.analysis.bench.plan import Plan, search_cfg
 from vidtune.analysis.bench.reports import per_trial, span
-from vidtune.data import DataConfig
-from vidtune.trainable.core.packing import share_of
 from vidtune.trainable.tune.experiment import load_experiment
 
 GPU_FRACTION = 0.25          # part 5: four trials per (fake) GPU
@@ -93,21 +89,3 @@ def packed_figures(k: int, share: float, runs: list[pd.DataFrame], train_clips: 
         peak_mb=[float(x) for x in peaks.dropna()], cap_mb=float(caps.max()) if caps.notna().any() else 0.0,
         data_share=statistics.median(shares) if shares else float("nan"),
         overlap=max_overlap([span(df) for df in runs]) if runs else 0, wall_s=wall_s)
-
-
-def packed_run(k: int, root: str, data: DataConfig, params: dict[str, Any], epochs: int,
-               cpus_per_trial: int, train_clips: int) -> PackedRun:
-    """A real packed search: k trials of `params` at 1/k GPU each (run_repeats: no searcher,
-    no early stopping), GPU utilization sampled throughout."""
-    from vidtune.trainable.tune.driver import run_repeats  # Ray: only where a search runs
-
-    share = share_of(k)
-    cfg = search_cfg(root, f"packed-{k}", space="default", num_samples=k, max_epochs=epochs,
-                     scheduler="none", cpus_per_trial=cpus_per_trial, gpus_per_trial=share, data=data)
-    t0 = time.perf_counter()
-    with UtilSampler() as sampler:
-        outcome = run_repeats(cfg, params)
-    wall = time.perf_counter() - t0
-    exp = load_experiment(outcome.experiment_path)
-    return packed_figures(k, share, per_trial(exp), train_clips, sampler.samples, sampler.source,
-                          outcome.num_errors, exp.trials, wall)
