@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install search test lint typecheck bench gpu-check clean
+.PHONY: install search test lint typecheck bench gpu-check gpu-fold gpu-wheels clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,10 +53,26 @@ bench: $(STAMP)
 	$(BIN)/python scripts/bench_decode.py
 	$(BIN)/python scripts/bench_scale.py
 
-# On a CUDA machine: the CUDA tests, the memory probe, the data path's share and packed
-# searches at 1-8 trials per GPU, in at most 8 minutes (docs/benchmarks.md, gpu_check).
-gpu-check: $(STAMP)
-	$(BIN)/python scripts/gpu_check.py $(ARGS)
+# On a CUDA machine: the CUDA tests, the dtypes, the memory probe, the data path's share and
+# packed trials at 1-8 per GPU, in at most 8 minutes (docs/benchmarks.md, part 6). It needs no
+# .venv and no install: the device machine has python3 with torch but no Ray, PyAV or registry,
+# so it runs this tree's code through a shim (.gpu_tree) and optuna from .whl/. Outputs go to
+# $OUT (the device's return folder), else results/gpu_check; `make gpu-fold DIR=...` then
+# writes them into docs/benchmarks.md. ARGS=--cpu runs the parts on the CPU at smoke sizes.
+GPU_PYTHON := $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+gpu-check:
+	PYTHONUNBUFFERED=1 $(GPU_PYTHON) scripts/gpu_check.py $(ARGS)
+
+gpu-fold:
+	@test -n "$(DIR)" || { echo "give the folder a device run wrote: make gpu-fold DIR=path/to/it"; exit 2; }
+	$(GPU_PYTHON) scripts/gpu_check.py --fold $(DIR)
+
+# The wheels gpu-check carries to the device machine (pure Python, 0.5 MB): optuna and what
+# it imports that the machine lacks (docs/benchmarks.md, part 6).
+gpu-wheels:
+	$(GPU_PYTHON) -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
+		-d .whl optuna==5.0.0 colorlog==6.12.0
 
 clean:
-	rm -rf $(VENV) results .cache $(MYPY_TREE) .mypy_cache
+	rm -rf $(VENV) results .cache $(MYPY_TREE) .mypy_cache .gpu_tree

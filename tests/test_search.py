@@ -144,6 +144,7 @@ def test_existing_experiment_is_not_overwritten(tmp_path, cache_dir, local_ray):
 @pytest.mark.parametrize("args,message", [
     (["--gpus-per-trial", "-1"], "gpus_per_trial is -1.0"),
     (["--gpus-per-trial", "half"], "gpus per trial 'half' is not understood"),
+    (["--gpus-per-trial", "2"], "gpus_per_trial is 2.0, but must lie in [0, 1]: a trial trains on one GPU"),
     *([] if torch.cuda.is_available() else
       [(["--gpus-per-trial", "auto"], "--gpus-per-trial auto measures the GPU memory a trial "
                                       "needs on this machine, but torch sees no CUDA device here")]),

@@ -38,6 +38,7 @@ class UtilSampler:
     def __init__(self, index: int = 0, period_s: float = 0.2) -> None:
         self.index, self.period_s = index, period_s
         self.samples: list[tuple[float, float]] = []
+        self.memory: list[tuple[float, float]] = []   # (wall time, MiB in use on the card): NVML only
         self.source = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -67,7 +68,9 @@ class UtilSampler:
 
     def _nvml(self, pynvml, handle) -> None:
         while not self._stop.is_set():
-            self.samples.append((time.time(), float(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)))
+            now = time.time()
+            self.samples.append((now, float(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)))
+            self.memory.append((now, pynvml.nvmlDeviceGetMemoryInfo(handle).used / 1024.0**2))
             self._stop.wait(self.period_s)
 
     def _smi(self) -> None:

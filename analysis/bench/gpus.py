@@ -2,7 +2,7 @@
 
 5. Trials of gpus_per_trial=0.25 on one GPU (a fake one on a CPU machine): the most trials
    running at once, from their start and last-report times. Goal: 4.
-6. On a CUDA machine (gpu_check.py): k trials per GPU, every one training the same
+6. On a CUDA machine (gpu_check.py, through packed.py: plain processes, no Ray): k trials per GPU, every one training the same
    configuration, so that k is the only thing that changes; per k the aggregate training
    throughput, GPU utilization, peak memory per trial and the data wait's share of an epoch.
 """
@@ -10,18 +10,14 @@
 from __future__ import annotations
 
 import statistics
-import time
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 import pandas as pd
 
 from vidtune.analysis.bench.curves import max_overlap
-from vidtune.analysis.bench.gpu_util import UtilSampler, mean_between
+from vidtune.analysis.bench.gpu_util import mean_between
 from vidtune.analysis.bench.plan import Plan, search_cfg
 from vidtune.analysis.bench.reports import per_trial, span
-from vidtune.data import DataConfig
-from vidtune.trainable.core.packing import share_of
 from vidtune.trainable.tune.experiment import load_experiment
 
 GPU_FRACTION = 0.25          # part 5: four trials per (fake) GPU
@@ -58,6 +54,12 @@ class PackedRun:
     data_share: float             # median over steady epochs of data_s / epoch_time_s
     overlap: int                  # most trials running at the same moment
     wall_s: float                 # the search, from its start to its end
+    # Filled by the Ray-free packed runs (packed.run_packed):
+    reserved_mb: list[float] = field(default_factory=list)   # each trial's peak torch reserve (what the cap limits)
+    card_peak_mb: float | None = None   # the most memory in use on the whole card (NVML), contexts included
+    start_up_s: float = 0.0       # launch to the last trial's first batch
+    stopped: int = 0              # trials stopped at the time budget
+    device: str = ""              # what the trials trained on (cuda:0, or cpu in --cpu mode)
 
 
 def packed_figures(k: int, share: float, runs: list[pd.DataFrame], train_clips: int,
@@ -87,21 +89,3 @@ def packed_figures(k: int, share: float, runs: list[pd.DataFrame], train_clips: 
         peak_mb=[float(x) for x in peaks.dropna()], cap_mb=float(caps.max()) if caps.notna().any() else 0.0,
         data_share=statistics.median(shares) if shares else float("nan"),
         overlap=max_overlap([span(df) for df in runs]) if runs else 0, wall_s=wall_s)
-
-
-def packed_run(k: int, root: str, data: DataConfig, params: dict[str, Any], epochs: int,
-               cpus_per_trial: int, train_clips: int) -> PackedRun:
-    """A real packed search: k trials of `params` at 1/k GPU each (run_repeats: no searcher,
-    no early stopping), GPU utilization sampled throughout."""
-    from vidtune.trainable.tune.driver import run_repeats  # Ray: only where a search runs
-
-    share = share_of(k)
-    cfg = search_cfg(root, f"packed-{k}", space="default", num_samples=k, max_epochs=epochs,
-                     scheduler="none", cpus_per_trial=cpus_per_trial, gpus_per_trial=share, data=data)
-    t0 = time.perf_counter()
-    with UtilSampler() as sampler:
-        outcome = run_repeats(cfg, params)
-    wall = time.perf_counter() - t0
-    exp = load_experiment(outcome.experiment_path)
-    return packed_figures(k, share, per_trial(exp), train_clips, sampler.samples, sampler.source,
-                          outcome.num_errors, exp.trials, wall)

@@ -4,6 +4,9 @@ The trial is picked by vidtune.trainable.tune.experiment.best_trial (the documen
 parameters become configs through trial_configs exactly as in the search, and it trains on
 the search's own data config. With the search's seed and max_epochs (the defaults) on CPU,
 this reproduces the trial: same initial weights, same batches, same validation accuracy.
+On a GPU the random streams are the same too (a trial's checkpoints carry CUDA's generator,
+so a resumed trial draws what it would have), but cuDNN's kernels (cudnn.benchmark, atomic
+adds in the backward pass) are not bit-exact: expect the accuracy within a few clips.
 """
 
 from __future__ import annotations

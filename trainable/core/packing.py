@@ -14,7 +14,14 @@ k trials fit on one GPU when each one's peak, with a safety margin, plus its own
 
 The largest such k up to MAX_PER_GPU wins, and gpus_per_trial becomes 1/k, rounded down to
 Ray's precision (1e-4) so that k shares add up to at most one GPU. The trial's memory cap is
-that share of the card (core.trial.limit_resources).
+its share of the card less its CUDA context (cap_fraction; core.trial.limit_resources):
+
+    cap = (total / k - CONTEXT_MB) / total
+
+so k capped trials and their k contexts together fit on the card. Capped at total / k, the
+caps alone would add up to the whole card and the contexts would come on top: trials near
+their caps could then hit the driver's out-of-memory error, in a neighbour, whose message
+would blame that neighbour's cap.
 
 Without a CUDA device here, auto is an error rather than 0 GPUs: a driver without a GPU in
 front of a GPU cluster would otherwise train every trial on CPUs without a word.
@@ -79,6 +86,20 @@ def per_gpu(peak_mb: float, total_mb: float, margin: float = MARGIN, context_mb:
         raise ValueError(f"peak_mb ({peak_mb}) and total_mb ({total_mb}) must be > 0")
     need = peak_mb * (1 + margin) + context_mb
     return max(0, min(most, math.floor(total_mb / need)))
+
+
+def cap_fraction(share: float, total_mb: float, context_mb: float = CONTEXT_MB) -> float:
+    """The fraction of the card torch may give a trial of `share` (0 < share < 1): its share
+    less its CUDA context, which torch's allocator does not count. ValueError, naming the fix,
+    when the share does not even hold the context."""
+    if not 0 < share < 1 or total_mb <= 0:
+        raise ValueError(f"share ({share}) must lie in (0, 1) and total_mb ({total_mb}) be > 0")
+    cap = share - context_mb / total_mb
+    if cap <= 0.1 * share:
+        raise ValueError(f"gpus_per_trial {share:g} gives a trial {share * total_mb:.0f} MiB of "
+                         f"this {total_mb:.0f} MiB GPU, of which its CUDA context takes about "
+                         f"{context_mb:.0f} MiB; give each trial a larger --gpus-per-trial")
+    return cap
 
 
 def share_of(k: int) -> float:

@@ -210,11 +210,12 @@ class SearchConfig:
         if self.cpus_per_trial <= 0:
             raise ValueError(f"cpus_per_trial is {self.cpus_per_trial}, but must be > 0")
         gpus = self.gpus_per_trial
-        if not self.gpus_auto and not 0 <= gpus <= 8:
-            raise ValueError(f"gpus_per_trial is {gpus}, but must lie in [0, 8], e.g. 0.25 to "
-                             "pack four trials per GPU, or be auto")
-        if not self.gpus_auto and gpus > 1 and gpus != int(gpus):
-            raise ValueError(f"gpus_per_trial is {self.gpus_per_trial}: above 1 it must be whole")
+        if not self.gpus_auto and not 0 <= gpus <= 1:
+            # A trial trains on one device (cuda:0 of those Ray gives it): above 1 the other
+            # GPUs would sit idle, reserved. Refused until a trial can use them.
+            raise ValueError(f"gpus_per_trial is {gpus}, but must lie in [0, 1]: a trial trains "
+                             "on one GPU; give 1 for a whole GPU per trial, a fraction such as "
+                             "0.25 to pack four trials per GPU, or auto")
         if self.max_concurrent < 0 or self.max_failures < 0:
             raise ValueError("max_concurrent and max_failures must be >= 0")
         if self.name and not re.fullmatch(r"[A-Za-z0-9._-]+", self.name):

@@ -8,7 +8,7 @@ results, error files) and each trial's progress.csv (one row per report).
 trials:  one row per trial, in creation order: trial_id, order, status, the sampled
          parameters, best_val_acc, best_epoch, final_val_acc, epochs, time_s, s_per_epoch
          (the median epoch's seconds), start, end, what it was given: device, gpu_share,
-         gpu_cap_mb, gpu_name; what it used: gpu_peak_mb (the most CUDA memory its tensors
+         gpu_cap_mb, gpu_name, gpu_uuid (the physical card); what it used: gpu_peak_mb (the most CUDA memory its tensors
          held, over all its epochs; 0 on the CPU); for an errored trial its error in one line
          (error), and any fallback to an older checkpoint (warning).
 history: one row per reported epoch: trial_id, epoch, val_acc, val_loss, train_loss,
@@ -35,7 +35,7 @@ from vidtune.trainable.core.failures import last_error_line
 from vidtune.trainable.core.search_config import SearchConfig, filesystem, is_uri
 from vidtune.trainable.core.trials import classify
 
-GRANT_COLUMNS = ["device", "gpu_share", "gpu_cap_mb", "gpu_name"]
+GRANT_COLUMNS = ["device", "gpu_share", "gpu_cap_mb", "gpu_name", "gpu_uuid"]
 HISTORY_COLUMNS = ["trial_id", "epoch", "val_acc", "val_loss", "train_loss", "time_total_s", "timestamp",
                    "epoch_time_s", "cpu_threads", "started_at", "reported_at", "data_s",
                    "gpu_peak_mb"]
