@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _helpers import encode_video, tmpfs, video_folder, vidtune
+from _helpers import encode_video, load_folder, tmpfs, video_folder, vidtune
 
 from vidtune.data import DataConfig, load_arrays, stratified_split
 from vidtune.data.checks import check_clips
 from vidtune.data.store import StoreWriteError, open_store
-from vidtune.data.video_folder import load_video_folder, scan_folder
+from vidtune.data.video_folder import scan_folder
 from vidtune.search_spaces import SearchSpace
 from vidtune.search_spaces import _registry as registry
 from vidtune.trainable.core.config import ModelConfig, TrainConfig
@@ -211,7 +211,7 @@ def test_a_disk_that_fills_while_the_cache_is_written(tmp_path):
             load_arrays(DataConfig(**{**synthetic.__dict__, "cache_dir": str(small)}), progress=False)
         assert _files(small) == [], "a half-written store was left"
         with pytest.raises(StoreWriteError, match="No space left on device"):
-            load_video_folder(root, 16, 64, 64, small, progress=False)   # 6 x 192 KiB
+            load_folder(root, 16, 64, 64, small, progress=False)   # 6 x 192 KiB
         assert _files(small) == []
 
         proc = vidtune("search", "--data", str(root), "--frames", "16", "--height", "64",
@@ -222,7 +222,7 @@ def test_a_disk_that_fills_while_the_cache_is_written(tmp_path):
         assert _files(small) == []
 
         subprocess.run(["mount", "-o", "remount,size=8m", str(small)], check=True)
-        arrays, _ = load_video_folder(root, 16, 64, 64, small, progress=False)
+        arrays, _ = load_folder(root, 16, 64, 64, small, progress=False)
         (store,) = (small / "folders").iterdir()
         reopened = open_store(store)
         assert reopened is not None and reopened.clips.shape == (6, 16, 64, 64, 3)
@@ -237,13 +237,13 @@ def test_non_utf8_file_names_and_symlinked_class_folders(tmp_path, capfd):
     (root / "dog").symlink_to(elsewhere / "dog", target_is_directory=True)
     os.symlink(b"/nowhere/x.avi", os.fsencode(root / "cat") + b"/gone\xff.avi")   # a broken link
 
-    arrays, report = load_video_folder(root, 4, 16, 16, tmp_path / "cache")
+    arrays, report = load_folder(root, 4, 16, 16, tmp_path / "cache")
     assert arrays.class_names == ("cat", "dog") and len(arrays) == 4
     assert list(arrays.labels) == [0, 0, 1, 1]
     assert [reason for _, reason in report.skipped] == ["broken symbolic link (to /nowhere/x.avi)"]
     assert "  cat/gone\\xff.avi: broken symbolic link" in report.summary()
     assert "cat/gone\\xff.avi" in capfd.readouterr().err   # printed without an encoding error
-    again, _ = load_video_folder(root, 4, 16, 16, tmp_path / "cache")   # from the cache
+    again, _ = load_folder(root, 4, 16, 16, tmp_path / "cache")   # from the cache
     np.testing.assert_array_equal(again.clips, arrays.clips)
 
     (root / "bird").symlink_to(tmp_path / "no-such-folder", target_is_directory=True)
