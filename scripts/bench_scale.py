@@ -8,7 +8,7 @@ write and reconcile, resume to the first new trial, and TPE's proposal time
 (vidtune.analysis.bench.scale).
 
     python scripts/bench_scale.py                  # about 10 minutes on 2 cores
-    python scripts/bench_scale.py --smoke          # 60 trials killed at 20, ~2 minutes: checks it runs
+    python scripts/bench_scale.py --smoke          # 32 trials killed at 12, ~1 minute: checks it runs
     python scripts/bench_scale.py --baseline docs/bench_scale_before.json   # before/after table
 
 Writes its section of docs/benchmarks.md (between `<!-- bench_scale:start/end -->`) and the
@@ -36,7 +36,7 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 def main(argv: list[str] | None = None) -> str:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--smoke", action="store_true", help="60 trials, killed at 20")
+    p.add_argument("--smoke", action="store_true", help="32 trials, killed at 12")
     p.add_argument("--trials", type=int, default=None,
                    help="trials in the search (default 2000; killed at half, marks at 1/8, 1/4, 1/2, 1)")
     p.add_argument("--results-dir", default=None, help="keep the search here (default: a temporary folder)")

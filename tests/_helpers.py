@@ -73,6 +73,20 @@ def vidtune(*args: str, env: dict[str, str] | None = None, timeout: float = 300)
                           text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
+def in_process(capfd: pytest.CaptureFixture[str], *args: str) -> subprocess.CompletedProcess:
+    """`vidtune ARGS` run by cli.main in this process: its exit status and what it printed."""
+    from vidtune.scripts.cli import main
+
+    capfd.readouterr()
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    out = capfd.readouterr()
+    return subprocess.CompletedProcess(["vidtune", *args], code, out.out, out.err)
+
+
 def load_folder(root: Path, frames: int, height: int, width: int, cache_dir: Path | None,
                 **kwargs: Any) -> tuple[VideoArrays, DecodeReport]:
     """A video folder's clips, decoded once into the cache, as `--data FOLDER` loads them."""

@@ -238,22 +238,22 @@ def test_scale_goals_and_before_after():
 
 @pytest.mark.slow
 def test_bench_scale_smoke(tmp_path, cache_dir):
-    """60 real trials, the driver SIGKILLed once 20 have finished, resumed: every figure is measured."""
+    """32 real trials, the driver SIGKILLed once 12 have finished, resumed: every figure is measured."""
     md = tmp_path / "benchmarks.md"
     bench_scale.main(["--smoke", "--out", str(md), "--results-dir", str(tmp_path / "r"),
                       "--cache-dir", cache_dir])
     body = section(md.read_text(), "bench_scale")
     assert "Smoke run" in body
     figures = json.loads((tmp_path / "bench_scale.json").read_text())
-    assert figures["num_trials"] == 60 and figures["errored"] == 0
-    # The first driver passed the mark at 20 and was killed; the resumed one passed 60.
-    assert [(m["at"], m["driver"]) for m in figures["marks"]] == [(20, 1), (60, 2)]
+    assert figures["num_trials"] == 32 and figures["errored"] == 0
+    # The first driver passed the mark at 12 and was killed; the resumed one passed 32.
+    assert [(m["at"], m["driver"]) for m in figures["marks"]] == [(12, 1), (32, 2)]
     for m in figures["marks"]:
         assert m["finished"] >= m["at"] and m["rss_mb"] > 50 and m["snapshots"] >= 1
         assert m["state_kb"] > 0 and m["folder_kb"] > m["db_kb"] > 0
         assert m["analyze_s"] > 0 and m["db_write_ms"] > 0 and m["reconcile_s"] > 0
-    assert [(w["first"], w["last"]) for w in figures["windows"]] == [(1, 20), (21, 60)]
+    assert [(w["first"], w["last"]) for w in figures["windows"]] == [(1, 12), (13, 32)]
     assert all(w["trials"] >= 2 and w["median_trial_s"] > 0 for w in figures["windows"])
-    assert 0 < figures["resume_s"] < 300 and set(figures["tpe_ms"]) == {"20", "60"}
+    assert 0 < figures["resume_s"] < 300 and set(figures["tpe_ms"]) == {"12", "32"}
     assert re.search(r"\| per-trial overhead, worst window \| -?\d+ ms", body)
     assert re.search(r"\| `vidtune resume` to the first new trial \| \d+\.\d s", body)

@@ -22,13 +22,13 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def two_nodes():
+def two_nodes(own_ray):
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     cluster.add_node(num_cpus=1)
     try:
-        ray.init(address=cluster.address, log_to_driver=False)
+        own_ray(address=cluster.address, log_to_driver=False)
         cluster.wait_for_nodes()
         yield cluster
     finally:

@@ -83,7 +83,7 @@ class ScalePlan:
 
 
 def make_scale_plan(smoke: bool = False, trials: int | None = None) -> ScalePlan:
-    """2,000 trials killed at 1,000 (issue 16); --smoke: 60 killed at 20 (marks 20, 60); --trials N: N,
+    """2,000 trials killed at 1,000 (issue 16); --smoke: 32 killed at 12 (marks 12, 32); --trials N: N,
     killed at N/2, marks at N/8, N/4, N/2 and N."""
     if trials is not None:
         if trials < 16:
@@ -93,9 +93,9 @@ def make_scale_plan(smoke: bool = False, trials: int | None = None) -> ScalePlan
                          tpe_counts=tuple(n for n in TPE_COUNTS if n <= 5 * trials),
                          asks=5 if smoke else 20)
     if smoke:
-        # 60, killed once 20 have finished: driver.jsonl is rewritten every ~2 s, so the kill
-        # lands some trials past 20, and well before the end.
-        return ScalePlan(True, 60, (20, 60), 20, tpe_counts=(20, 60), asks=3)
+        # 32, killed once 12 have finished: driver.jsonl is rewritten every ~2 s, so the kill
+        # lands some trials past 12, and well before the end.
+        return ScalePlan(True, 32, (12, 32), 12, tpe_counts=(12, 32), asks=3)
     return ScalePlan(False, MARKS[-1], MARKS, MARKS[-1] // 2)
 
 
