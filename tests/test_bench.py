@@ -20,6 +20,8 @@ from vidtune.analysis.bench import (
     rank_agreement,
     write_section,
 )
+from vidtune.analysis.bench.data_share import SMOKE_DATA, SMOKE_MODEL, data_share_rows
+from vidtune.analysis.bench.data_share import render as data_render
 from vidtune.analysis.bench.scale import (
     ScalePlan,
     Window,
@@ -63,9 +65,27 @@ def test_bench_data_smoke(tmp_path, cache_dir):
     body = section(text, "bench_data")
     assert section(text, "bench_search").strip() == "kept"
     assert "Smoke run" in body and "torch" in body
-    assert re.search(r"epoch, real loader \(train \+ val\) \| \d+\.\d+ s \|", body)
-    assert re.search(r"\(real - in-memory\) / real \| -?\d+\.\d %", body)
-    assert re.search(r"\*\*(PASS|FAIL)\*\*", body)
+    # The section shows the figures the run measured, and the verdict of those figures.
+    for row in data_share_rows(result):
+        assert row in body, row
+    assert f"lies within the run-to-run spread): {result.verdict}\n" in body
+
+
+def test_the_data_section_renders_hand_made_figures():
+    body = data_render(_share(10.0, 9.8, 0.02, spread=0.01), SMOKE_DATA, SMOKE_MODEL, smoke=False)
+    assert "Smoke run" not in body and "median of 3 repeat(s)" in body
+    assert "| epoch, real loader (train + val) | 10.00 s |" in body
+    assert "| epoch, same batches pre-converted in memory | 9.80 s |" in body
+    assert "| data-loading share, (real - in-memory) / real | 2.0 % |" in body
+    assert "| data-loading share, inside-loader time / real | 0.2 % |" in body
+    assert "| run-to-run spread of the real epochs, (max - min) / median | 1.0 % |" in body
+    assert body.rstrip().splitlines()[-3].endswith("run-to-run spread): **PASS**")
+    # One repeat: no spread row; a loading cost over the goal fails.
+    failed = data_render(_share(10.0, 9.0, 0.02, spread=0.0, repeats=1), SMOKE_DATA, SMOKE_MODEL,
+                         smoke=True)
+    assert "Smoke run" in failed and "run-to-run spread of the real epochs" not in failed
+    assert "| data-loading share, (real - in-memory) / real | 10.0 % |" in failed
+    assert failed.rstrip().splitlines()[-3].endswith("run-to-run spread): **FAIL**")
 
 
 @pytest.mark.slow
