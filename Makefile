@@ -42,19 +42,20 @@ typecheck: $(STAMP)
 	cd $(MYPY_TREE) && ../$(BIN)/mypy --config-file ../pyproject.toml --cache-dir ../.mypy_cache \
 		-m vidtune -m vidtune._lazy -p vidtune.data -p vidtune.trainable.core -p vidtune.trainable.tune
 
+# The benchmarks (benchmarks/, beside the package): each writes its section of docs/benchmarks.md.
 bench: $(STAMP)
-	$(BIN)/python scripts/bench_data.py
-	$(BIN)/python scripts/bench_search.py
-	$(BIN)/python scripts/bench_race.py
-	$(BIN)/python scripts/bench_warm_start.py --uses all,full --jobs 2
-	$(BIN)/python scripts/bench_warm_start.py --benchmark default --uses all,full --jobs 2
-	$(BIN)/python scripts/bench_decode.py
-	$(BIN)/python scripts/bench_scale.py
+	$(BIN)/python -m benchmarks.bench_data
+	$(BIN)/python -m benchmarks.bench_search
+	$(BIN)/python -m benchmarks.bench_race
+	$(BIN)/python -m benchmarks.bench_warm_start --uses all,full --jobs 2
+	$(BIN)/python -m benchmarks.bench_warm_start --benchmark default --uses all,full --jobs 2
+	$(BIN)/python -m benchmarks.bench_decode
+	$(BIN)/python -m benchmarks.bench_scale
 
 # On a CUDA machine: the CUDA tests, the memory probe, the data path's share and packed
 # searches at 1-8 trials per GPU, in at most 8 minutes (docs/benchmarks.md, gpu_check).
 gpu-check: $(STAMP)
-	$(BIN)/python scripts/gpu_check.py $(ARGS)
+	$(BIN)/python -m benchmarks.gpu_check $(ARGS)
 
 clean:
 	rm -rf $(VENV) results .cache $(MYPY_TREE) .mypy_cache

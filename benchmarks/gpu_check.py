@@ -1,9 +1,9 @@
 """The GPU check (issue 15): the CUDA tests, the memory probe, the data path's share and packed
 searches at 1, 2, 4 and 8 trials per GPU, in at most 8 minutes on one GPU. The work lives in
-vidtune.analysis.bench.gpu_check.
+benchmarks.lib.gpu_check.
 
-    python scripts/gpu_check.py          # on a CUDA machine (`make gpu-check`)
-    python scripts/gpu_check.py --cpu    # as on a machine without CUDA: the GPU parts are
+    python -m benchmarks.gpu_check          # on a CUDA machine (`make gpu-check`)
+    python -m benchmarks.gpu_check --cpu    # as on a machine without CUDA: the GPU parts are
                                          # skipped, each saying so (what `make test` runs)
 
 Writes its own section of docs/benchmarks.md (between `<!-- gpu_check:start/end -->`).
@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vidtune.analysis.bench.gpu_check import GpuCheck, run_gpu_check
+from benchmarks.lib.gpu_check import GpuCheck, run_gpu_check
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "docs" / "benchmarks.md"

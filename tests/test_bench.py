@@ -13,16 +13,17 @@ import re
 import pandas as pd
 import pytest
 
-from vidtune.analysis.bench import (
+from benchmarks import bench_data, bench_scale, bench_search
+from benchmarks.lib import (
     DataShare,
     EpochTimes,
     halving_in_hindsight,
     rank_agreement,
     write_section,
 )
-from vidtune.analysis.bench.data_share import SMOKE_DATA, SMOKE_MODEL, data_share_rows
-from vidtune.analysis.bench.data_share import render as data_render
-from vidtune.analysis.bench.scale import (
+from benchmarks.lib.data_share import SMOKE_DATA, SMOKE_MODEL, data_share_rows
+from benchmarks.lib.data_share import render as data_render
+from benchmarks.lib.scale import (
     ScalePlan,
     Window,
     flat_growth,
@@ -31,10 +32,9 @@ from vidtune.analysis.bench.scale import (
     trial_spans,
     windows,
 )
-from vidtune.analysis.bench.scale_report import goals as scale_goals
-from vidtune.analysis.bench.scale_report import render as scale_render
+from benchmarks.lib.scale_report import goals as scale_goals
+from benchmarks.lib.scale_report import render as scale_render
 from vidtune.analysis.tables import asha_milestones
-from vidtune.scripts import bench_data, bench_scale, bench_search
 
 
 def section(text: str, key: str) -> str:
@@ -170,7 +170,7 @@ def test_ray_ratio_is_judged_only_where_the_plain_loop_holds_still():
 
 @pytest.mark.slow
 def test_bench_decode_smoke(tmp_path):
-    from vidtune.scripts import bench_decode
+    from benchmarks import bench_decode
 
     md = tmp_path / "benchmarks.md"
     bench_decode.main(["--smoke", "--out", str(md), "--work", str(tmp_path / "work")])

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from vidtune.analysis.bench.warm_start import Pair, Run, make_plan, render, reports_in_order
+from benchmarks.lib.warm_start import Pair, Run, make_plan, render, reports_in_order
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,9 +62,9 @@ def test_the_section_renders_hand_made_pairs():
 @pytest.mark.slow
 def test_bench_warm_start_smoke(tmp_path, cache_dir):
     out, keep = tmp_path / "bench.md", tmp_path / "runs"
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_warm_start.py"), "--smoke",
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_warm_start", "--smoke",
                            "--jobs", "2", "--out", str(out), "--keep", str(keep)],
-                          capture_output=True, text=True, timeout=600)
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     text = out.read_text()   # written as its section of the markdown file
     assert text.startswith("<!-- bench_warm_start:start -->\n### Warm start: epochs to reach the cold search's best")
@@ -85,9 +85,9 @@ def test_bench_warm_start_smoke(tmp_path, cache_dir):
         assert row.split(" | ")[:9] == line.split(" | ")[:9], (row, line)
     # Again with the cold searches of that run: they are read, not rerun; the warm ones run.
     again = tmp_path / "again.md"
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_warm_start.py"), "--smoke",
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_warm_start", "--smoke",
                            "--cold-from", str(keep), "--out", str(again)],
-                          capture_output=True, text=True, timeout=600)
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows_again = [line for line in again.read_text().splitlines() if re.match(r"^\| \d ", line)]
     for row, row_again in zip(rows, rows_again, strict=True):
@@ -98,8 +98,8 @@ def test_bench_warm_start_smoke(tmp_path, cache_dir):
 
 
 def test_cold_from_a_folder_without_the_cold_searches_is_refused(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_warm_start.py"), "--smoke",
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_warm_start", "--smoke",
                            "--cold-from", str(tmp_path), "--out", str(tmp_path / "b.md")],
-                          capture_output=True, text=True, timeout=120)
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and not (tmp_path / "b.md").exists()
     assert f"--cold-from is '{tmp_path}', which lacks the cold search of seed(s) [0, 1]" in proc.stderr

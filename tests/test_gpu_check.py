@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from vidtune.analysis.bench.gpu_check import (
+from benchmarks.lib.gpu_check import (
     GpuCheck,
     GpuPlan,
     estimate,
@@ -20,8 +20,8 @@ from vidtune.analysis.bench.gpu_check import (
     run_gpu_check,
     train_gflop_per_clip,
 )
-from vidtune.analysis.bench.gpu_util import UtilSampler, mean_between, parse_smi_line
-from vidtune.analysis.bench.gpus import packed_figures
+from benchmarks.lib.gpu_util import UtilSampler, mean_between, parse_smi_line
+from benchmarks.lib.gpus import packed_figures
 from vidtune.trainable.core.config import ModelConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ def section(text: str) -> str:
 def test_cpu_mode_prints_its_skips_and_exits_0(tmp_path):
     md = tmp_path / "benchmarks.md"
     md.write_text("# Benchmarks\n\n<!-- bench_data:start -->\nkept\n<!-- bench_data:end -->\n")
-    done = subprocess.run([sys.executable, "scripts/gpu_check.py", "--cpu", "--out", str(md)],
+    done = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--cpu", "--out", str(md)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     for part in ("auto probe", "data share", "packed searches"):

@@ -64,6 +64,14 @@ def test_ray_is_imported_only_in_the_tune_layer():
     assert not outside, f"Ray imported outside trainable/tune: {outside}"
 
 
+def test_the_package_never_imports_the_benchmarks():
+    """benchmarks/ sits beside the package and is not installed: it uses vidtune, not the reverse."""
+    assert (ROOT / "benchmarks" / "bench_search.py").is_file() and not (ROOT / "analysis" / "bench").exists()
+    up = [f"{p.relative_to(ROOT)} imports {m}" for p in _sources() for m in _imports(p)
+          if m.split(".")[0] == "benchmarks"]
+    assert not up, up
+
+
 def test_private_helpers_import_no_vidtune_package():
     helpers = sorted(p for p in (ROOT / "vidtune").glob("_*.py") if p.name != "__init__.py")
     assert helpers, "vidtune/_lazy.py is gone: update this test"
@@ -174,6 +182,7 @@ def test_only_vidtune_is_installed_as_a_top_level_name(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}
     assert tops == {"vidtune", next(t for t in tops if t.endswith(".dist-info"))}, tops
+    assert not [n for n in names if "bench" in n], "the benchmarks are not part of the wheel"
     # Every package folder of the repository made it in, mapped under vidtune/.
     for pkg in PACKAGES[:-1]:
         for init in (source / pkg).rglob("__init__.py"):

@@ -9,7 +9,7 @@ Two cross-checks: the time spent inside the loader during the real epoch, and th
 iterated alone (no model). Medians of a few repeats; real and in-memory runs alternate, so a
 slow drift of the machine does not favour one of them.
 
-scripts/bench_data.py runs it alone; the search benchmark runs it as its part 2.
+benchmarks/bench_data.py runs it alone; the search benchmark runs it as its part 2.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from vidtune.analysis.bench.common import (
+from benchmarks.lib.common import (
     SMOKE_NOTE,
     Verdict,
     describe_data,
@@ -202,7 +202,7 @@ def data_share_rows(r: DataShare) -> list[str]:
 def render(r: DataShare, data: DataConfig, model_cfg: ModelConfig, smoke: bool) -> str:
     """The bench_data section of the markdown file."""
     lines = [
-        "## Data loading share of an epoch (`scripts/bench_data.py`, issue 2)",
+        "## Data loading share of an epoch (`benchmarks/bench_data.py`, issue 2)",
         "",
         *([SMOKE_NOTE, ""] if smoke else []),
         f"- Run: {machine_line()}.",

@@ -13,7 +13,7 @@
    share the disk, as a cluster shares its storage). Videos per second, each from an empty
    cache. For reference, the threads of the old build with the old decoder.
 
-scripts/bench_decode.py runs it and writes its own section of docs/benchmarks.md.
+benchmarks/bench_decode.py runs it and writes its own section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vidtune.analysis.bench.common import SMOKE_NOTE, machine_line, verdict, write_section
+from benchmarks.lib.common import SMOKE_NOTE, machine_line, verdict, write_section
 
 KEY = "bench_decode"
 GOAL_RSS_MB = 300.0
@@ -407,7 +407,7 @@ def render(plan: Plan, long: list[Decoded], rates: list[Throughput], smoke: bool
     before, after = long[0], long[1]
     w, h = plan.long_size
     lines = [
-        "## Decoding real videos (`scripts/bench_decode.py`, issue 17)",
+        "## Decoding real videos (`benchmarks/bench_decode.py`, issue 17)",
         "",
         *([SMOKE_NOTE, ""] if smoke else []),
         f"- Run: {machine_line()}.",

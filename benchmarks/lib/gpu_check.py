@@ -44,9 +44,9 @@ from pathlib import Path
 
 import torch
 
-from vidtune.analysis.bench.common import Verdict, describe_data, machine_line, write_section
-from vidtune.analysis.bench.data_share import DataShare
-from vidtune.analysis.bench.gpus import PackedRun
+from benchmarks.lib.common import Verdict, describe_data, machine_line, write_section
+from benchmarks.lib.data_share import DataShare
+from benchmarks.lib.gpus import PackedRun
 from vidtune.data import DataConfig
 from vidtune.trainable.core.config import ModelConfig
 
@@ -217,7 +217,7 @@ def render(c: GpuCheck) -> str:
         f"- Result: {'**all checks passed**' if c.ok else '**FAILED**: ' + '; '.join(c.failures)}.",
         f"- Wall time: {sum(c.took.values()):.0f} s of a {c.plan.budget_s:.0f} s budget"
         + (f"; {took}." if took else "."),
-        f"- Estimated for an H100 from FLOPs (`analysis/bench/gpu_check.py`): "
+        f"- Estimated for an H100 from FLOPs (`benchmarks/lib/gpu_check.py`): "
         f"{sum(c.estimate.values()):.0f} s; {planned}.",
         *([f"- Skipped: {'; '.join(c.skipped)}."] if c.skipped else []),
         "",
@@ -238,7 +238,7 @@ def render(c: GpuCheck) -> str:
         "",
     ]
     if c.share is not None:
-        from vidtune.analysis.bench.data_share import data_share_rows
+        from benchmarks.lib.data_share import data_share_rows
 
         lines += ["### Data path's share of a GPU epoch", "",
                   f"bench_data's measurement on {c.share.device}: the seed model alone, "
@@ -320,8 +320,8 @@ def run_gpu_check(out: str | Path, tests: str | Path, cpu_mode: bool = False,
         print(render(check))
         return check
 
-    from vidtune.analysis.bench.data_share import measure_data_share
-    from vidtune.analysis.bench.gpus import packed_run
+    from benchmarks.lib.data_share import measure_data_share
+    from benchmarks.lib.gpus import packed_run
     from vidtune.data import load_arrays, make_loaders
     from vidtune.search_spaces import get_space
     from vidtune.trainable.core.packing import CONTEXT_MB, per_gpu, probe_memory, share_of

@@ -16,10 +16,10 @@ from typing import Any
 
 import pandas as pd
 
-from vidtune.analysis.bench.curves import max_overlap
-from vidtune.analysis.bench.gpu_util import UtilSampler, mean_between
-from vidtune.analysis.bench.plan import Plan, search_cfg
-from vidtune.analysis.bench.reports import per_trial, span
+from benchmarks.lib.curves import max_overlap
+from benchmarks.lib.gpu_util import UtilSampler, mean_between
+from benchmarks.lib.plan import Plan, search_cfg
+from benchmarks.lib.reports import per_trial, span
 from vidtune.data import DataConfig
 from vidtune.trainable.core.packing import share_of
 from vidtune.trainable.tune.experiment import load_experiment

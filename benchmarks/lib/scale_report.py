@@ -7,8 +7,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from vidtune.analysis.bench.common import SMOKE_NOTE, Verdict, describe_data, machine_line
-from vidtune.analysis.bench.scale import (
+from benchmarks.lib.common import SMOKE_NOTE, Verdict, describe_data, machine_line
+from benchmarks.lib.scale import (
     GOAL_ANALYZE_S,
     GOAL_DISK_KB,
     GOAL_FLAT_S_PER_1000,
@@ -166,7 +166,7 @@ def render(d: dict[str, Any], took_s: float, baseline: dict[str, Any] | None = N
     from vidtune.data import DataConfig
 
     lines = [
-        "## Scale: thousands of trials, one driver killed (`scripts/bench_scale.py`, issue 16)",
+        "## Scale: thousands of trials, one driver killed (`benchmarks/bench_scale.py`, issue 16)",
         "",
         f"*{machine_line()}; the benchmark took {took_s / 60:.1f} min.*",
         "",
