@@ -34,7 +34,7 @@ from vidtune.analysis.tables import (
     status_counts,
 )
 from vidtune.trainable.core.failures import error_counts
-from vidtune.trainable.core.search_config import beside_results
+from vidtune.trainable.core.storage import beside_results
 from vidtune.trainable.core.trials import Best, TrialStatus, best_reported, best_trial, to_native
 
 if TYPE_CHECKING:

@@ -27,8 +27,9 @@ import pytest
 from vidtune.data import DataConfig
 from vidtune.search_spaces import SearchSpace
 from vidtune.search_spaces import _registry as registry
-from vidtune.trainable.core import search_config
-from vidtune.trainable.core.search_config import SearchConfig, register_filesystem
+from vidtune.trainable.core import storage
+from vidtune.trainable.core.search_config import SearchConfig
+from vidtune.trainable.core.storage import register_filesystem
 from vidtune.trainable.tune.driver import resume_search, run_search
 from vidtune.trainable.tune.experiment import load_experiment
 
@@ -288,7 +289,7 @@ def test_a_storage_uri_keeps_every_file_in_the_experiment_folder(tmp_path, cache
     bucket/x under a local folder), as s3:// is served by pyarrow's S3 filesystem."""
     store = tmp_path / "store"
     store.mkdir()
-    monkeypatch.setitem(search_config._FILESYSTEMS, "vtfs", lambda uri: (
+    monkeypatch.setitem(storage._FILESYSTEMS, "vtfs", lambda uri: (
         pyarrow.fs.SubTreeFileSystem(str(store), pyarrow.fs.LocalFileSystem()), uri.split("://", 1)[1]))
     assert register_filesystem   # the public way to do the same
     cwd = tmp_path / "cwd"

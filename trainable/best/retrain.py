@@ -24,7 +24,8 @@ from vidtune.trainable.best.artifact import (
     save_exported,
 )
 from vidtune.trainable.best.standalone import EpochLog, Log, train_model
-from vidtune.trainable.core.search_config import SearchConfig, beside_results, is_uri
+from vidtune.trainable.core.search_config import SearchConfig
+from vidtune.trainable.core.storage import beside_results, is_uri
 from vidtune.trainable.core.trial import trial_configs, trial_data
 from vidtune.trainable.core.trials import Best, TrialStatus, best_trial
 from vidtune.trainable.tune.experiment import Experiment, load_experiment

@@ -23,7 +23,8 @@ from vidtune.data.store import StoreWriteError
 from vidtune.search_spaces import SearchSpace, decode_widths, trace_space
 from vidtune.trainable.core.config import ENCODERS, ModelConfig
 from vidtune.trainable.core.encoders import TorchvisionEncoder, load_encoder_weights, weights_for
-from vidtune.trainable.core.search_config import SearchConfig, filesystem, is_uri
+from vidtune.trainable.core.search_config import SearchConfig
+from vidtune.trainable.core.storage import filesystem, is_uri
 
 
 def check_writable(folder: str, what: str, fix: str) -> None:

@@ -33,16 +33,9 @@ from vidtune.search_spaces import trace_space
 from vidtune.trainable.core.failures import error_counts
 from vidtune.trainable.core.packing import resolve_gpus_per_trial
 from vidtune.trainable.core.preflight import check_data, preflight
-from vidtune.trainable.core.search_config import (
-    CONFIG_FILE,
-    SearchConfig,
-    filesystem,
-    format_duration,
-    is_uri,
-    read_text,
-    write_text,
-)
+from vidtune.trainable.core.search_config import CONFIG_FILE, SearchConfig, format_duration
 from vidtune.trainable.core.space_check import first_trial
+from vidtune.trainable.core.storage import filesystem, is_uri, read_text, write_text
 from vidtune.trainable.core.trials import Best, TrialStatus, best_reported
 from vidtune.trainable.tune.adapter import tune_trainable
 from vidtune.trainable.tune.asha import ResumableASHA, RungKeeper
@@ -250,7 +243,7 @@ def callbacks(cfg: SearchConfig, scheduler: ResumableASHA | FIFOScheduler) -> li
 
 def ray_storage(path: str) -> dict[str, Any]:
     """Where Ray writes, as RunConfig's storage_path (and storage_filesystem for a URI, resolved
-    by core.search_config.filesystem, so a scheme registered there reaches Ray too)."""
+    by core.storage.filesystem, so a scheme registered there reaches Ray too)."""
     if not is_uri(path):
         return {"storage_path": path}
     fs, fs_path = filesystem(path)

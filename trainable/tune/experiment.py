@@ -31,7 +31,8 @@ from typing import Any
 import pandas as pd
 
 from vidtune.trainable.core.failures import last_error_line
-from vidtune.trainable.core.search_config import SearchConfig, filesystem, is_uri
+from vidtune.trainable.core.search_config import SearchConfig
+from vidtune.trainable.core.storage import filesystem, is_uri
 from vidtune.trainable.core.trials import classify
 
 GRANT_COLUMNS = ["device", "gpu_share", "gpu_cap_mb", "gpu_name"]
