@@ -1,4 +1,4 @@
-"""Benchmark (issue 2): how much of an epoch is data loading, on the default CPU config.
+"""Benchmark: how much of an epoch is data loading, on the default CPU config.
 
 The same epoch is timed fed by the real loader and fed by the same batches held in memory;
 the difference, and the time spent inside the loader, over the real epoch is the data-loading

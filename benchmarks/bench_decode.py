@@ -1,4 +1,4 @@
-"""Benchmark (issue 17): decoding a 10-minute 720p video (peak RSS, time, before and after) and
+"""Benchmark: decoding a 10-minute 720p video (peak RSS, time, before and after) and
 a data set's clip cache (videos/s with 1 and 2 processes and a 2-node `ray start` cluster).
 The measurement lives in benchmarks.lib.decode.
 

@@ -1,4 +1,4 @@
-"""Benchmark (issue 16): a search of thousands of sub-second trials, its driver killed once.
+"""Benchmark: a search of thousands of sub-second trials, its driver killed once.
 
 2,000 trials of the `tiny` space on tiny clips on this machine's CPUs (2 trials at once), the
 driver SIGKILLed when 1,000 have finished and `vidtune resume`d; against the trial count

@@ -1,4 +1,4 @@
-"""Benchmark (issue 7): what the search costs and what it buys, measured side by side in one run.
+"""Benchmark: what the search costs and what it buys, measured side by side in one run.
 
 1. epoch time of a trial inside Ray against the plain loop (goal <= 1.05x)
 2. data-loading share of epoch time (goal <= 5 %)

@@ -18,7 +18,7 @@ from vidtune.trainable.core.trial import Grant, limit_resources, memory_cap, mem
 
 
 def test_torch_rejects_an_index_less_cuda_device():
-    # The failure the cap used to hit on every real GPU (issue 11).
+    # The failure the cap used to hit on every real GPU.
     with pytest.raises(ValueError, match="specified index"):
         _get_device_index(torch.device("cuda"), optional=False)
 

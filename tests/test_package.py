@@ -4,6 +4,7 @@ import circle."""
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -154,6 +155,20 @@ def test_no_import_circle_among_vidtune_modules():
     assert "vidtune.data.chunks" in graph["vidtune.data.pool"], "the graph misses an import"
     circle = _circle(graph)
     assert not circle, f"import circle: {' -> '.join(circle)}; move what they share into a module below them"
+
+
+def test_every_package_index_lists_every_module():
+    """A package whose docstring indexes its modules ("- model.py  ...") lists all of them."""
+    indexed = 0
+    for init in (p for p in _sources() if p.name == "__init__.py"):
+        listed = set(re.findall(r"^- (\w+\.py)", ast.get_docstring(ast.parse(init.read_text())) or "",
+                                re.MULTILINE))
+        if listed:
+            indexed += 1
+            modules = {p.name for p in init.parent.glob("*.py")} - {"__init__.py"}
+            assert listed == modules, f"{init.relative_to(ROOT)}: missing {sorted(modules - listed)}, " \
+                                      f"gone {sorted(listed - modules)}"
+    assert indexed >= 3, "data/, trainable/core/ and trainable/tune/ index their modules"
 
 
 def test_import_vidtune_is_light_and_the_api_resolves():

@@ -16,8 +16,8 @@ into here); each writes its own section of the markdown file.
 - gpu_check.py     `make gpu-check` (part 6): CUDA tests, auto probe, GPU data share, packing
 - search_report.py the bench_search section
 - search.py        run_search_bench: every part, one embedded Ray through the driver
-- decode.py        bench_decode: a long video's decode, and a data set's cache build (issue 17)
-- scale.py         bench_scale (issue 16): thousands of trials, the driver killed once
+- decode.py        bench_decode: a long video's decode, and a data set's cache build
+- scale.py         bench_scale: thousands of trials, the driver killed once
 - scale_report.py  the bench_scale section
 - warm_start.py    run_warm_start_bench: warm-started against cold searches, epochs to the
                    cold best (benchmarks/bench_warm_start.py)

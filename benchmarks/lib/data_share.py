@@ -1,4 +1,4 @@
-"""Benchmark (issue 2): how much of an epoch is data loading, on the default CPU config.
+"""Benchmark: how much of an epoch is data loading, on the default CPU config.
 
 The same epoch (one pass over train, then val, as fit() does it) is timed twice with a freshly
 seeded model: once fed by the real loader (uint8 memmap gather + float conversion per batch;
@@ -202,7 +202,7 @@ def data_share_rows(r: DataShare) -> list[str]:
 def render(r: DataShare, data: DataConfig, model_cfg: ModelConfig, smoke: bool) -> str:
     """The bench_data section of the markdown file."""
     lines = [
-        "## Data loading share of an epoch (`benchmarks/bench_data.py`, issue 2)",
+        "## Data loading share of an epoch (`benchmarks/bench_data.py`)",
         "",
         *([SMOKE_NOTE, ""] if smoke else []),
         f"- Run: {machine_line()}.",

@@ -1,8 +1,8 @@
-"""Benchmark (issue 17): decoding real videos, one long video and a data set's worth.
+"""Benchmark: decoding real videos, one long video and a data set's worth.
 
 1. A long video: 10 minutes of 720p at 30 fps (18,000 frames, x264, a keyframe every 250
    frames), encoded once by the benchmark itself. It is decoded to 16 frames of 112x112 by the
-   decoder before issue 17 (every frame decoded, resized and kept, then sampled: a verbatim
+   decoder it replaced (every frame decoded, resized and kept, then sampled: a verbatim
    copy of main at b646fee) and by data.decode.decode_video (packet timestamps, seeks to the
    keyframes before the wanted frames, only those converted), each in a fresh process that
    imports nothing else, so its peak RSS is the decoder's. Goal: peak RSS under 300 MB, and
@@ -262,7 +262,7 @@ def _build(root: Path, cache: Path, workers: int, runner=None) -> tuple[float, s
 
 
 def _old_build(root: Path, workers: int) -> float:
-    """The build before issue 17: the old decoder in a thread per core, all clips in memory."""
+    """The build with the decoder it replaced in a thread per core, all clips in memory."""
     from concurrent.futures import ThreadPoolExecutor
 
     namespace: dict = {}
@@ -407,7 +407,7 @@ def render(plan: Plan, long: list[Decoded], rates: list[Throughput], smoke: bool
     before, after = long[0], long[1]
     w, h = plan.long_size
     lines = [
-        "## Decoding real videos (`benchmarks/bench_decode.py`, issue 17)",
+        "## Decoding real videos (`benchmarks/bench_decode.py`)",
         "",
         *([SMOKE_NOTE, ""] if smoke else []),
         f"- Run: {machine_line()}.",

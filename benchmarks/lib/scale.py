@@ -1,4 +1,4 @@
-"""The scale benchmark (issue 16): thousands of sub-second trials, the driver killed once.
+"""The scale benchmark: thousands of sub-second trials, the driver killed once.
 
 One real search: `vidtune search` of `trials` trials of the `tiny` space on tiny clips (each
 trial well under a second), as a subprocess with its embedded Ray, on `slots` CPUs. When
@@ -53,7 +53,7 @@ MARKS = (250, 500, 1000, 2000)
 TPE_COUNTS = (250, 500, 1000, 2000, 5000, 10000)
 DATA = DataConfig(num_clips=40, frames=2, height=8, width=8, noise=0.2)   # tiny clips
 NAME = "scale"
-# Goals (issue 16), for 2,000 trials on 2 cores.
+# Goals, for 2,000 trials on 2 cores.
 GOAL_OVERHEAD_S = 0.100        # per-trial overhead, at every mark
 GOAL_FLAT_S_PER_1000 = 0.020   # "flat": the overhead may grow at most this much per 1,000 trials
 GOAL_RSS_MB_PER_1000 = 50.0
@@ -83,7 +83,7 @@ class ScalePlan:
 
 
 def make_scale_plan(smoke: bool = False, trials: int | None = None) -> ScalePlan:
-    """2,000 trials killed at 1,000 (issue 16); --smoke: 32 killed at 12 (marks 12, 32); --trials N: N,
+    """2,000 trials killed at 1,000; --smoke: 32 killed at 12 (marks 12, 32); --trials N: N,
     killed at N/2, marks at N/8, N/4, N/2 and N."""
     if trials is not None:
         if trials < 16:
@@ -114,7 +114,7 @@ class Window:
 
     @property
     def overhead_s(self) -> float:
-        """Issue 16's definition: wall x slots / trials - the median trial time."""
+        """The benchmark's definition: wall x slots / trials - the median trial time."""
         return self.wall_s * self.slots / self.trials - self.median_trial_s
 
     @property

@@ -1,4 +1,4 @@
-"""Benchmark (issue 7): what the search costs and what it buys, measured side by side in one run.
+"""Benchmark: what the search costs and what it buys, measured side by side in one run.
 
 1. Epoch time of a trial inside Ray (a real one-trial run_search, default model and data)
    against the same epoch in the plain loop (run_trial in this process, same threads).

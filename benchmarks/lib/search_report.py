@@ -54,7 +54,7 @@ def render(plan: Plan, times: EpochTimes, share: DataShare, runs: list[tuple[Sea
     most, pack_trials = pack
     target = round(1 / GPU_FRACTION)
     lines = [
-        "## Search benchmarks (`benchmarks/bench_search.py`, issue 7)",
+        "## Search benchmarks (`benchmarks/bench_search.py`)",
         "",
         *([SMOKE_NOTE, ""] if plan.smoke else []),
         f"- Run: {machine_line()}.",

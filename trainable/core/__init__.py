@@ -2,6 +2,7 @@
 
 - config.py         ModelConfig, TrainConfig (frozen, validated)
 - search_config.py  SearchConfig: everything `vidtune search` takes, validated before Ray
+- storage.py        where a search's files live: local folders and storage URIs
 - config_file.py    search files (TOML, or an earlier vidtune.json) read strictly, with lines
 - space_check.py    a search space checked against ModelConfig/TrainConfig; its first trial
 - model.py          VideoModel: per-frame CNN -> LSTM -> linear head
@@ -12,6 +13,7 @@
 - trials.py         TrialStatus, classify, Best and the two best-trial rules
 - failures.py       which trial errors a retry cannot fix; errors as one line, counted
 - preflight.py      the driver's checks before Ray starts: folders, clip size, data
+- packing.py        --gpus-per-trial auto: as many trials per GPU as fit, measured
 """
 
 from vidtune.trainable.core.config import ModelConfig, TrainConfig, split_params, to_dict
