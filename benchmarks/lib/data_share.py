@@ -150,7 +150,7 @@ def measure_data_share(data: DataConfig, model_cfg: ModelConfig, batch_size: int
     loaders = make_loaders(data, batch_size=batch_size, progress=False)
     model_cfg = replace(model_cfg, num_classes=len(loaders.class_names))
     loaders.train.set_epoch(0)                                # every epoch below sees epoch 0's order
-    # float (B, T, 3, H, W) on the device (on the CPU: the loader's own tensors, as before)
+    # float (B, T, 3, H, W) on the device (on the CPU: the loader's own tensors)
     train_batches = [(x.to(device), y.to(device)) for x, y in loaders.train]
     val_batches = [(x.to(device), y.to(device)) for x, y in loaders.val]
 
