@@ -14,7 +14,7 @@ NumPy but not torch, which would add about 0.5 GB to each process's memory.
 - build.py        the cache built by processes, or by any runner (Ray tasks: trainable/tune)
 - pool.py         the decoding processes, forked by a helper that imports no torch
 - lock.py         one builder per cache; the others wait for it
-- report.py       DecodeReport: what a build decoded and what it skipped, and why
+- decode_report.py DecodeReport: what a build decoded and what it skipped, and why
 - store.py        the cached uint8 store: clips.u8 (memory-mapped), labels, manifest
 - arrays.py       VideoArrays: the in-memory form every source produces
 - checks.py       what a labelled set of clips must hold before a classifier trains

@@ -3,7 +3,7 @@
 The clips are cut into chunks. decode_chunk (data/chunks.py), a plain function, decodes one
 chunk into its own part file in the store's temporary folder. It runs in any process, on any
 node that sees the videos and the cache. A runner runs every chunk: process_runner uses one process per core on
-this machine, and trainable/tune/decode.py runs the chunks as Ray tasks spread over a
+this machine, and trainable/tune/cluster_cache.py runs the chunks as Ray tasks spread over a
 cluster's nodes. The parts are then joined into clips.u8, and the store is sealed (its
 manifest last, then one rename). Memory stays bounded: no process holds more than one clip
 of the data set at a time.
@@ -34,9 +34,9 @@ from vidtune.data.catalogue import Catalogue
 from vidtune.data.chunks import Chunk, ChunkResult, decode_chunk
 from vidtune.data.config import default_cache_dir
 from vidtune.data.decode import check_clip_size, shown
+from vidtune.data.decode_report import DecodeReport
 from vidtune.data.lock import BuildLock
 from vidtune.data.pool import run_pool
-from vidtune.data.report import DecodeReport
 from vidtune.data.store import (
     CLIPS,
     StoreWriteError,

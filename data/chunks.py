@@ -1,6 +1,6 @@
 """One chunk of a cache build: the videos one worker decodes into one part file, what it
 gave back, and decode_chunk, the plain function that does it. Below the runners that run
-chunks: data/build.py (one process), data/pool.py (processes) and trainable/tune/decode.py
+chunks: data/build.py (one process), data/pool.py (processes) and trainable/tune/cluster_cache.py
 (Ray tasks), which all import it."""
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from vidtune.data.decode import (
     sample_indices,
     shown,
 )
-from vidtune.data.report import DecodeReport
+from vidtune.data.decode_report import DecodeReport
 
 __all__ = [
     "DECODE_VERSION",

@@ -21,7 +21,7 @@ import pytest
 from vidtune.data.arrays import VideoArrays
 from vidtune.data.build import load_source
 from vidtune.data.catalogue import folder_catalogue
-from vidtune.data.report import DecodeReport
+from vidtune.data.decode_report import DecodeReport
 
 W, H = 32, 24
 

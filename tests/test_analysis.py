@@ -41,7 +41,7 @@ from vidtune.analysis.analyze import PLOTS
 from vidtune.analysis.plots import TOP_K, split_curves
 from vidtune.analysis.tables import best_so_far_by_time, best_so_far_by_trial
 from vidtune.data import DataConfig
-from vidtune.trainable.core.trials import TrialStatus
+from vidtune.trainable.core.results import TrialStatus
 
 STATUSES = tuple(s.value for s in TrialStatus)
 

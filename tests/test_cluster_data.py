@@ -15,7 +15,7 @@ from vidtune.data import DataConfig
 from vidtune.data.build import load_source
 from vidtune.data.catalogue import folder_catalogue
 from vidtune.trainable.core.search_config import SearchConfig
-from vidtune.trainable.tune.decode import ray_runner
+from vidtune.trainable.tune.cluster_cache import ray_runner
 from vidtune.trainable.tune.driver import run_search
 
 pytestmark = pytest.mark.slow

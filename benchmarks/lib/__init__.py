@@ -6,7 +6,7 @@ into here); each writes its own section of the markdown file.
 - common.py        machine line, Verdict (PASS / FAIL / not resolvable), section writing
 - data_share.py    bench_data, and part 2 of bench_search: data loading's share of an epoch
 - plan.py          the sizes of a bench_search run (full or --smoke)
-- reports.py       each trial's reports, read through load_experiment
+- trial_reports.py each trial's reports, read through load_experiment
 - curves.py        pure functions: halving in hindsight, rank agreement, overlapping spans
 - epoch_time.py    part 1: a trial's epoch inside Ray against the plain loop
 - efficiency.py    part 3: ASHA + TPE (capped too) against random search, full budget

@@ -378,7 +378,7 @@ def measure_cluster(root: Path, work: Path, videos: int, repeats: int) -> Throug
     """Ray tasks on a 2-node `ray start` cluster, reached through the driver as a search does."""
     with ray_start_cluster(2) as address:
         from vidtune.trainable.core.search_config import SearchConfig
-        from vidtune.trainable.tune.decode import ray_runner
+        from vidtune.trainable.tune.cluster_cache import ray_runner
         from vidtune.trainable.tune.driver import init_ray, shutdown
 
         init_ray(SearchConfig(address=address))

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from benchmarks.lib.plan import Plan, search_cfg
-from benchmarks.lib.reports import has_clock, per_trial
+from benchmarks.lib.trial_reports import has_clock, per_trial
 from vidtune.trainable.core.search_config import SearchConfig
 from vidtune.trainable.tune.driver import run_search
 from vidtune.trainable.tune.experiment import load_experiment

@@ -19,7 +19,7 @@ import pandas as pd
 from benchmarks.lib.curves import max_overlap
 from benchmarks.lib.gpu_util import UtilSampler, mean_between
 from benchmarks.lib.plan import Plan, search_cfg
-from benchmarks.lib.reports import per_trial, span
+from benchmarks.lib.trial_reports import per_trial, span
 from vidtune.data import DataConfig
 from vidtune.trainable.core.packing import share_of
 from vidtune.trainable.tune.experiment import load_experiment

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from benchmarks.lib.plan import Plan, search_cfg
-from benchmarks.lib.reports import per_trial, span
+from benchmarks.lib.trial_reports import per_trial, span
 from vidtune.data import DataConfig
 from vidtune.trainable.tune.driver import run_search
 from vidtune.trainable.tune.experiment import load_experiment

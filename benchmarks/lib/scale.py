@@ -447,7 +447,7 @@ def time_tpe(exp: Any, counts: tuple[int, ...], asks: int, seed: int = 0) -> dic
     import optuna
 
     from vidtune.search_spaces import get_space, space_distributions
-    from vidtune.trainable.core.trials import TrialStatus
+    from vidtune.trainable.core.results import TrialStatus
     from vidtune.trainable.tune.tpe import BoundedTPESampler
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

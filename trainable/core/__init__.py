@@ -10,7 +10,7 @@
 - loop.py           fit / evaluate, seeded and resumable to the exact batch order
 - checkpoint.py     a trial's state on disk, with fallback to an older readable one
 - trial.py          one trial as plain Python: parameters in, per-epoch reports out
-- trials.py         TrialStatus, classify, Best and the two best-trial rules
+- results.py        TrialStatus, classify, Best and the two best-trial rules
 - failures.py       which trial errors a retry cannot fix; errors as one line, counted
 - preflight.py      the driver's checks before Ray starts: folders, clip size, data
 - packing.py        --gpus-per-trial auto: as many trials per GPU as fit, measured
@@ -26,8 +26,8 @@ from vidtune.trainable.core.loop import (
     pick_device,
 )
 from vidtune.trainable.core.model import VideoModel, build_model, count_parameters
+from vidtune.trainable.core.results import Best, TrialStatus, best_reported, best_trial, classify
 from vidtune.trainable.core.search_config import SearchConfig
-from vidtune.trainable.core.trials import Best, TrialStatus, best_reported, best_trial, classify
 
 __all__ = [
     "Best",

@@ -144,7 +144,7 @@ def preflight(cfg: SearchConfig, decode: bool = True) -> None:
     the space's models, the encoder weights fit, the data's rows and split lists are sound,
     then the data (the cache is built here, with the decode report on stderr) can train a
     classifier (check_data). decode=False stops before decoding videos (on a cluster, Ray
-    tasks decode them afterwards: trainable/tune/decode.py)."""
+    tasks decode them afterwards: trainable/tune/cluster_cache.py)."""
     target = cfg.experiment_path if _exists(cfg.experiment_path) else cfg.storage_root
     check_writable(target, "results folder", "choose another with --results-dir (or --storage) "
                    "or make it writable")

@@ -4,7 +4,7 @@ The search:
 - driver.py         run_search / resume_search: Optuna TPE proposes, Tune runs, ASHA stops
 - adapter.py        the thin function trainable: checkpoint restore, tune.report
 - cluster.py        joining a Ray cluster (--address); a failed connection is one line
-- decode.py         a cluster's clip cache, built by Ray tasks spread over its nodes
+- cluster_cache.py  a cluster's clip cache, built by Ray tasks spread over its nodes
 Proposing, stopping, sharing the machine:
 - tpe.py            TPE that learns from a bounded history, so a proposal stays cheap
 - warm_start.py     earlier searches' finished trials as Optuna trials for a warm start
@@ -14,12 +14,12 @@ Proposing, stopping, sharing the machine:
 - stock.py          stock Ray Tune as its documentation teaches it (the benchmarks' peer)
 What a search writes:
 - loggers.py        progress.csv and params.json, straight into storage
-- checkpoints.py    checkpoints kept only where they can still be used
+- retention.py      checkpoints kept only where they can still be used
 - snapshots.py      one set of experiment snapshot files, however often a search resumes
 - slim.py           a finished trial's bookkeeping in the driver, cut to what is still read
 - stats.py          driver.jsonl: what the driver's own bookkeeping costs
 - optuna_mirror.py  the study mirrored into SQLite once each trial has finished
-- failures.py       NoRetry (a deterministic trial error is not retried), StorageWatch
+- fail_fast.py      NoRetry (a deterministic trial error is not retried), StorageWatch
 Reading it back:
 - experiment.py     a results folder as pandas tables (reads Ray's files, imports no Ray)
 
