@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install search test lint typecheck bench gpu-check gpu-fold gpu-wheels clean
+.PHONY: install search test test-fast lint typecheck bench gpu-check gpu-fold gpu-wheels clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ test: $(STAMP)
 	$(MAKE) --no-print-directory typecheck
 	$(BIN)/python -m pytest $(ARGS)
 	$(MAKE) --no-print-directory docs
+
+# The suite without the real end-to-end runs (@pytest.mark.slow): the rules, the renders and the
+# small real parts, in under 2 minutes on 2 cores. `make test` runs everything.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -44,14 +49,15 @@ typecheck: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
+# The benchmarks (benchmarks/, beside the package): each writes its section of docs/benchmarks.md.
 bench: $(STAMP)
-	$(BIN)/python scripts/bench_data.py
-	$(BIN)/python scripts/bench_search.py
-	$(BIN)/python scripts/bench_race.py
-	$(BIN)/python scripts/bench_warm_start.py --uses all,full --jobs 2
-	$(BIN)/python scripts/bench_warm_start.py --benchmark default --uses all,full --jobs 2
-	$(BIN)/python scripts/bench_decode.py
-	$(BIN)/python scripts/bench_scale.py
+	$(BIN)/python -m benchmarks.bench_data
+	$(BIN)/python -m benchmarks.bench_search
+	$(BIN)/python -m benchmarks.bench_race
+	$(BIN)/python -m benchmarks.bench_warm_start --uses all,full --jobs 2
+	$(BIN)/python -m benchmarks.bench_warm_start --benchmark default --uses all,full --jobs 2
+	$(BIN)/python -m benchmarks.bench_decode
+	$(BIN)/python -m benchmarks.bench_scale
 
 # On a CUDA machine: the CUDA tests, the dtypes, the memory probe, the data path's share and
 # packed trials at 1-8 per GPU, in at most 8 minutes (docs/benchmarks.md, part 6). It needs no
@@ -61,11 +67,11 @@ bench: $(STAMP)
 # writes them into docs/benchmarks.md. ARGS=--cpu runs the parts on the CPU at smoke sizes.
 GPU_PYTHON := $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
 gpu-check:
-	PYTHONUNBUFFERED=1 $(GPU_PYTHON) scripts/gpu_check.py $(ARGS)
+	PYTHONUNBUFFERED=1 $(GPU_PYTHON) benchmarks/gpu_check.py $(ARGS)
 
 gpu-fold:
 	@test -n "$(DIR)" || { echo "give the folder a device run wrote: make gpu-fold DIR=path/to/it"; exit 2; }
-	$(GPU_PYTHON) scripts/gpu_check.py --fold $(DIR)
+	$(GPU_PYTHON) benchmarks/gpu_check.py --fold $(DIR)
 
 # The wheels gpu-check carries to the device machine (pure Python, 0.5 MB): optuna and what
 # it imports that the machine lacks (docs/benchmarks.md, part 6).

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     cfg = make_config(argv, prog)   # validated before Ray starts
     p = build_parser(prog)
     from vidtune.trainable.tune.driver import run_search
-    from vidtune.trainable.tune.failures import StorageLostError
+    from vidtune.trainable.tune.fail_fast import StorageLostError
 
     try:
         outcome = run_search(cfg)

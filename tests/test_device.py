@@ -15,7 +15,8 @@ from torch.cuda._utils import _get_device_index
 
 from vidtune.trainable.core.failures import is_deterministic, one_line
 from vidtune.trainable.core.loop import pick_device
-from vidtune.trainable.core.packing import CONTEXT_MB, MAX_PER_GPU, cap_fraction, share_of
+from vidtune.trainable.core.memory_cap import CONTEXT_MB, cap_fraction
+from vidtune.trainable.core.packing import MAX_PER_GPU, share_of
 from vidtune.trainable.core.search_config import SearchConfig
 from vidtune.trainable.core.trial import (
     Grant,
@@ -29,7 +30,7 @@ from vidtune.trainable.core.trial import (
 
 
 def test_torch_rejects_an_index_less_cuda_device():
-    # The failure the cap used to hit on every real GPU (issue 11).
+    # The failure the cap used to hit on every real GPU.
     with pytest.raises(ValueError, match="specified index"):
         _get_device_index(torch.device("cuda"), optional=False)
 

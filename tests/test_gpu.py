@@ -15,7 +15,7 @@ device they are skipped (conftest.py), and the CPU suite covers the same code on
   stream's memory stays flat over epochs.
 
 Sized to take about two minutes together on an H100 (tiny clips except where a test needs
-the benchmark's 16x112x112): see analysis/bench/gpu_check.py for the budget.
+the benchmark's 16x112x112): see benchmarks/lib/gpu_check.py for the budget.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from vidtune.analysis.bench.gpu_check import (
+from benchmarks.lib.gpu_check import (
     GpuCheck,
     GpuPlan,
     estimate,
@@ -26,9 +26,9 @@ from vidtune.analysis.bench.gpu_check import (
     train_gflop_per_clip,
     write_outputs,
 )
-from vidtune.analysis.bench.gpu_util import UtilSampler, mean_between, parse_smi_line
-from vidtune.analysis.bench.gpus import packed_figures
-from vidtune.analysis.bench.packed import predict_wall, start_up_s
+from benchmarks.lib.gpu_util import UtilSampler, mean_between, parse_smi_line
+from benchmarks.lib.gpus import packed_figures
+from benchmarks.lib.packed import predict_wall, start_up_s
 from vidtune.trainable.core.config import ModelConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ def test_cpu_mode_packs_plain_processes_with_ray_and_av_absent(tmp_path):
     (site / "sitecustomize.py").write_text(NO_RAY)
     env = {**os.environ, "PYTHONPATH": str(site)}
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, "scripts/gpu_check.py", "--cpu", "--out", str(out),
+    done = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--cpu", "--out", str(out),
                            "--parts", "dtypes,packed trials", "--packings", "2"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -80,7 +80,7 @@ def test_cpu_mode_packs_plain_processes_with_ray_and_av_absent(tmp_path):
 
 
 def test_without_cuda_or_cpu_it_fails_in_one_line(tmp_path):
-    done = subprocess.run([sys.executable, "scripts/gpu_check.py", "--out", str(tmp_path)],
+    done = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--out", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from vidtune.analysis.bench.race import RaceRun, make_race_plan, standing, variant
-from vidtune.analysis.bench.race_report import goals
+from benchmarks.lib.race import RaceRun, make_race_plan, standing, variant
+from benchmarks.lib.race_report import goals
 from vidtune.trainable.core.search_config import SearchConfig
 
 
@@ -56,7 +56,7 @@ def test_variants_override_search_config_fields_and_bad_ones_are_refused():
 
 @pytest.mark.slow
 def test_race_smoke_writes_its_section_and_plot(tmp_path):
-    from vidtune.scripts import bench_race
+    from benchmarks import bench_race
 
     out = tmp_path / "bench.md"
     body = bench_race.main(["--smoke", "--out", str(out), "--make-search-seeds", "0"])

@@ -28,9 +28,10 @@ from vidtune.trainable.best.artifact import (
 )
 from vidtune.trainable.best.standalone import EpochLog, Log, train_model
 from vidtune.trainable.core.lease import running_note
-from vidtune.trainable.core.search_config import SearchConfig, beside_results, is_uri
+from vidtune.trainable.core.results import Best, TrialStatus, best_trial
+from vidtune.trainable.core.search_config import SearchConfig
+from vidtune.trainable.core.storage import beside_results, is_uri
 from vidtune.trainable.core.trial import trial_configs, trial_data
-from vidtune.trainable.core.trials import Best, TrialStatus, best_trial
 from vidtune.trainable.tune.experiment import Experiment, load_experiment
 
 TRAIN_ON = ("train", "train+val")
@@ -41,7 +42,7 @@ RULE = ("rule: among the trials that trained the largest number of epochs, the b
 
 @dataclass(frozen=True)
 class Choice:
-    """The trial retrain picked (core.trials.best_trial), and what it was compared with."""
+    """The trial retrain picked (core.results.best_trial), and what it was compared with."""
 
     best: Best              # val_acc: its final val_acc; epoch: the epochs it trained
     num_trials: int

@@ -48,7 +48,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from vidtune.trainable.core.search_config import filesystem, is_uri
+from vidtune.trainable.core.storage import filesystem, is_uri
 
 LEASE_FILE = "driver.lease"
 TIMEOUT_S = float(os.environ.get("VIDTUNE_LEASE_TIMEOUT_S", 60.0))   # heartbeat age: stale

@@ -14,7 +14,7 @@ k trials fit on one GPU when each one's peak, with a safety margin, plus its own
 
 The largest such k up to MAX_PER_GPU wins, and gpus_per_trial becomes 1/k, rounded down to
 Ray's precision (1e-4) so that k shares add up to at most one GPU. The trial's memory cap is
-its share of the card less its CUDA context (cap_fraction; core.trial.limit_resources):
+its share of the card less its CUDA context (memory_cap.cap_fraction; core.trial.limit_resources):
 
     cap = (total / k - CONTEXT_MB) / total
 
@@ -40,10 +40,10 @@ import torch
 
 from vidtune.search_spaces import SpaceSpec, space_distributions
 from vidtune.trainable.core.config import ModelConfig, TrainConfig
+from vidtune.trainable.core.memory_cap import CONTEXT_MB
 from vidtune.trainable.core.search_config import SearchConfig
 
 MARGIN = 0.25          # over the measured peak: other batch shapes, fragmentation over a long run
-CONTEXT_MB = 512.0     # a trial's CUDA context and cuDNN/cuBLAS handles (an estimate; gpu_check measures it)
 MAX_PER_GPU = 8        # the most trials packed on one GPU (the packing gpu_check measures up to)
 PROBE_CLASSES = 10     # the head's width: immaterial to the memory of these models
 
@@ -86,20 +86,6 @@ def per_gpu(peak_mb: float, total_mb: float, margin: float = MARGIN, context_mb:
         raise ValueError(f"peak_mb ({peak_mb}) and total_mb ({total_mb}) must be > 0")
     need = peak_mb * (1 + margin) + context_mb
     return max(0, min(most, math.floor(total_mb / need)))
-
-
-def cap_fraction(share: float, total_mb: float, context_mb: float = CONTEXT_MB) -> float:
-    """The fraction of the card torch may give a trial of `share` (0 < share < 1): its share
-    less its CUDA context, which torch's allocator does not count. ValueError, naming the fix,
-    when the share does not even hold the context."""
-    if not 0 < share < 1 or total_mb <= 0:
-        raise ValueError(f"share ({share}) must lie in (0, 1) and total_mb ({total_mb}) be > 0")
-    cap = share - context_mb / total_mb
-    if cap <= 0.1 * share:
-        raise ValueError(f"gpus_per_trial {share:g} gives a trial {share * total_mb:.0f} MiB of "
-                         f"this {total_mb:.0f} MiB GPU, of which its CUDA context takes about "
-                         f"{context_mb:.0f} MiB; give each trial a larger --gpus-per-trial")
-    return cap
 
 
 def share_of(k: int) -> float:

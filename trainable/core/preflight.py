@@ -23,7 +23,8 @@ from vidtune.data.store import StoreWriteError
 from vidtune.search_spaces import SearchSpace, decode_widths, trace_space
 from vidtune.trainable.core.config import ENCODERS, ModelConfig
 from vidtune.trainable.core.encoders import TorchvisionEncoder, load_encoder_weights, weights_for
-from vidtune.trainable.core.search_config import SearchConfig, filesystem, is_uri
+from vidtune.trainable.core.search_config import SearchConfig
+from vidtune.trainable.core.storage import filesystem, is_uri
 
 
 def check_writable(folder: str, what: str, fix: str) -> None:
@@ -143,7 +144,7 @@ def preflight(cfg: SearchConfig, decode: bool = True) -> None:
     the space's models, the encoder weights fit, the data's rows and split lists are sound,
     then the data (the cache is built here, with the decode report on stderr) can train a
     classifier (check_data). decode=False stops before decoding videos (on a cluster, Ray
-    tasks decode them afterwards: trainable/tune/decode.py)."""
+    tasks decode them afterwards: trainable/tune/cluster_cache.py)."""
     check_results_writable(cfg)
     data = cfg.data.resolved()
     assert data.cache_dir is not None

@@ -19,8 +19,8 @@ from vidtune.search_spaces import to_hparams
 from vidtune.trainable.core.config import DATA_PARAMS, ModelConfig, TrainConfig, split_params
 from vidtune.trainable.core.encoders import weights_for
 from vidtune.trainable.core.loop import DivergedError, Threads, fit, pick_device
+from vidtune.trainable.core.memory_cap import cap_fraction
 from vidtune.trainable.core.model import build_model
-from vidtune.trainable.core.packing import cap_fraction
 from vidtune.trainable.core.search_config import SearchConfig
 
 Report = Callable[[dict[str, Any], dict[str, Any] | None], None]   # (metrics, resumable state)
@@ -129,7 +129,7 @@ def memory_error(exc: BaseException, grant: Grant | None) -> TrialMemoryError:
 def memory_cap(device: torch.device, share: float, total_mb: float) -> tuple[int, float] | None:
     """(device index, fraction) for torch.cuda.set_per_process_memory_fraction, or None: no cap.
 
-    The fraction is packing.cap_fraction: the share of the card less the trial's own CUDA
+    The fraction is memory_cap.cap_fraction: the share of the card less the trial's own CUDA
     context, which sits outside torch's allocator and so outside any fraction torch enforces.
     torch resolves the device with _get_device_index(optional=False), which rejects a bare
     torch.device("cuda"): the cap always names its index (pick_device gives one).

@@ -34,17 +34,10 @@ from vidtune.trainable.core.failures import error_counts
 from vidtune.trainable.core.lease import Lease
 from vidtune.trainable.core.packing import resolve_gpus_per_trial
 from vidtune.trainable.core.preflight import check_data, check_results_writable, preflight
-from vidtune.trainable.core.search_config import (
-    CONFIG_FILE,
-    SearchConfig,
-    filesystem,
-    format_duration,
-    is_uri,
-    read_text,
-    write_text,
-)
+from vidtune.trainable.core.results import Best, TrialStatus, best_reported
+from vidtune.trainable.core.search_config import CONFIG_FILE, SearchConfig, format_duration
 from vidtune.trainable.core.space_check import first_trial
-from vidtune.trainable.core.trials import Best, TrialStatus, best_reported
+from vidtune.trainable.core.storage import filesystem, is_uri, read_text, write_text
 from vidtune.trainable.tune.adapter import tune_trainable
 from vidtune.trainable.tune.asha import ResumableASHA, RungKeeper
 from vidtune.trainable.tune.budget import (
@@ -54,15 +47,15 @@ from vidtune.trainable.tune.budget import (
     BudgetKeeper,
     set_current,
 )
-from vidtune.trainable.tune.checkpoints import CheckpointKeeper
 from vidtune.trainable.tune.cluster import join_cluster
-from vidtune.trainable.tune.decode import build_cache
+from vidtune.trainable.tune.cluster_cache import build_cache
 from vidtune.trainable.tune.experiment import load_experiment
-from vidtune.trainable.tune.failures import NoRetry, StorageLostError, StorageWatch
+from vidtune.trainable.tune.fail_fast import NoRetry, StorageLostError, StorageWatch
 from vidtune.trainable.tune.loggers import loggers
 from vidtune.trainable.tune.optuna_mirror import OptunaMirror
 from vidtune.trainable.tune.quiet import quiet_ray_hints
 from vidtune.trainable.tune.resume_files import check_resume_files
+from vidtune.trainable.tune.retention import CheckpointKeeper
 from vidtune.trainable.tune.slim import SlimFinished
 from vidtune.trainable.tune.snapshots import DropStaleSnapshots
 from vidtune.trainable.tune.stats import DriverStats, SnapshotClock
@@ -253,7 +246,7 @@ def callbacks(cfg: SearchConfig, scheduler: ResumableASHA | FIFOScheduler) -> li
 
 def ray_storage(path: str) -> dict[str, Any]:
     """Where Ray writes, as RunConfig's storage_path (and storage_filesystem for a URI, resolved
-    by core.search_config.filesystem, so a scheme registered there reaches Ray too)."""
+    by core.storage.filesystem, so a scheme registered there reaches Ray too)."""
     if not is_uri(path):
         return {"storage_path": path}
     fs, fs_path = filesystem(path)
@@ -284,7 +277,7 @@ def _tuner(cfg: SearchConfig, warm: WarmStart | None = None) -> tune.Tuner:
             name=cfg.name,
             **ray_storage(cfg.storage_root),
             # No num_to_keep: with it Ray forces a snapshot every num_to_keep checkpoints of a
-            # trial. The CheckpointKeeper keeps a running trial's newest two (checkpoints.py).
+            # trial. The CheckpointKeeper keeps a running trial's newest two (retention.py).
             checkpoint_config=CheckpointConfig(num_to_keep=None),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
             callbacks=callbacks(cfg, scheduler),

@@ -16,7 +16,7 @@ history: one row per reported epoch: trial_id, epoch, val_acc, val_loss, train_l
          loop's own), started_at and reported_at (the adapter's float wall clock; Ray's
          timestamp is whole seconds), data_s (the epoch's wait for batches) and gpu_peak_mb.
 
-status is a vidtune.trainable.core.trials.TrialStatus value (classify() decides it).
+status is a vidtune.trainable.core.results.TrialStatus value (classify() decides it).
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ from typing import Any
 import pandas as pd
 
 from vidtune.trainable.core.failures import last_error_line
-from vidtune.trainable.core.search_config import SearchConfig, filesystem, is_uri
-from vidtune.trainable.core.trials import classify
+from vidtune.trainable.core.results import classify
+from vidtune.trainable.core.search_config import SearchConfig
+from vidtune.trainable.core.storage import filesystem, is_uri
 
 GRANT_COLUMNS = ["device", "gpu_share", "gpu_cap_mb", "gpu_name", "gpu_uuid"]
 HISTORY_COLUMNS = ["trial_id", "epoch", "val_acc", "val_loss", "train_loss", "time_total_s", "timestamp",

@@ -38,7 +38,7 @@ import pyarrow.fs
 from ray.tune import Callback
 
 from vidtune.search_spaces import SpaceSpec, space_distributions
-from vidtune.trainable.core.trials import TrialStatus, classify
+from vidtune.trainable.core.results import TrialStatus, classify
 
 logger = logging.getLogger(__name__)
 

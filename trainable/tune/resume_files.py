@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from vidtune.trainable.core.search_config import filesystem, is_uri
+from vidtune.trainable.core.storage import filesystem, is_uri
 from vidtune.trainable.tune.asha import DECISIONS_FILE
 from vidtune.trainable.tune.budget import BUDGET_FILE
 from vidtune.trainable.tune.experiment import damaged_state

@@ -4,10 +4,10 @@ vidtune's default search, stock Ray Tune (Tuner + OptunaSearch + ASHAScheduler),
 (TPE + SuccessiveHalvingPruner, one process per core) and random search with the full budget,
 on the same model, data, space, trials and epochs, interleaved over seeds. Records best val
 acc, wall time, time to target, epochs, core utilization and an anytime plot
-(vidtune.analysis.bench.race).
+(benchmarks.lib.race).
 
-    python scripts/bench_race.py            # 3 seeds of `make search`'s work, about an hour on 2 cores
-    python scripts/bench_race.py --smoke    # tiny sizes, about a minute: checks the benchmark runs
+    python -m benchmarks.bench_race            # 3 seeds of `make search`'s work, about an hour on 2 cores
+    python -m benchmarks.bench_race --smoke    # tiny sizes, about a minute: checks the benchmark runs
 
 Writes its section of docs/benchmarks.md (between `<!-- bench_race:start/end -->`) and the
 plot docs/race.png. Run it on an otherwise idle machine.
@@ -21,9 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from vidtune.analysis.bench.common import write_section
-from vidtune.analysis.bench.make_search import render_make_search, run_make_search
-from vidtune.analysis.bench.race import (
+from benchmarks.lib.common import write_section
+from benchmarks.lib.make_search import render_make_search, run_make_search
+from benchmarks.lib.race import (
     METHODS,
     load_runs,
     make_race_plan,
@@ -31,7 +31,7 @@ from vidtune.analysis.bench.race import (
     race,
     standing,
 )
-from vidtune.analysis.bench.race_report import KEY, render
+from benchmarks.lib.race_report import KEY, render
 from vidtune.scripts._args import fail
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"

@@ -1,12 +1,12 @@
-"""Benchmarks: the figures of docs/benchmarks.md, measured against the project's goals.
+"""What the benchmark scripts share: the measurements, the plans and the markdown sections.
 
-scripts/bench_*.py and scripts/gpu_check.py are the entry points (argparse, then one call
+benchmarks/bench_*.py and benchmarks/gpu_check.py are the entry points (argparse, then one call
 into here); each writes its own section of the markdown file.
 
 - common.py        machine line, Verdict (PASS / FAIL / not resolvable), section writing
 - data_share.py    bench_data, and part 2 of bench_search: data loading's share of an epoch
 - plan.py          the sizes of a bench_search run (full or --smoke)
-- reports.py       each trial's reports, read through load_experiment
+- trial_reports.py each trial's reports, read through load_experiment
 - curves.py        pure functions: halving in hindsight, rank agreement, overlapping spans
 - epoch_time.py    part 1: a trial's epoch inside Ray against the plain loop
 - efficiency.py    part 3: ASHA + TPE (capped too) against random search, full budget
@@ -16,14 +16,14 @@ into here); each writes its own section of the markdown file.
 - gpu_check.py     `make gpu-check` (part 6): CUDA tests, auto probe, GPU data share, packing
 - search_report.py the bench_search section
 - search.py        run_search_bench: every part, one embedded Ray through the driver
-- decode.py        bench_decode: a long video's decode, and a data set's cache build (issue 17)
-- scale.py         bench_scale (issue 16): thousands of trials, the driver killed once
+- decode.py        bench_decode: a long video's decode, and a data set's cache build
+- scale.py         bench_scale: thousands of trials, the driver killed once
 - scale_report.py  the bench_scale section
 - warm_start.py    run_warm_start_bench: warm-started against cold searches, epochs to the
-                   cold best (scripts/bench_warm_start.py)
+                   cold best (benchmarks/bench_warm_start.py)
 
 Ray is reached only through vidtune.trainable.tune.driver (run_search, init_ray, shutdown,
-run_repeats). Names are imported on first use, so `import vidtune.analysis.bench` and the
+run_repeats). Names are imported on first use, so `import benchmarks.lib` and the
 Ray-free parts (common, data_share, curves) import no Ray.
 """
 
@@ -34,21 +34,21 @@ from typing import TYPE_CHECKING
 from vidtune._lazy import lazy_names
 
 if TYPE_CHECKING:
-    from vidtune.analysis.bench.common import Verdict, machine_line, verdict, write_section
-    from vidtune.analysis.bench.curves import halving_in_hindsight, max_overlap, rank_agreement
-    from vidtune.analysis.bench.data_share import DataShare, measure_data_share, run_data_bench
-    from vidtune.analysis.bench.decode import run_decode_bench
-    from vidtune.analysis.bench.efficiency import SearchRun
-    from vidtune.analysis.bench.epoch_time import EpochTimes
-    from vidtune.analysis.bench.gpu_check import GpuCheck, run_gpu_check
-    from vidtune.analysis.bench.gpus import PackedRun
-    from vidtune.analysis.bench.overhead import NoopOverhead
-    from vidtune.analysis.bench.plan import Plan, make_plan
-    from vidtune.analysis.bench.scale import ScalePlan, make_scale_plan, run_scale
-    from vidtune.analysis.bench.search import run_search_bench
-    from vidtune.analysis.bench.warm_start import run_warm_start_bench
+    from benchmarks.lib.common import Verdict, machine_line, verdict, write_section
+    from benchmarks.lib.curves import halving_in_hindsight, max_overlap, rank_agreement
+    from benchmarks.lib.data_share import DataShare, measure_data_share, run_data_bench
+    from benchmarks.lib.decode import run_decode_bench
+    from benchmarks.lib.efficiency import SearchRun
+    from benchmarks.lib.epoch_time import EpochTimes
+    from benchmarks.lib.gpu_check import GpuCheck, run_gpu_check
+    from benchmarks.lib.gpus import PackedRun
+    from benchmarks.lib.overhead import NoopOverhead
+    from benchmarks.lib.plan import Plan, make_plan
+    from benchmarks.lib.scale import ScalePlan, make_scale_plan, run_scale
+    from benchmarks.lib.search import run_search_bench
+    from benchmarks.lib.warm_start import run_warm_start_bench
 
-_WHERE = {   # public name -> module under vidtune.analysis.bench
+_WHERE = {   # public name -> module under benchmarks.lib
     "Verdict": "common",
     "machine_line": "common",
     "verdict": "common",

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from vidtune.analysis.bench.common import Verdict, spread
-from vidtune.analysis.bench.reports import per_trial, report_intervals, span
+from benchmarks.lib.common import Verdict, spread
+from benchmarks.lib.trial_reports import per_trial, report_intervals, span
 from vidtune.search_spaces import get_space
 from vidtune.trainable.core.search_config import SearchConfig
 from vidtune.trainable.core.trial import limit_resources, run_trial

@@ -1,15 +1,15 @@
-"""Benchmark (issue 16): a search of thousands of sub-second trials, its driver killed once.
+"""Benchmark: a search of thousands of sub-second trials, its driver killed once.
 
 2,000 trials of the `tiny` space on tiny clips on this machine's CPUs (2 trials at once), the
 driver SIGKILLed when 1,000 have finished and `vidtune resume`d; against the trial count
 (250, 500, 1000, 2000): per-trial overhead, driver RSS and CPU, the experiment snapshot's time
 and size, the results folder and optuna.db per trial, `vidtune analyze`, the Optuna mirror's
 write and reconcile, resume to the first new trial, and TPE's proposal time
-(vidtune.analysis.bench.scale).
+(benchmarks.lib.scale).
 
-    python scripts/bench_scale.py                  # about 10 minutes on 2 cores
-    python scripts/bench_scale.py --smoke          # 60 trials killed at 20, ~2 minutes: checks it runs
-    python scripts/bench_scale.py --baseline docs/bench_scale_before.json   # before/after table
+    python -m benchmarks.bench_scale                  # about 10 minutes on 2 cores
+    python -m benchmarks.bench_scale --smoke          # 32 trials killed at 12, ~1 minute: checks it runs
+    python -m benchmarks.bench_scale --baseline docs/bench_scale_before.json   # before/after table
 
 Writes its section of docs/benchmarks.md (between `<!-- bench_scale:start/end -->`) and the
 run's figures as JSON (--json, default docs/bench_scale.json beside --out). Run it on an
@@ -26,9 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from vidtune.analysis.bench.common import write_section
-from vidtune.analysis.bench.scale import make_scale_plan, run_scale, with_cache
-from vidtune.analysis.bench.scale_report import KEY, render
+from benchmarks.lib.common import write_section
+from benchmarks.lib.scale import make_scale_plan, run_scale, with_cache
+from benchmarks.lib.scale_report import KEY, render
 from vidtune.scripts._args import fail
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -36,7 +36,7 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 def main(argv: list[str] | None = None) -> str:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--smoke", action="store_true", help="60 trials, killed at 20")
+    p.add_argument("--smoke", action="store_true", help="32 trials, killed at 12")
     p.add_argument("--trials", type=int, default=None,
                    help="trials in the search (default 2000; killed at half, marks at 1/8, 1/4, 1/2, 1)")
     p.add_argument("--results-dir", default=None, help="keep the search here (default: a temporary folder)")

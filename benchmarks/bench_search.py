@@ -1,4 +1,4 @@
-"""Benchmark (issue 7): what the search costs and what it buys, measured side by side in one run.
+"""Benchmark: what the search costs and what it buys, measured side by side in one run.
 
 1. epoch time of a trial inside Ray against the plain loop (goal <= 1.05x)
 2. data-loading share of epoch time (goal <= 5 %)
@@ -8,11 +8,11 @@
 5. fractional GPUs: trials at once at gpus_per_trial 0.25 on one (fake) GPU (goal 4)
 6. on a CUDA machine only: throughput of 4 packed trials against 1 alone
 
-The parts live in vidtune.analysis.bench (search.py runs them). Ray is started embedded
+The parts live in benchmarks.lib (search.py runs them). Ray is started embedded
 (address="local") through the search driver, never joined.
 
-    python scripts/bench_search.py           # about 20 minutes on 2 cores
-    python scripts/bench_search.py --smoke   # tiny sizes, under a minute: checks the benchmark runs
+    python -m benchmarks.bench_search           # about 20 minutes on 2 cores
+    python -m benchmarks.bench_search --smoke   # tiny sizes, under a minute: checks the benchmark runs
 
 Writes its own section of docs/benchmarks.md (between `<!-- bench_search:start/end -->`).
 """
@@ -22,8 +22,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vidtune.analysis.bench.plan import make_plan
-from vidtune.analysis.bench.search import run_search_bench
+from benchmarks.lib.plan import make_plan
+from benchmarks.lib.search import run_search_bench
 from vidtune.scripts._args import fail
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"

@@ -1,9 +1,9 @@
-"""Benchmark (issue 17): decoding a 10-minute 720p video (peak RSS, time, before and after) and
+"""Benchmark: decoding a 10-minute 720p video (peak RSS, time, before and after) and
 a data set's clip cache (videos/s with 1 and 2 processes and a 2-node `ray start` cluster).
-The measurement lives in vidtune.analysis.bench.decode.
+The measurement lives in benchmarks.lib.decode.
 
-    python scripts/bench_decode.py               # the full run (encodes the videos once, minutes)
-    python scripts/bench_decode.py --smoke       # tiny sizes: checks the benchmark runs
+    python -m benchmarks.bench_decode               # the full run (encodes the videos once, minutes)
+    python -m benchmarks.bench_decode --smoke       # tiny sizes: checks the benchmark runs
 
 Writes its own section of docs/benchmarks.md (between `<!-- bench_decode:start/end -->`).
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vidtune.analysis.bench.decode import run_decode_bench
+from benchmarks.lib.decode import run_decode_bench
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 

@@ -15,7 +15,7 @@ unreadable one (core.checkpoint.sibling_checkpoints). A finished trial's checkpo
 deleted only once two snapshots have been saved since it finished (CheckpointKeeper._pending).
 
 Once a trial has finished it is never resumed again, so the keeper keeps the newest checkpoint of the
-best `keep` finished trials only (ranked by the retrain rule of core.trials.best_trial:
+best `keep` finished trials only (ranked by the retrain rule of core.results.best_trial:
 most epochs, then final val_acc, then the earlier trial), slimmed to the weights (the
 optimizer's moments are two thirds of it and only a resume needs them), and deletes every
 other checkpoint of a finished trial. Metrics, config and progress.csv stay. Errored trials

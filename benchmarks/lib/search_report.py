@@ -13,7 +13,7 @@ import statistics
 import numpy as np
 import torch
 
-from vidtune.analysis.bench.common import (
+from benchmarks.lib.common import (
     SMOKE_NOTE,
     describe_data,
     describe_model,
@@ -22,13 +22,13 @@ from vidtune.analysis.bench.common import (
     machine_line,
     verdict,
 )
-from vidtune.analysis.bench.curves import halving_in_hindsight, rank_agreement
-from vidtune.analysis.bench.data_share import GOAL_SHARE, DataShare, data_share_rows
-from vidtune.analysis.bench.efficiency import GOAL_ACC_GAP, GOAL_EPOCH_RATIO, SearchRun, versus
-from vidtune.analysis.bench.epoch_time import GOAL_RAY_RATIO, EpochTimes
-from vidtune.analysis.bench.gpus import GPU_FRACTION
-from vidtune.analysis.bench.overhead import NoopOverhead
-from vidtune.analysis.bench.plan import Plan
+from benchmarks.lib.curves import halving_in_hindsight, rank_agreement
+from benchmarks.lib.data_share import GOAL_SHARE, DataShare, data_share_rows
+from benchmarks.lib.efficiency import GOAL_ACC_GAP, GOAL_EPOCH_RATIO, SearchRun, versus
+from benchmarks.lib.epoch_time import GOAL_RAY_RATIO, EpochTimes
+from benchmarks.lib.gpus import GPU_FRACTION
+from benchmarks.lib.overhead import NoopOverhead
+from benchmarks.lib.plan import Plan
 from vidtune.analysis.tables import asha_milestones
 from vidtune.search_spaces import get_space
 from vidtune.trainable.core.search_config import SearchConfig
@@ -54,7 +54,7 @@ def render(plan: Plan, times: EpochTimes, share: DataShare, runs: list[tuple[Sea
     most, pack_trials = pack
     target = round(1 / GPU_FRACTION)
     lines = [
-        "## Search benchmarks (`scripts/bench_search.py`, issue 7)",
+        "## Search benchmarks (`benchmarks/bench_search.py`)",
         "",
         *([SMOKE_NOTE, ""] if plan.smoke else []),
         f"- Run: {machine_line()}.",
@@ -113,7 +113,7 @@ def render(plan: Plan, times: EpochTimes, share: DataShare, runs: list[tuple[Sea
         "",
         "### 2. Data-loading share of epoch time",
         "",
-        f"`scripts/bench_data.py`'s measurement on the same data and model, {share.threads} torch "
+        f"`benchmarks/bench_data.py`'s measurement on the same data and model, {share.threads} torch "
         f"threads, {share.train_clips} train / {share.val_clips} val clips, batch {share.batch_size}, "
         f"median of {share.repeats} repeat(s). The figure judged is the larger of the two shares, "
         "or the inside-loader share alone where the difference lies within the run-to-run spread "
@@ -189,7 +189,7 @@ def render(plan: Plan, times: EpochTimes, share: DataShare, runs: list[tuple[Sea
         "",
         "### 6. Packed trials on a real GPU",
         "",
-        "Measured by `make gpu-check` (`scripts/gpu_check.py`) on a CUDA machine, in its own "
+        "Measured by `make gpu-check` (`benchmarks/gpu_check.py`) on a CUDA machine, in its own "
         "section of this file (`gpu_check`): 1, 2, 4 and 8 packed trials per GPU on 16x112x112 "
         "clips, with GPU utilization, peak memory per trial and the data path's share.",
     ]

@@ -23,8 +23,8 @@ from typing import Any
 
 import pandas as pd
 
-from vidtune.analysis.bench.gpu_util import UtilSampler
-from vidtune.analysis.bench.gpus import PackedRun, packed_figures
+from benchmarks.lib.gpu_util import UtilSampler
+from benchmarks.lib.gpus import PackedRun, packed_figures
 from vidtune.trainable.core.search_config import SearchConfig
 
 MB = 1024.0**2

@@ -1,8 +1,8 @@
-"""Benchmark (issue 17): decoding real videos, one long video and a data set's worth.
+"""Benchmark: decoding real videos, one long video and a data set's worth.
 
 1. A long video: 10 minutes of 720p at 30 fps (18,000 frames, x264, a keyframe every 250
    frames), encoded once by the benchmark itself. It is decoded to 16 frames of 112x112 by the
-   decoder before issue 17 (every frame decoded, resized and kept, then sampled: a verbatim
+   decoder it replaced (every frame decoded, resized and kept, then sampled: a verbatim
    copy of main at b646fee) and by data.decode.decode_video (packet timestamps, seeks to the
    keyframes before the wanted frames, only those converted), each in a fresh process that
    imports nothing else, so its peak RSS is the decoder's. Goal: peak RSS under 300 MB, and
@@ -13,7 +13,7 @@
    share the disk, as a cluster shares its storage). Videos per second, each from an empty
    cache. For reference, the threads of the old build with the old decoder.
 
-scripts/bench_decode.py runs it and writes its own section of docs/benchmarks.md.
+benchmarks/bench_decode.py runs it and writes its own section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vidtune.analysis.bench.common import SMOKE_NOTE, machine_line, verdict, write_section
+from benchmarks.lib.common import SMOKE_NOTE, machine_line, verdict, write_section
 
 KEY = "bench_decode"
 GOAL_RSS_MB = 300.0
@@ -262,7 +262,7 @@ def _build(root: Path, cache: Path, workers: int, runner=None) -> tuple[float, s
 
 
 def _old_build(root: Path, workers: int) -> float:
-    """The build before issue 17: the old decoder in a thread per core, all clips in memory."""
+    """The build with the decoder it replaced in a thread per core, all clips in memory."""
     from concurrent.futures import ThreadPoolExecutor
 
     namespace: dict = {}
@@ -378,7 +378,7 @@ def measure_cluster(root: Path, work: Path, videos: int, repeats: int) -> Throug
     """Ray tasks on a 2-node `ray start` cluster, reached through the driver as a search does."""
     with ray_start_cluster(2) as address:
         from vidtune.trainable.core.search_config import SearchConfig
-        from vidtune.trainable.tune.decode import ray_runner
+        from vidtune.trainable.tune.cluster_cache import ray_runner
         from vidtune.trainable.tune.driver import init_ray, shutdown
 
         init_ray(SearchConfig(address=address))
@@ -407,7 +407,7 @@ def render(plan: Plan, long: list[Decoded], rates: list[Throughput], smoke: bool
     before, after = long[0], long[1]
     w, h = plan.long_size
     lines = [
-        "## Decoding real videos (`scripts/bench_decode.py`, issue 17)",
+        "## Decoding real videos (`benchmarks/bench_decode.py`)",
         "",
         *([SMOKE_NOTE, ""] if smoke else []),
         f"- Run: {machine_line()}.",

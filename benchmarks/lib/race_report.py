@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from vidtune.analysis.bench.common import SMOKE_NOTE, Verdict, describe_data, machine_line
-from vidtune.analysis.bench.race import (
+from benchmarks.lib.common import SMOKE_NOTE, Verdict, describe_data, machine_line
+from benchmarks.lib.race import (
     GOAL_ACC_GAP,
     GOAL_CPU,
     GOAL_STORAGE_MB,
@@ -58,7 +58,7 @@ def render(plan: RacePlan, runs: list[RaceRun], st: Standing, png: Path, doc: Pa
     methods = list(st.median_ttt)
     lines = [
         "## The race: wall time to a good model against stock Ray Tune and Optuna "
-        "(`scripts/bench_race.py`, issue 13)",
+        "(`benchmarks/bench_race.py`, issue 13)",
         "",
         f"- Run: {machine_line()}; {took_s / 60:.1f} min in all.",
         f"- Work: space `{plan.space}`, {plan.num_samples} trials, up to {plan.max_epochs} epochs, "

@@ -1,10 +1,10 @@
 """The GPU check (issues 15 and 23): on one GPU, in at most 8 minutes, the CUDA tests, the
 dtypes, the memory probe, the data path's share and packed trials at 1, 2, 4 and 8 per GPU
-(plain processes, no Ray). The work lives in vidtune.analysis.bench.gpu_check.
+(plain processes, no Ray). The work lives in benchmarks/lib/gpu_check.py.
 
-    python3 scripts/gpu_check.py                  # on the GPU machine (`make gpu-check`); $OUT or --out
-    python3 scripts/gpu_check.py --cpu --out DIR  # the same parts on the CPU at smoke sizes
-    python3 scripts/gpu_check.py --fold DIR       # here: DIR's section into docs/benchmarks.md
+    python3 benchmarks/gpu_check.py                  # on the GPU machine (`make gpu-check`); $OUT or --out
+    python3 benchmarks/gpu_check.py --cpu --out DIR  # the same parts on the CPU at smoke sizes
+    python3 benchmarks/gpu_check.py --fold DIR       # here: DIR's section into docs/benchmarks.md
 
 It runs from this source tree with no install: vidtune is imported through a tree of
 symlinks (.gpu_tree/vidtune -> the folders, as `make typecheck` reads them), and optuna,
@@ -47,7 +47,9 @@ def use_source_tree() -> list[str]:
         if not (link.is_symlink() and link.resolve() == target.resolve()):
             link.unlink(missing_ok=True)
             link.symlink_to(os.path.relpath(target, package))
-    added = [str(TREE)]
+    # The shim first, so that `vidtune` is the shim and not this checkout's vidtune/ folder;
+    # then the checkout itself, for `benchmarks` (run as a script, only benchmarks/ is on the path).
+    added = [str(TREE), str(ROOT)]
     for wheel in sorted((ROOT / ".whl").glob("*-py3-none-any.whl")):
         name = wheel.name.split("-")[0].lower()
         if not importable(name):   # an installed one (a venv, pip --target) wins
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     added = use_source_tree()
 
-    from vidtune.analysis.bench import gpu_check
+    from benchmarks.lib import gpu_check
 
     if args.fold:
         try:

@@ -1,4 +1,4 @@
-"""The scale benchmark (issue 16): thousands of sub-second trials, the driver killed once.
+"""The scale benchmark: thousands of sub-second trials, the driver killed once.
 
 One real search: `vidtune search` of `trials` trials of the `tiny` space on tiny clips (each
 trial well under a second), as a subprocess with its embedded Ray, on `slots` CPUs. When
@@ -53,7 +53,7 @@ MARKS = (250, 500, 1000, 2000)
 TPE_COUNTS = (250, 500, 1000, 2000, 5000, 10000)
 DATA = DataConfig(num_clips=40, frames=2, height=8, width=8, noise=0.2)   # tiny clips
 NAME = "scale"
-# Goals (issue 16), for 2,000 trials on 2 cores.
+# Goals, for 2,000 trials on 2 cores.
 GOAL_OVERHEAD_S = 0.100        # per-trial overhead, at every mark
 GOAL_FLAT_S_PER_1000 = 0.020   # "flat": the overhead may grow at most this much per 1,000 trials
 GOAL_RSS_MB_PER_1000 = 50.0
@@ -83,7 +83,7 @@ class ScalePlan:
 
 
 def make_scale_plan(smoke: bool = False, trials: int | None = None) -> ScalePlan:
-    """2,000 trials killed at 1,000 (issue 16); --smoke: 60 killed at 20 (marks 20, 60); --trials N: N,
+    """2,000 trials killed at 1,000; --smoke: 32 killed at 12 (marks 12, 32); --trials N: N,
     killed at N/2, marks at N/8, N/4, N/2 and N."""
     if trials is not None:
         if trials < 16:
@@ -93,9 +93,9 @@ def make_scale_plan(smoke: bool = False, trials: int | None = None) -> ScalePlan
                          tpe_counts=tuple(n for n in TPE_COUNTS if n <= 5 * trials),
                          asks=5 if smoke else 20)
     if smoke:
-        # 60, killed once 20 have finished: driver.jsonl is rewritten every ~2 s, so the kill
-        # lands some trials past 20, and well before the end.
-        return ScalePlan(True, 60, (20, 60), 20, tpe_counts=(20, 60), asks=3)
+        # 32, killed once 12 have finished: driver.jsonl is rewritten every ~2 s, so the kill
+        # lands some trials past 12, and well before the end.
+        return ScalePlan(True, 32, (12, 32), 12, tpe_counts=(12, 32), asks=3)
     return ScalePlan(False, MARKS[-1], MARKS, MARKS[-1] // 2)
 
 
@@ -114,7 +114,7 @@ class Window:
 
     @property
     def overhead_s(self) -> float:
-        """Issue 16's definition: wall x slots / trials - the median trial time."""
+        """The benchmark's definition: wall x slots / trials - the median trial time."""
         return self.wall_s * self.slots / self.trials - self.median_trial_s
 
     @property
@@ -447,7 +447,7 @@ def time_tpe(exp: Any, counts: tuple[int, ...], asks: int, seed: int = 0) -> dic
     import optuna
 
     from vidtune.search_spaces import get_space, space_distributions
-    from vidtune.trainable.core.trials import TrialStatus
+    from vidtune.trainable.core.results import TrialStatus
     from vidtune.trainable.tune.tpe import BoundedTPESampler
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

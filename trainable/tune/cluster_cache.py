@@ -8,7 +8,7 @@ none decodes anything (run_trial loads with decode=False, and fails rather than 
 
 The cache folder and the videos must be at the same paths on every node: a task on a node that
 cannot see them fails the build, naming the node and the folder. The data layer does the work
-(data.build.decode_chunk, plain Python); this module only runs it as Ray tasks.
+(data.chunks.decode_chunk, plain Python); this module only runs it as Ray tasks.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from ray.exceptions import RayTaskError
 
 from vidtune.data import DataConfig, load_arrays
 from vidtune.data.arrays import VideoArrays
-from vidtune.data.build import Chunk, ChunkResult, decode_chunk, load_source
+from vidtune.data.build import load_source
 from vidtune.data.catalogue import read_catalogue
+from vidtune.data.chunks import Chunk, ChunkResult, decode_chunk
 from vidtune.data.store import StoreWriteError
 
 

@@ -1,11 +1,11 @@
-"""Benchmark (issue 2): how much of an epoch is data loading, on the default CPU config.
+"""Benchmark: how much of an epoch is data loading, on the default CPU config.
 
 The same epoch is timed fed by the real loader and fed by the same batches held in memory;
 the difference, and the time spent inside the loader, over the real epoch is the data-loading
-share (goal <= 5 %). The measurement lives in vidtune.analysis.bench.data_share.
+share (goal <= 5 %). The measurement lives in benchmarks.lib.data_share.
 
-    python scripts/bench_data.py            # default config, 3 repeats (several minutes on 2 cores)
-    python scripts/bench_data.py --smoke    # tiny sizes, seconds: checks the benchmark runs
+    python -m benchmarks.bench_data            # default config, 3 repeats (several minutes on 2 cores)
+    python -m benchmarks.bench_data --smoke    # tiny sizes, seconds: checks the benchmark runs
 
 Writes its own section of docs/benchmarks.md (between `<!-- bench_data:start/end -->`).
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vidtune.analysis.bench.data_share import DataShare, run_data_bench
+from benchmarks.lib.data_share import DataShare, run_data_bench
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vidtune.analysis.bench.plan import Plan, search_cfg
-from vidtune.analysis.bench.reports import per_trial, span
+from benchmarks.lib.plan import Plan, search_cfg
+from benchmarks.lib.trial_reports import per_trial, span
 from vidtune.data import DataConfig
 from vidtune.trainable.tune.driver import run_search
 from vidtune.trainable.tune.experiment import load_experiment

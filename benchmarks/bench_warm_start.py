@@ -1,9 +1,9 @@
 """Benchmark: a search warm-started from another seed's finished search against the same search
-started cold; epochs to reach the cold search's best val acc (analysis/bench/warm_start.py).
+started cold; epochs to reach the cold search's best val acc (benchmarks/lib/warm_start.py).
 
-    python scripts/bench_warm_start.py            # 4 seeds x 2 searches of 16 trials, ~10 min on 2 cores
-    python scripts/bench_warm_start.py --smoke    # tiny sizes, about a minute: checks the script runs
-    python scripts/bench_warm_start.py --benchmark default --uses all,full --jobs 2
+    python -m benchmarks.bench_warm_start            # 4 seeds x 2 searches of 16 trials, ~10 min on 2 cores
+    python -m benchmarks.bench_warm_start --smoke    # tiny sizes, about a minute: checks the script runs
+    python -m benchmarks.bench_warm_start --benchmark default --uses all,full --jobs 2
                                                   # on make search's data, 2 searches at once
 
 Writes its section of docs/benchmarks.md (between `<!-- bench_warm_start:start/end -->`) and
@@ -54,8 +54,8 @@ def main(argv: list[str] | None = None) -> str:
     uses = tuple(u.strip() for u in args.uses.split(",") if u.strip())
     if not uses or any(u not in WARM_START_USES for u in uses):
         p.error(f"--uses is {args.uses!r}; give some of {', '.join(WARM_START_USES)}, e.g. all,full")
-    from vidtune.analysis.bench.common import machine_line, write_section
-    from vidtune.analysis.bench.warm_start import (
+    from benchmarks.lib.common import machine_line, write_section
+    from benchmarks.lib.warm_start import (
         cold_name,
         make_plan,
         render,

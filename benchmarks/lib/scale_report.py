@@ -7,8 +7,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from vidtune.analysis.bench.common import SMOKE_NOTE, Verdict, describe_data, machine_line
-from vidtune.analysis.bench.scale import (
+from benchmarks.lib.common import SMOKE_NOTE, Verdict, describe_data, machine_line
+from benchmarks.lib.scale import (
     GOAL_ANALYZE_S,
     GOAL_DISK_KB,
     GOAL_FLAT_S_PER_1000,
@@ -41,7 +41,7 @@ def per_mark(d: dict[str, Any]) -> dict[int, dict[str, float]]:
 
 
 def goals(d: dict[str, Any]) -> list[tuple[str, str, str, Verdict]]:
-    """(figure, measured, goal, verdict) rows of issue 16's goals."""
+    """(figure, measured, goal, verdict) rows of the scale goals."""
     marks = per_mark(d)
     last = marks[max(marks)] if marks else {}
     over = [(k, v["overhead_s"]) for k, v in sorted(marks.items()) if "overhead_s" in v]
@@ -166,7 +166,7 @@ def render(d: dict[str, Any], took_s: float, baseline: dict[str, Any] | None = N
     from vidtune.data import DataConfig
 
     lines = [
-        "## Scale: thousands of trials, one driver killed (`scripts/bench_scale.py`, issue 16)",
+        "## Scale: thousands of trials, one driver killed (`benchmarks/bench_scale.py`)",
         "",
         f"*{machine_line()}; the benchmark took {took_s / 60:.1f} min.*",
         "",

@@ -3,7 +3,7 @@
 It runs on the lent device machine as it is: python3 with torch (2.11 there, 2.14 here),
 torchvision, numpy, pandas, matplotlib, pytest and nvidia-ml-py, and no Ray, no PyAV, no
 package registry. Nothing here imports Ray or PyAV; optuna (the search spaces need it)
-travels as a wheel (scripts/gpu_check.py puts it on the path; docs/benchmarks.md part 6).
+travels as a wheel (benchmarks/gpu_check.py puts it on the path; docs/benchmarks.md part 6).
 
 Parts, in order:
 0. Preflight: torch must see the GPU that `nvidia-smi -L` lists; if it cannot, the run fails
@@ -30,7 +30,7 @@ the run then shows that the script, its imports and its processes work, nothing 
 
 Everything goes under the output folder (--out, default $OUT): gpu_check.md (the section),
 gpu_check.json (every figure), gpu_check.log, gpu-packed.png; each is rewritten after every
-part, so a run stopped at any point keeps what it measured. `scripts/gpu_check.py --fold DIR`
+part, so a run stopped at any point keeps what it measured. `benchmarks/gpu_check.py --fold DIR`
 then writes the section into docs/benchmarks.md (part 6) and copies the figure beside it.
 The exit status is 1 if anything failed: the preflight, a test, an errored trial, a part that
 raised, or the time budget. Goals are verdicts in the section, not failures.
@@ -68,15 +68,15 @@ from typing import Any
 
 import torch
 
-from vidtune.analysis.bench.common import (
+from benchmarks.lib.common import (
     Verdict,
     describe_data,
     describe_model,
     machine_line,
     write_section,
 )
-from vidtune.analysis.bench.data_share import DataShare
-from vidtune.analysis.bench.gpus import PackedRun
+from benchmarks.lib.data_share import DataShare
+from benchmarks.lib.gpus import PackedRun
 from vidtune.data import DataConfig
 from vidtune.trainable.core.config import ModelConfig
 
@@ -340,7 +340,7 @@ def render(c: GpuCheck) -> str:
         f"- Result: {'**all checks passed**' if c.ok else '**FAILED**: ' + '; '.join(c.failures)}.",
         f"- Wall time: {sum(c.took.values()):.0f} s of a {c.plan.budget_s:.0f} s budget"
         + (f"; {took}." if took else "."),
-        f"- Estimated for an H100/H200 from FLOPs (`analysis/bench/gpu_check.py`): "
+        f"- Estimated for an H100/H200 from FLOPs (`benchmarks/lib/gpu_check.py`): "
         f"{sum(c.estimate.values()):.0f} s; {planned}.",
         *([f"- Skipped: {'; '.join(c.skipped)}."] if c.skipped else []),
         "",
@@ -366,7 +366,7 @@ def render(c: GpuCheck) -> str:
         "",
     ]
     if c.share is not None:
-        from vidtune.analysis.bench.data_share import data_share_rows
+        from benchmarks.lib.data_share import data_share_rows
 
         lines += ["### Data path's share of an epoch", "",
                   f"bench_data's measurement on {c.share.device}: {describe_model(c.plan.model)} alone, "
@@ -567,7 +567,7 @@ def run_gpu_check(out_dir: str | Path, tests: str | Path, cpu_mode: bool = False
         say(check.probe)
 
     def data_share() -> None:
-        from vidtune.analysis.bench.data_share import measure_data_share
+        from benchmarks.lib.data_share import measure_data_share
 
         check.share = measure_data_share(plan.data, model, plan.batch_size, plan.data_repeats,
                                          progress=True, device=device)
@@ -575,7 +575,7 @@ def run_gpu_check(out_dir: str | Path, tests: str | Path, cpu_mode: bool = False
             torch.cuda.empty_cache()   # the in-memory batches: give their memory back to the trials
 
     def packed() -> None:
-        from vidtune.analysis.bench.packed import predict_wall, run_packed
+        from benchmarks.lib.packed import predict_wall, run_packed
         from vidtune.search_spaces import get_space
         from vidtune.trainable.core.packing import share_of
         from vidtune.trainable.core.search_config import SearchConfig

@@ -13,8 +13,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from vidtune.analysis.bench.plan import Plan, search_cfg
-from vidtune.analysis.bench.reports import has_clock, per_trial
+from benchmarks.lib.plan import Plan, search_cfg
+from benchmarks.lib.trial_reports import has_clock, per_trial
 from vidtune.trainable.core.search_config import SearchConfig
 from vidtune.trainable.tune.driver import run_search
 from vidtune.trainable.tune.experiment import load_experiment

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from vidtune.analysis.bench.curves import max_overlap
-from vidtune.analysis.bench.gpu_util import mean_between
-from vidtune.analysis.bench.plan import Plan, search_cfg
-from vidtune.analysis.bench.reports import per_trial, span
+from benchmarks.lib.curves import max_overlap
+from benchmarks.lib.gpu_util import mean_between
+from benchmarks.lib.plan import Plan, search_cfg
+from benchmarks.lib.trial_reports import per_trial, span
 from vidtune.trainable.tune.experiment import load_experiment
 
 GPU_FRACTION = 0.25          # part 5: four trials per (fake) GPU

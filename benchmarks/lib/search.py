@@ -1,4 +1,4 @@
-"""Benchmark (issue 7): what the search costs and what it buys, measured side by side in one run.
+"""Benchmark: what the search costs and what it buys, measured side by side in one run.
 
 1. Epoch time of a trial inside Ray (a real one-trial run_search, default model and data)
    against the same epoch in the plain loop (run_trial in this process, same threads).
@@ -32,14 +32,14 @@ from pathlib import Path
 
 import torch
 
-from vidtune.analysis.bench.common import stage, write_section
-from vidtune.analysis.bench.data_share import measure_data_share
-from vidtune.analysis.bench.efficiency import efficiency
-from vidtune.analysis.bench.epoch_time import EpochTimes, plain_loop, ray_trial
-from vidtune.analysis.bench.gpus import packing
-from vidtune.analysis.bench.overhead import noop_overhead
-from vidtune.analysis.bench.plan import Plan, search_cfg
-from vidtune.analysis.bench.search_report import KEY, render
+from benchmarks.lib.common import stage, write_section
+from benchmarks.lib.data_share import measure_data_share
+from benchmarks.lib.efficiency import efficiency
+from benchmarks.lib.epoch_time import EpochTimes, plain_loop, ray_trial
+from benchmarks.lib.gpus import packing
+from benchmarks.lib.overhead import noop_overhead
+from benchmarks.lib.plan import Plan, search_cfg
+from benchmarks.lib.search_report import KEY, render
 from vidtune.data import load_arrays
 from vidtune.search_spaces import get_space
 from vidtune.trainable.core.trial import trial_configs

@@ -1,4 +1,4 @@
-"""Benchmark (issue 2): how much of an epoch is data loading, on the default CPU config.
+"""Benchmark: how much of an epoch is data loading, on the default CPU config.
 
 The same epoch (one pass over train, then val, as fit() does it) is timed twice with a freshly
 seeded model: once fed by the real loader (uint8 memmap gather + float conversion per batch;
@@ -9,7 +9,7 @@ Two cross-checks: the time spent inside the loader during the real epoch, and th
 iterated alone (no model). Medians of a few repeats; real and in-memory runs alternate, so a
 slow drift of the machine does not favour one of them.
 
-scripts/bench_data.py runs it alone; the search benchmark runs it as its part 2.
+benchmarks/bench_data.py runs it alone; the search benchmark runs it as its part 2.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from vidtune.analysis.bench.common import (
+from benchmarks.lib.common import (
     SMOKE_NOTE,
     Verdict,
     describe_data,
@@ -150,7 +150,7 @@ def measure_data_share(data: DataConfig, model_cfg: ModelConfig, batch_size: int
     loaders = make_loaders(data, batch_size=batch_size, progress=False)
     model_cfg = replace(model_cfg, num_classes=len(loaders.class_names))
     loaders.train.set_epoch(0)                                # every epoch below sees epoch 0's order
-    # float (B, T, 3, H, W) on the device (on the CPU: the loader's own tensors, as before)
+    # float (B, T, 3, H, W) on the device (on the CPU: the loader's own tensors)
     train_batches = [(x.to(device), y.to(device)) for x, y in loaders.train]
     val_batches = [(x.to(device), y.to(device)) for x, y in loaders.val]
 
@@ -202,7 +202,7 @@ def data_share_rows(r: DataShare) -> list[str]:
 def render(r: DataShare, data: DataConfig, model_cfg: ModelConfig, smoke: bool) -> str:
     """The bench_data section of the markdown file."""
     lines = [
-        "## Data loading share of an epoch (`scripts/bench_data.py`, issue 2)",
+        "## Data loading share of an epoch (`benchmarks/bench_data.py`)",
         "",
         *([SMOKE_NOTE, ""] if smoke else []),
         f"- Run: {machine_line()}.",
