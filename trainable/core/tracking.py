@@ -40,6 +40,7 @@ EPOCH_METRICS = ("val_acc", "val_loss", "train_loss", "epoch_time_s", "data_s", 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def _sqlite_path(uri: str) -> Path | None:
@@ -207,7 +208,10 @@ def log_model(uri: str, experiment: str, experiment_path: str, model_folder: Pat
     a batch of 2 clips so the batch size stays dynamic), with the folder's weights.pt,
     config.json and metrics.json beside it (vidtune's own loader reads those)."""
     import mlflow
+    import numpy as np
     import torch
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
 
     from vidtune.trainable.best.artifact import CONFIG, METRICS, WEIGHTS
 
@@ -225,8 +229,15 @@ def log_model(uri: str, experiment: str, experiment_path: str, model_folder: Pat
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()
                             if isinstance(v, int | float) and not isinstance(v, bool)})
         mlflow.log_metric("val_acc", float(val_acc))
+        with torch.no_grad():
+            logits = model(example)   # (B, num_classes)
+        # A TensorSpec signature (batch dimension -1: dynamic) is what the pt2 format needs.
+        signature = ModelSignature(
+            inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *example.shape[1:]))]),
+            outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *logits.shape[1:]))]))
         info = mlflow.pytorch.log_model(
             model, name="model", input_example=example.numpy(), serialization_format="pt2",
+            signature=signature,
             extra_files=[str(model_folder / n) for n in (WEIGHTS, CONFIG, METRICS)],
             # Given, not inferred: inference imports the model in a subprocess (seconds).
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
