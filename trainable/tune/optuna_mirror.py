@@ -267,10 +267,13 @@ class OptunaMirror(Callback):
                 self._rows = (self._rows or 0) + 1
             else:   # its RUNNING row: the epochs the row may lack, then its attributes and state
                 assert self._storage is not None
+                have = self._storage.get_trial(row)   # one read: write only what differs
                 for epoch, value in frozen.intermediate_values.items():
-                    self._storage.set_trial_intermediate_value(row, epoch, value)
+                    if have.intermediate_values.get(epoch) != value:
+                        self._storage.set_trial_intermediate_value(row, epoch, value)
                 for key, value in frozen.user_attrs.items():
-                    self._storage.set_trial_user_attr(row, key, value)
+                    if have.user_attrs.get(key) != value:
+                        self._storage.set_trial_user_attr(row, key, value)
                 self._storage.set_trial_state_values(row, frozen.state, frozen.values)
                 del self._live[trial.trial_id]
             self._known.add(trial.trial_id)
