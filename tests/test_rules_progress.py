@@ -15,8 +15,12 @@ from vidtune.trainable.tune.progress import BestSoFar, Progress, end_estimate, p
 
 
 def test_end_estimate_spreads_the_work_left_over_the_slots():
-    # median trial 10 s; running trials lack 10-4 and 10-12 (none); 3 left: (6 + 0 + 30) / 2
-    assert end_estimate([8, 10, 30], [4, 12], left=3, slots=2) == pytest.approx(18.0)
+    # median trial 10 s, longest 30 s; the running trials lack 10-4 and, past the median,
+    # 30-12; 3 left at 10 s each: (6 + 18 + 30) / 2
+    assert end_estimate([8, 10, 30], [4, 12], left=3, slots=2) == pytest.approx(27.0)
+    assert end_estimate([8, 10, 30], [40], left=0, slots=2) == 0.0   # past them all: any moment
+    assert Progress(9, done=3, running=1, left=0, best=None, end_in_s=0.0).line().endswith(
+        "| end: any moment")
     assert end_estimate([10], [], left=0, slots=4) == 0.0
     assert end_estimate([10], [2], left=4, slots=1, budget_left_s=20) == 20   # the budget bounds it
 
@@ -48,7 +52,7 @@ def test_progress_of_counts_trials_left_under_a_cap_and_when_the_budget_closes()
               trial("d", "PENDING")]
     p = progress_of(trials, num_samples=6, slots=2, elapsed_s=30)
     assert (p.done, p.running, p.left) == (2, 1, 3)          # d and the 2 not yet created
-    assert p.end_in_s == pytest.approx((6 + 3 * 10) / 2)
+    assert p.end_in_s == pytest.approx((6 + 3 * 10) / 2)     # c lacks 6 s of the median 10
     b = budget.Budget(100.0)
     budget.set_current(b)
     try:

@@ -32,14 +32,19 @@ def end_estimate(finished_s: Sequence[float], running_s: Sequence[float], left: 
     """Seconds until the search ends, or None if nothing tells yet.
 
     A trial lasts what the median finished trial lasted (ASHA-stopped ones included: they are
-    most of a search); the running trials need what they lack of it, the trials left all of it,
+    most of a search); a running trial needs what it lacks of that, or, once past it, of the
+    longest finished trial (it was let through a rung); the trials left need all of it,
     `slots` at a time. left None: no cap on trials, the time budget ends the search. The time
     budget, if any, bounds the estimate.
     """
     if left is None or not finished_s:   # only the budget tells, if there is one
         return budget_left_s if math.isfinite(budget_left_s) else None
-    typical = statistics.median(finished_s)
-    work = sum(max(0.0, typical - s) for s in running_s) + left * typical
+    typical, longest = statistics.median(finished_s), max(finished_s)
+
+    def need(s: float) -> float:
+        return next((t - s for t in (typical, longest) if t > s), 0.0)
+
+    work = sum(need(s) for s in running_s) + left * typical
     return min(work / max(1, slots), budget_left_s)
 
 
@@ -63,7 +68,9 @@ class Progress:
                      else f"best val_acc {self.best[0]:.4f} (trial {self.best[1]}, epoch {self.best[2]})")
         if math.isfinite(self.budget_left_s):
             parts.append(f"budget {format_duration(max(0.0, self.budget_left_s))} left")
-        if self.end_in_s is not None:
+        if self.end_in_s is not None and self.end_in_s < 1 and self.running:
+            parts.append("end: any moment")   # running past every finished trial's time
+        elif self.end_in_s is not None:
             at = time.strftime("%H:%M", time.localtime((now or time.time()) + self.end_in_s))
             parts.append(f"end in ~{format_duration(self.end_in_s)} ({at})")
         return " | ".join(parts)
