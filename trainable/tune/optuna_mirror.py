@@ -295,11 +295,12 @@ class OptunaMirror(Callback):
         value = float(last["val_acc"]) if status is TrialStatus.COMPLETED else None
         distributions = space_distributions(self.space)
         params = {k: v for k, v in trial.config.items() if k in distributions}
+        attrs = {RAY_ID: trial.trial_id, "status": status.value}
+        if not running:   # a running row's epochs are its intermediate values
+            # An errored trial's last result is its error report, which has no epoch.
+            attrs["epochs"] = int(last.get("epoch") or max(values, default=0))
         return optuna.trial.create_trial(
             state=state, value=value, params=params,
             distributions={k: distributions[k] for k in params},
-            intermediate_values=values,
-            # An errored trial's last result is its error report, which has no epoch.
-            user_attrs={RAY_ID: trial.trial_id, "status": status.value,
-                        "epochs": int(last.get("epoch") or max(values, default=0))},
+            intermediate_values=values, user_attrs=attrs,
         )
