@@ -92,7 +92,7 @@ def retrain_best(results_dir: str | Path, epochs: int | None = None, train_on: s
     metrics and, with export, an exported program (model.pt2) to `out`
     (default RESULTS_DIR/best_model). ValueError with a clear message for bad input.
     `log` receives the lines a command prints (the pick, the plan), `on_epoch` each epoch.
-    mlflow: a tracking URI to log the model to as an MLflow model (core.tracking.log_model);
+    mlflow: a tracking URI to log the model to as an MLflow model (best/mlflow_model.py);
     None: the search's --mlflow, if it had one; "": none.
     """
     log = log or (lambda line: None)
@@ -162,16 +162,17 @@ def retrain_best(results_dir: str | Path, epochs: int | None = None, train_on: s
 
 def log_to_mlflow(uri: str, cfg: SearchConfig, experiment_path: str, out_path: Path,
                   metrics: dict[str, Any], params: dict[str, Any], trial_id: str) -> str:
-    """The saved model folder as an MLflow model (core.tracking.log_model), traced on a batch
+    """The saved model folder as an MLflow model (best.mlflow_model), traced on a batch
     of 2 clips of the model's own size (B, T, C, H, W)."""
     import torch
 
-    from vidtune.trainable.core import tracking
+    from vidtune.trainable.best.mlflow_model import log_model
+    from vidtune.trainable.core.tracking import check_tracking_uri
 
-    tracking.check_tracking_uri(uri)
+    check_tracking_uri(uri)
     model, config = load_artifact(out_path)
     data = DataConfig(**config["data"])
     example = torch.rand(2, data.frames, model.cfg.in_channels, data.height, data.width) * 2 - 1
-    return tracking.log_model(uri, cfg.mlflow_experiment, experiment_path, out_path, model, example,
+    return log_model(uri, cfg.mlflow_experiment, experiment_path, out_path, model, example,
                               val_acc=float(metrics["val_acc"]), params=params, metrics=metrics,
                               trial_id=trial_id)
