@@ -90,3 +90,14 @@ def test_status_words_of_a_trial_run():
     assert status_text(TrialStatus.STOPPED, 3, 1, 3) == "stopped by ASHA at rung 2 (epoch 3)"
     assert status_text(TrialStatus.ERRORED, 0, 1, 3, "ValueError: lr is -1") == "errored: ValueError: lr is -1"
     assert status_text(TrialStatus.COMPLETED, 6, 1, 3) == "completed"
+
+
+def test_verbose_table_puts_the_progress_line_first_and_drops_rays_best_trial_line():
+    from vidtune.trainable.tune.progress import TrialTable
+
+    table = TrialTable(6, 2, metric_columns={"val_acc": "val_acc"}, max_report_frequency=15)
+    table.set_search_properties("val_acc", "max")
+    text = table._progress_str([], done=False)
+    first, second = text.splitlines()[:2]
+    assert first.startswith("[") and "trials: 0 done, 0 running, 6 left" in first
+    assert second == "== Status ==" and "Current best trial" not in text
