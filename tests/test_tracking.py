@@ -156,8 +156,14 @@ def test_search_tracked_live_killed_resumed_and_its_model_logged(tmp_path, cache
         df = runs[f"trial_{trial_id}"].drop_duplicates("epoch", keep="last")
         history = c.get_metric_history(run.info.run_id, "val_acc")
         steps = [m.step for m in history]
-        assert sorted(steps) == list(range(1, int(df["epoch"].max()) + 1)), (trial_id, steps)
-        assert [m.value for m in sorted(history, key=lambda m: m.step)] == pytest.approx(df["val_acc"].tolist())
+        # Every epoch once. progress.csv can lack one: the epoch whose checkpoint the trial
+        # saved just before the kill, whose report the killed driver never took in. MLflow
+        # has it from that checkpoint.
+        warned = [x for x in (tmp_path / "search.log").read_text().splitlines() + resumed.stderr.splitlines()
+                  if "MLflow" in x]
+        assert sorted(steps) == list(range(1, int(df["epoch"].max()) + 1)), (trial_id, steps, warned)
+        logged = {m.step: m.value for m in history}
+        assert [logged[int(e)] for e in df["epoch"]] == pytest.approx(df["val_acc"].tolist())
         assert run.info.status == "FINISHED"
         assert run.data.tags[tracking.STATUS].startswith(
             "stopped by ASHA at rung 1" if statuses[trial_id] == "stopped" else statuses[trial_id])

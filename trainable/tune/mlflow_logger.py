@@ -13,7 +13,8 @@ by their tags in MLflow (core.tracking) instead of remembering them:
 - a trial's run is looked up by its trial id under the search's run, created only if absent;
 - a continued trial's epochs already in MLflow are not logged again, and the epochs it lacks
   (reported to a driver that was killed before it logged them) are filled in from the trial's
-  progress.csv, so the steps run 1, 2, ... with no duplicates and no gaps;
+  progress.csv and its checkpoints' metrics.json, so the steps run 1, 2, ... with no
+  duplicates and no gaps;
 - at a driver's first step, trials that finished while no driver logged them are ended, and
   runs of trials Ray has forgotten (started after its last snapshot) are ended KILLED, "lost".
 MLflow must never stop a search: a failed call is a warning, and the next event tries again.
@@ -33,6 +34,7 @@ from typing import Any
 from ray.tune.logger import LoggerCallback
 
 from vidtune.trainable.core import tracking
+from vidtune.trainable.core.checkpoint import METRICS
 from vidtune.trainable.core.failures import last_error_line
 from vidtune.trainable.core.trials import TrialStatus, classify
 
@@ -165,13 +167,23 @@ class MlflowTrials(LoggerCallback):
         return run_id
 
     def _fill(self, trial: Any, run_id: str) -> None:
-        """Log the epochs of the trial's progress.csv that its run lacks."""
-        path = Path(trial.path) / "progress.csv" if getattr(trial, "path", None) else None
-        if path is None or not path.is_file():
+        """Log the epochs the trial's run lacks: from its progress.csv, and from its checkpoints'
+        metrics.json. The second covers a driver killed after the trial saved an epoch's
+        checkpoint but before the driver took in that epoch's report: the resumed trial goes
+        on from that checkpoint and never reports the epoch again (nor has progress.csv it)."""
+        folder = Path(trial.path) if getattr(trial, "path", None) else None
+        if folder is None or not folder.is_dir():
             return
-        with path.open(newline="") as f:
-            for row in csv.DictReader(f):
-                self._log_epoch(trial, run_id, row)
+        path = folder / "progress.csv"
+        if path.is_file():
+            with path.open(newline="") as f:
+                for row in csv.DictReader(f):
+                    self._log_epoch(trial, run_id, row)
+        for saved in sorted(folder.glob(f"checkpoint_*/{METRICS}")):
+            try:
+                self._log_epoch(trial, run_id, json.loads(saved.read_text()))
+            except (OSError, ValueError):   # being deleted, or half-written: not an epoch
+                continue
 
     def _log_epoch(self, trial: Any, run_id: str, result: dict[str, Any]) -> None:
         from mlflow.entities import Metric
