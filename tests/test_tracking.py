@@ -187,3 +187,50 @@ def test_search_tracked_live_killed_resumed_and_its_model_logged(tmp_path, cache
     [retrained] = tracking.find_runs(c, exp_id, **{tracking.ROLE: "retrain"})
     assert retrained.data.metrics["val_acc"] == pytest.approx(out.metrics["val_acc"])
     assert retrained.data.tags[tracking.PARENT] == parent.info.run_id
+
+
+def test_a_resumed_run_is_the_same_run_and_gets_the_epochs_the_killed_driver_missed(tmp_path):
+    """The callback as Tune calls it, on a real SQLite store, with a stand-in trial. The killed
+    driver logged epoch 1. progress.csv also has epoch 2 (the kill came between the two
+    loggers), and the trial's checkpoint has epoch 3 (its report never reached the driver).
+    The resumed trial then reports epoch 4."""
+    import pickle
+    from types import SimpleNamespace
+
+    from mlflow import MlflowClient
+
+    from vidtune.trainable.tune.mlflow_logger import MlflowTrials
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    folder = tmp_path / "trial_t0"
+    (folder / "checkpoint_000002").mkdir(parents=True)
+    trial = SimpleNamespace(trial_id="t0", config={"lr": 0.01}, path=str(folder), status="RUNNING",
+                            last_result={})
+
+    def report(epoch: int) -> dict:
+        return {"epoch": epoch, "val_acc": epoch / 10, "epoch_time_s": 1.0, "gpu_share": 0.5}
+
+    first = MlflowTrials(uri, "vidtune", "s", str(tmp_path), {"num_samples": 2}, {}, 4, 1, 3.0)
+    first.setup()
+    first.log_trial_start(trial)
+    first.log_trial_result(1, trial, report(1))
+    (folder / "progress.csv").write_text("epoch,val_acc\n1,0.1\n2,0.2\n")
+    (folder / "checkpoint_000002" / "metrics.json").write_text(json.dumps(report(3)))
+
+    second = pickle.loads(pickle.dumps(first))   # as Tune restores it
+    second.setup()
+    second.on_step_begin(0, [trial])
+    second.log_trial_start(trial)
+    second.log_trial_result(1, trial, report(3))   # a repeated report: not logged twice
+    second.log_trial_result(2, trial, report(4))
+    trial.last_result = report(4)
+    second.log_trial_end(trial)
+
+    c = MlflowClient(uri)
+    exp_id = c.get_experiment_by_name("vidtune").experiment_id
+    [parent] = tracking.find_runs(c, exp_id, **{tracking.ROLE: "search"})
+    [run] = tracking.find_runs(c, exp_id, **{tracking.PARENT: parent.info.run_id})
+    history = c.get_metric_history(run.info.run_id, "val_acc")
+    assert sorted((m.step, m.value) for m in history) == [(1, 0.1), (2, 0.2), (3, 0.3), (4, 0.4)]
+    assert run.info.status == "FINISHED" and run.data.tags[tracking.STATUS] == "completed"
+    assert run.data.params == {"lr": "0.01", "gpu_share": "0.5"}
