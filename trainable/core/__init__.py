@@ -12,6 +12,7 @@
 - trials.py         TrialStatus, classify, Best and the two best-trial rules
 - failures.py       which trial errors a retry cannot fix; errors as one line, counted
 - preflight.py      the driver's checks before Ray starts: folders, clip size, data
+- tracking.py       MLflow (optional): the tracking URI's check, the search's and trials' runs
 """
 
 from vidtune.trainable.core.config import ModelConfig, TrainConfig, split_params, to_dict
