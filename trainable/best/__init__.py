@@ -4,6 +4,7 @@
 - artifact.py    a model folder: weights, config, metrics, torch.export program
 - standalone.py  train or evaluate one configuration outside a search
 - predict.py     a saved model applied to a data set or to video files
+- mlflow_model.py  a retrained model folder logged as an MLflow model (retrain --mlflow)
 """
 
 from vidtune.trainable.best.artifact import load_artifact, load_exported, save_artifact

@@ -141,6 +141,13 @@ class SearchConfig:
                                "random start-up trials); 'full': only the trials that trained "
                                "max_epochs; 'explore': all, and TPE's start-up trials still run",
                                choices=WARM_START_USES)
+    verbose: bool = _arg(False, "show Ray's full trial table every 15 s instead of one "
+                         "progress line", "output")
+    mlflow: str = _arg("", "MLflow tracking URI: the search is a run, each trial a child run "
+                       "(e.g. sqlite:////abs/mlflow.db or http://host:5000; needs "
+                       "pip install 'vidtune[mlflow]')", "tracking", metavar="URI")
+    mlflow_experiment: str = _arg("vidtune", "MLflow experiment the search's runs go to",
+                                  "tracking", metavar="NAME")
     # The space file's sha256 when the search started (resolved() sets it): a recorded search
     # refuses a space file that has moved or changed since. Not a flag.
     space_sha256: str = ""

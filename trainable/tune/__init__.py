@@ -18,7 +18,9 @@ What a search writes:
 - snapshots.py      one set of experiment snapshot files, however often a search resumes
 - slim.py           a finished trial's bookkeeping in the driver, cut to what is still read
 - stats.py          driver.jsonl: what the driver's own bookkeeping costs
-- optuna_mirror.py  the study mirrored into SQLite once each trial has finished
+- optuna_mirror.py  the study mirrored into SQLite, running trials live (vidtune dashboard)
+- mlflow_logger.py  --mlflow: each trial a child run of the search's (finds runs on resume)
+- progress.py       the progress line (or --verbose's table) and the best val_acc so far
 - fail_fast.py      NoRetry (a deterministic trial error is not retried), StorageWatch
 - resume_files.py   the files a resume reads, checked before Ray starts (damage: one line)
 - quiet.py          Ray's lines that point the wrong way (Tuner.restore hint), dropped

@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 import ray
 from ray import tune
-from ray.tune import CheckpointConfig, CLIReporter, FailureConfig, RunConfig, TuneConfig
+from ray.tune import CheckpointConfig, FailureConfig, ProgressReporter, RunConfig, TuneConfig
 from ray.tune.schedulers import FIFOScheduler
 from ray.tune.schedulers.resource_changing_scheduler import (
     DistributeResources,
@@ -38,6 +38,7 @@ from vidtune.trainable.core.results import Best, TrialStatus, best_reported
 from vidtune.trainable.core.search_config import CONFIG_FILE, SearchConfig, format_duration
 from vidtune.trainable.core.space_check import first_trial
 from vidtune.trainable.core.storage import filesystem, is_uri, read_text, write_text
+from vidtune.trainable.core.tracking import check_tracking_uri
 from vidtune.trainable.tune.adapter import tune_trainable
 from vidtune.trainable.tune.asha import ResumableASHA, RungKeeper
 from vidtune.trainable.tune.budget import (
@@ -52,7 +53,9 @@ from vidtune.trainable.tune.cluster_cache import build_cache
 from vidtune.trainable.tune.experiment import load_experiment
 from vidtune.trainable.tune.fail_fast import NoRetry, StorageLostError, StorageWatch
 from vidtune.trainable.tune.loggers import loggers
+from vidtune.trainable.tune.mlflow_logger import finish_tracking, mlflow_trials
 from vidtune.trainable.tune.optuna_mirror import OptunaMirror
+from vidtune.trainable.tune.progress import BestSoFar, ProgressLine, TrialTable
 from vidtune.trainable.tune.quiet import quiet_ray_hints
 from vidtune.trainable.tune.resume_files import check_resume_files
 from vidtune.trainable.tune.retention import CheckpointKeeper
@@ -210,16 +213,20 @@ def check_shared_path(path: str, nodes: list[dict]) -> None:
                          "use a network filesystem mounted on every node, or a URI")
 
 
-def trial_table(cfg: SearchConfig) -> CLIReporter:
-    """The live trial table: sampled parameters, the latest epoch's metrics, every 15 s.
+def trial_table(cfg: SearchConfig, slots: int) -> ProgressReporter:
+    """The live view: a progress line every 15 s (progress.py), or with --verbose the trial
+    table: sampled parameters, the latest epoch's metrics, the progress line above it.
 
     Only the parameters every trial samples: CLIReporter's best-trial line raises KeyError on
     a trial config without one of its columns (a conditional parameter, e.g. dropout only with
     two LSTM layers).
     """
+    if not cfg.verbose:
+        return ProgressLine(cfg.num_samples, slots)
     trace = trace_space(cfg.search_space())
     params = [name for name, s in trace.sampled.items() if s.runs == trace.num_runs]
-    return CLIReporter(
+    return TrialTable(
+        cfg.num_samples, slots,
         parameter_columns=params,
         metric_columns={"epoch": "epoch", "train_loss": "train_loss", "val_loss": "val_loss",
                         "val_acc": "val_acc", "epoch_time_s": "s/epoch", "cpu_threads": "threads"},
@@ -241,6 +248,9 @@ def callbacks(cfg: SearchConfig, scheduler: ResumableASHA | FIFOScheduler) -> li
     out.append(DriverStats(cfg.experiment_path))
     out += [SlimFinished(), *loggers()]   # bounded per-trial state and files (slim.py, loggers.py)
     out.append(DropStaleSnapshots())   # one set of snapshot files, however often resumed
+    out.append(BestSoFar())   # the progress line's best val_acc (progress.py)
+    if cfg.mlflow:   # last: a search without it restores the same indices
+        out.append(mlflow_trials(cfg))
     return out
 
 
@@ -256,10 +266,11 @@ def ray_storage(path: str) -> dict[str, Any]:
 def _tuner(cfg: SearchConfig, warm: WarmStart | None = None) -> tune.Tuner:
     scheduler = make_scheduler(cfg)
     restart = cfg.cpu_sharing == "restart"
+    slots = trial_slots(cfg)
     return tune.Tuner(
         make_trainable(cfg),
         tune_config=TuneConfig(
-            search_alg=make_searcher(cfg, trial_slots(cfg), warm), metric=METRIC, mode=MODE,
+            search_alg=make_searcher(cfg, slots, warm), metric=METRIC, mode=MODE,
             # --cpu-sharing restart: Ray's ResourceChangingScheduler hands idle CPUs to running
             # trials by restarting them from their last checkpoint with more (ASHA decides).
             scheduler=ResourceChangingScheduler(
@@ -282,7 +293,7 @@ def _tuner(cfg: SearchConfig, warm: WarmStart | None = None) -> tune.Tuner:
             failure_config=FailureConfig(max_failures=cfg.max_failures),
             callbacks=callbacks(cfg, scheduler),
             stop=SnapshotClock(),   # stops nothing: times the snapshots (stats.py)
-            progress_reporter=trial_table(cfg),
+            progress_reporter=trial_table(cfg, slots),
             verbose=1,
         ),
     )
@@ -391,6 +402,8 @@ def run_search(cfg: SearchConfig) -> SearchOutcome:
             raise ValueError(f"{cfg.experiment_path} already holds a search; resume it with "
                              f"`vidtune resume {cfg.experiment_path}` or choose another --name")
         warm = load_warm_start(cfg)   # before Ray starts: a folder that is not a search is an error
+        if cfg.mlflow:
+            check_tracking_uri(cfg.mlflow)
         cfg = _prepare(cfg)
         write_text(cfg.experiment_path, CONFIG_FILE, json.dumps(cfg.to_json(), indent=2))
         print(f"search {cfg.name}: {_plan(cfg)} -> {cfg.experiment_path}", file=sys.stderr)
@@ -461,6 +474,8 @@ def _resume(cfg: SearchConfig, path: str, time_budget_s: float | None) -> Search
             raise ValueError(f"the time budget of {format_duration(cfg.time_budget_s)} of {path} "
                              f"is spent; give a new one: vidtune resume {path} --time-budget 10m")
     cfg.search_space()   # a space file moved or changed since the search started: an error
+    if cfg.mlflow:
+        check_tracking_uri(cfg.mlflow)
     cfg = _prepare(cfg)
     left = f", {format_duration(budget.left())} of its time budget left" if cfg.time_budget_s else ""
     print(f"resuming {cfg.name} from {cfg.experiment_path}{left}", file=sys.stderr)
@@ -479,4 +494,7 @@ def _fit(cfg: SearchConfig, budget: Budget, tuner: Callable[[], tune.Tuner]) -> 
         fit(tuner())
     finally:
         set_current(None)
-    return outcome_of(cfg, budget)
+    outcome = outcome_of(cfg, budget)
+    if cfg.mlflow:
+        finish_tracking(cfg, outcome)
+    return outcome
