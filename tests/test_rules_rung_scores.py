@@ -74,3 +74,23 @@ def test_replay_keeps_to_its_budget_and_its_workers():
     assert [t for t, _ in reports[:2]] == [1.5, 1.5]       # two workers start at once
     with pytest.raises(ValueError, match="kind is 'pause'; known: stop, promote"):
         replay(pool, [0], "pause", "last", 1, 1.0, 1, 2, 4)
+
+
+def test_prior_distance_counts_log_ratios_relative_steps_and_categories():
+    from vidtune.analysis.bench.rung_rules import prior_distance
+
+    prior = {"conv_blocks": 3, "conv_base": 32, "lstm_hidden": 256, "lr": 1e-3}
+    assert prior_distance(prior, prior) == 0.0
+    assert prior_distance({**prior, "lr": 1e-1, "conv_base": 16}, prior) == pytest.approx(2.5)
+
+
+def test_bench_rules_writes_its_section_from_the_saved_curves(tmp_path):
+    """The saved curves file is read as the benchmark reads it (a few replay orders)."""
+    from vidtune.scripts import bench_rules
+
+    out = tmp_path / "bench.md"
+    body = bench_rules.main(["--orders", "3", "--out", str(out)])
+    assert "<!-- bench_rung_rules:start -->" in out.read_text()
+    for score in ("last", "best", "mean2", "fit"):
+        assert f"| {score} |" in body and f"| promote | {score} |" in body
+    assert "The seed configuration (config 0)" in body and "The prior:" in body

@@ -145,16 +145,19 @@ def time_to(reports: list[tuple[float, float]], target: float) -> float:
     return next((s for s, acc in sorted(reports) if acc >= target - 1e-12), math.inf)
 
 
-def orders(n_configs: int, draws: int, n_orders: int, seed: int = 0) -> list[list[int]]:
-    """The first trial (index 0) first, then draws configs from 1..n-1 with replacement."""
+def orders(n_configs: int, draws: int, n_orders: int, seed: int = 0,
+           first: bool = True) -> list[list[int]]:
+    """The first trial (index 0) first (first=False: not at all), then draws configs from
+    1..n-1 with replacement."""
     rng = random.Random(seed)
-    return [[0] + [rng.randrange(1, n_configs) for _ in range(draws)] for _ in range(n_orders)]
+    return [[0] * first + [rng.randrange(1, n_configs) for _ in range(draws)]
+            for _ in range(n_orders)]
 
 
 def replay_table(pool: Pool, variants: list[tuple[str, str]], slots: int, budget_s: float,
                  grace: int, rf: float, max_epochs: int, n_orders: int = 200,
-                 start_s: float = 0.0, resume_s: float = 0.0,
-                 target: float | None = None) -> dict[tuple[str, str], dict[str, float]]:
+                 start_s: float = 0.0, resume_s: float = 0.0, target: float | None = None,
+                 first: bool = True) -> dict[tuple[str, str], dict[str, float]]:
     """(kind, rule) -> median best by B/4, B/2, B over the orders, mean best by B, and the
     median time to `target` (default: the second-best final value in the pool)."""
     finals = sorted((max(c) for c in pool.curves), reverse=True)
@@ -162,7 +165,7 @@ def replay_table(pool: Pool, variants: list[tuple[str, str]], slots: int, budget
     out: dict[tuple[str, str], dict[str, float]] = {}
     for kind, rule in variants:
         runs = [replay(pool, o, kind, rule, slots, budget_s, grace, rf, max_epochs, start_s,
-                       resume_s) for o in orders(len(pool.curves), 400, n_orders)]
+                       resume_s) for o in orders(len(pool.curves), 400, n_orders, first=first)]
         out[kind, rule] = {
             "B/4": statistics.median(best_by(r, budget_s / 4) for r in runs),
             "B/2": statistics.median(best_by(r, budget_s / 2) for r in runs),
@@ -173,3 +176,21 @@ def replay_table(pool: Pool, variants: list[tuple[str, str]], slots: int, budget
             "target": target,
         }
     return out
+
+
+def prior_distance(params: dict, prior: dict, log_params: Sequence[str] = ("lr", "weight_decay")) -> float:
+    """How far a config lies from the user's prior (the seed configuration): the sum over the
+    prior's parameters of |log10 ratio| for log-scale ones, |relative difference| for other
+    numbers, and 1 for a different category."""
+    d = 0.0
+    for k, v in prior.items():
+        if k not in params:
+            continue
+        x = params[k]
+        if k in log_params:
+            d += abs(math.log10(float(x) / float(v)))
+        elif isinstance(v, int | float) and not isinstance(v, bool):
+            d += abs(float(x) - float(v)) / max(abs(float(v)), 1e-12)
+        else:
+            d += float(x != v)
+    return d
