@@ -41,6 +41,8 @@ bench: $(STAMP)
 	$(BIN)/python scripts/bench_data.py
 	$(BIN)/python scripts/bench_search.py
 	$(BIN)/python scripts/bench_race.py
+	$(BIN)/python scripts/bench_race.py --budget 8m --spaces default,wide
+	$(BIN)/python scripts/bench_rules.py
 	$(BIN)/python scripts/bench_warm_start.py --uses all,full --jobs 2
 	$(BIN)/python scripts/bench_warm_start.py --benchmark default --uses all,full --jobs 2
 	$(BIN)/python scripts/bench_decode.py

@@ -124,7 +124,7 @@ def test_budget_race_smoke_writes_its_section_and_plot(tmp_path):
     body = bench_race.main(["--smoke", "--budget", "12s", "--out", str(out),
                             "--results-dir", str(tmp_path / "runs")])
     assert "<!-- bench_race_budget:start -->" in out.read_text()
-    assert "### Space `wide`" in body and "median time to target, vidtune / best peer" in body
+    assert "#### Space `wide`" in body and "median time to target, vidtune / best peer" in body
     runs = load_runs(tmp_path / "runs" / "race_runs.json")
     assert sorted(r.method for r in runs) == ["optuna", "random", "ray-tune", "vidtune"]
     assert {r.space for r in runs} == {"wide"}

@@ -57,8 +57,8 @@ def render(plan: RacePlan, runs: list[RaceRun], st: Standing, png: Path, doc: Pa
            took_s: float) -> str:
     methods = list(st.median_ttt)
     lines = [
-        "## The race: wall time to a good model against stock Ray Tune and Optuna "
-        "(`scripts/bench_race.py`, issue 13)",
+        "### The fourth run: wall time to a good model against stock Ray Tune and Optuna "
+        "(`scripts/bench_race.py`, issue 13)",   # a run of the section "The race at a fixed 12 trials"
         "",
         f"- Run: {machine_line()}; {took_s / 60:.1f} min in all.",
         f"- Work: space `{plan.space}`, {plan.num_samples} trials, up to {plan.max_epochs} epochs, "
@@ -113,7 +113,7 @@ def render_budget(plans: list[RacePlan], runs: list[RaceRun], png: Path, doc: Pa
     plan = plans[0]
     b = plan.budget_s
     lines = [
-        "## The race at equal wall time: the best model from the same minutes "
+        "### The run: the best model from the same minutes "
         "(`scripts/bench_race.py --budget`, issue 25)",
         "",
         f"- Run: {machine_line()}; {took_s / 60:.1f} min in all.",
@@ -138,7 +138,7 @@ def render_budget(plans: list[RacePlan], runs: list[RaceRun], png: Path, doc: Pa
     heads = " | ".join(f"best by {_frac(f)}" for f in FRACTIONS)
     for p in plans:
         st = budget_standing(runs, p.space, b)
-        lines += ["", f"### Space `{p.space}` (target {st.target:.4f}, {st.target_from}'s median best by B)",
+        lines += ["", f"#### Space `{p.space}` (target {st.target:.4f}, {st.target_from}'s median best by B)",
                   "", "| figure | measured | goal | result |", "|---|---|---|---|"]
         lines += [f"| {a} | {m} | {g} | {Verdict(ok)} |" for a, m, g, ok in goal_rows(st)]
         lines += ["", f"| method | {heads} | median time to target | median trials | median epochs |",
