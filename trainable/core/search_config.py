@@ -130,6 +130,10 @@ class SearchConfig:
                                   "multivariate TPE) instead of one by one")
     tpe_constant_liar: bool = _arg(False, "TPE counts the running trials as bad results, so "
                                    "configs proposed side by side spread out")
+    tpe_prior_weight: float = _arg(0.0, "share of TPE's random start-up trials drawn near the "
+                                   "space's first trial (the seed configuration, or a warm "
+                                   "start's best) instead of uniformly: PriorBand's idea (0: "
+                                   "off; not yet measured in the race)")
     batch_size: int = _arg(32, "batch size (the 'wide' space samples it)")
     seed: int = _arg(0, "TPE sampler, trial initialisation and batch order")
     max_concurrent: int = _arg(0, "cap on trials at once; 0: what the resources allow")
@@ -205,6 +209,10 @@ class SearchConfig:
             raise ValueError(f"asha_cost_factor is {self.asha_cost_factor}, but must be >= 0 "
                              "(0: off; e.g. 2 lets a trial at twice the median cost continue "
                              "only if it leads its rung)")
+        if not 0.0 <= self.tpe_prior_weight <= 1.0:
+            raise ValueError(f"tpe_prior_weight is {self.tpe_prior_weight}, but must lie in [0, 1] "
+                             "(0: off; e.g. 0.5 draws half of TPE's start-up trials near the "
+                             "seed configuration)")
         if self.reduction_factor < 2:
             raise ValueError(f"reduction_factor is {self.reduction_factor}, but must be >= 2")
         if self.cpus_per_trial <= 0:
