@@ -99,7 +99,9 @@ def render(rows: list[dict], max_epochs: int, smoke: bool, n_orders: int) -> str
                          f"{v['mean B']:.4f} | {v['reached']:.0%} | {ttt} |")
     lines += ["", f"The seed configuration (config 0): val acc {curves[0][0]:.3f} after epoch 1, "
               f"best {finals[0]:.3f}, rank {1 + sum(f > finals[0] for f in finals)} of {n} by best "
-              "val acc."]
+              f"val acc; its curve {', '.join(f'{x:.3f}' for x in curves[0])}. The best after "
+              "epoch 1 of any config: "
+              f"{max(c[0] for c in curves):.3f}; after epoch 2: {max(c[1] for c in curves):.3f}."]
     # The user's prior (PriorBand's idea): do configs near the seed configuration do better?
     dist = [prior_distance(r["params"], rows[0]["params"]) for r in rows[1:]]
     near = sorted(range(len(dist)), key=lambda i: dist[i])[: max(1, len(dist) // 3)]
