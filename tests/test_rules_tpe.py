@@ -143,3 +143,21 @@ def test_sample_near_stays_within_the_distribution():
     assert all(1e-4 <= x <= 3e-2 for x in floats)
     cats = [sample_near(CategoricalDistribution([16, 32, 48]), 32, rng) for _ in range(300)]
     assert 0.55 < cats.count(32) / 300 < 0.8   # half kept, a third of the rest drawn again
+
+
+def test_the_search_gives_tpe_the_spaces_first_trial_as_its_prior():
+    from dataclasses import replace
+
+    from vidtune.search_spaces.spaces import SEED_DEFAULT
+    from vidtune.trainable.core.search_config import SearchConfig
+    from vidtune.trainable.tune.driver import make_searcher
+
+    def tpe(cfg: SearchConfig) -> BoundedTPESampler:
+        return make_searcher(cfg, 2).searcher.searcher._ot_study.sampler  # Budgeted > Limiter > Optuna
+
+    cfg = SearchConfig(space="default")
+    assert tpe(cfg).prior_weight == 0.0                       # off by default
+    on = tpe(replace(cfg, tpe_prior_weight=0.5))
+    assert (on.prior, on.prior_weight) == (SEED_DEFAULT, 0.5)
+    with pytest.raises(ValueError, match="tpe_prior_weight is -1.0, but must lie in"):
+        replace(cfg, tpe_prior_weight=-1.0)
