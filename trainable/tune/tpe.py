@@ -18,8 +18,8 @@ first trial (the seed configuration, or a warm start's best) instead of uniforml
 categorical keeps the prior's value half of the time, a number is drawn from a normal around
 it with 1/6 of its range (of its log range for a log-scale one) as its spread. The draws are a
 pure function of (seed, trial number, parameter), so a resumed search draws the same ones. On
-16 fully trained configs of the default space the distance to the seed configuration had a
-rank correlation of about -0.8 with the best val acc (docs/benchmarks.md, bench_rung_rules);
+30 fully trained configs of the default space the distance to the seed configuration had a
+rank correlation of -0.69 with the best val acc (docs/benchmarks.md, bench_rung_rules);
 it is off until the race at equal wall time measures it.
 """
 
