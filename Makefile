@@ -54,6 +54,8 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_data
 	$(BIN)/python -m benchmarks.bench_search
 	$(BIN)/python -m benchmarks.bench_race
+	$(BIN)/python -m benchmarks.bench_race --budget 8m --spaces default,wide
+	$(BIN)/python -m benchmarks.bench_rules
 	$(BIN)/python -m benchmarks.bench_warm_start --uses all,full --jobs 2
 	$(BIN)/python -m benchmarks.bench_warm_start --benchmark default --uses all,full --jobs 2
 	$(BIN)/python -m benchmarks.bench_decode

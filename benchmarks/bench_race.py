@@ -1,4 +1,4 @@
-"""Benchmark (issue 13): wall time to a good model, vidtune against stock Ray Tune and Optuna.
+"""Benchmark: wall time to a good model, vidtune against stock Ray Tune and Optuna.
 
 vidtune's default search, stock Ray Tune (Tuner + OptunaSearch + ASHAScheduler), Optuna alone
 (TPE + SuccessiveHalvingPruner, one process per core) and random search with the full budget,
@@ -11,6 +11,14 @@ acc, wall time, time to target, epochs, core utilization and an anytime plot
 
 Writes its section of docs/benchmarks.md (between `<!-- bench_race:start/end -->`) and the
 plot docs/race.png. Run it on an otherwise idle machine.
+
+At equal wall time: every method gets the same budget from its start, as many
+trials as fit, on each space in turn (benchmarks.lib.race_budget):
+
+    python -m benchmarks.bench_race --budget 8m --spaces default,wide   # 3 seeds: 8m x 4 x 3 x 2, ~3.3 h
+    python -m benchmarks.bench_race --budget 10s --smoke                # tiny data, `wide`, under a minute
+
+It writes the section `bench_race_budget` and the plot race-budget.png.
 """
 
 from __future__ import annotations
@@ -31,8 +39,10 @@ from benchmarks.lib.race import (
     race,
     standing,
 )
-from benchmarks.lib.race_report import KEY, render
+from benchmarks.lib.race_budget import plot_budget
+from benchmarks.lib.race_report import BUDGET_KEY, KEY, render, render_budget
 from vidtune.scripts._args import fail
+from vidtune.trainable.core.search_config import parse_duration
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -49,8 +59,17 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--from-runs", default=None, metavar="JSON",
                    help="render the section from a saved race_runs.json instead of racing")
     p.add_argument("--make-search-seeds", type=int, default=None,
-                   help="then time `make search` for seeds 0..N-1 (default 5; smoke 1, tiny)")
+                   help="then time `make search` for seeds 0..N-1 (default 5; smoke 1, tiny; "
+                        "with --budget 0)")
+    p.add_argument("--budget", type=parse_duration, default=0.0, metavar="DURATION",
+                   help="the race at equal wall time: each method this long per seed and space, "
+                        "e.g. 8m")
+    p.add_argument("--spaces", default=None,
+                   help="with --budget: comma-separated spaces raced in turn (default: default,wide; "
+                        "smoke: wide)")
     args = p.parse_args(argv)
+    if args.budget:
+        return _budget_race(p, args)
     try:
         plan = make_race_plan(args.smoke, args.seeds,
                               tuple(args.methods.split(";")) if args.methods else None)
@@ -71,6 +90,35 @@ def main(argv: list[str] | None = None) -> str:
     if made:
         body += "\n" + "\n".join(render_make_search(made))
     write_section(args.out, KEY, body)
+    print(body, file=sys.stderr)
+    return body
+
+
+def _budget_race(p: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    spaces = args.spaces.split(",") if args.spaces else (["wide"] if args.smoke else ["default", "wide"])
+    try:
+        from vidtune.trainable.tune.stock import param_space_of
+
+        for space in spaces:
+            param_space_of(space)   # stock Ray Tune needs the space written its way
+        plans = [make_race_plan(args.smoke, args.seeds,
+                                tuple(args.methods.split(";")) if args.methods else None,
+                                budget_s=args.budget, space=space) for space in spaces]
+    except ValueError as exc:
+        fail(p, exc)
+    png = Path(args.png) if args.png else Path(args.out).with_name("race-budget.png")
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="vidtune-race-") as tmp:
+        root = str(Path(args.results_dir).resolve()) if args.results_dir else tmp
+        if args.from_runs:
+            runs = load_runs(args.from_runs)
+        else:
+            runs = []
+            for plan in plans:   # one space after the other, seeds and methods interleaved
+                runs = race(plan, root, earlier=runs)
+    plot_budget(runs, spaces, args.budget, png)
+    body = render_budget(plans, runs, png, Path(args.out), time.perf_counter() - t0)
+    write_section(args.out, BUDGET_KEY, body)
     print(body, file=sys.stderr)
     return body
 

@@ -1,6 +1,6 @@
 """`make search` as a new user runs it, timed: the default search for several seeds.
 
-Goal (issue 13): `make search` finishes in under 5 minutes for every seed 0-4 with a best
+Goal: `make search` finishes in under 5 minutes for every seed 0-4 with a best
 val acc of at least 0.90. Each run is the command the Makefile runs (`vidtune search` with
 MAKE_SEARCH_ARGS and `--seed k`), in a fresh process, timed from the outside: the Python
 start, Ray's start and stop, the data check and the search itself.

@@ -1,4 +1,4 @@
-"""The race (issue 13): wall time to a good model, vidtune against the tools users would pick.
+"""The race: wall time to a good model, vidtune against the tools users would pick.
 
 Four methods, the same model, data, space, trial count and epoch budget, interleaved per seed
 (the order rotates from seed to seed, so the machine's drift falls on every method):
@@ -11,6 +11,12 @@ Four methods, the same model, data, space, trial count and epoch budget, interle
 
 A method may also be a variant of vidtune, `vidtune:field=value,...` over SearchConfig's
 fields (e.g. `vidtune:cpu_sharing=restart`): the figures that chose vidtune's defaults.
+
+At equal wall time (`budget_s` > 0) every method gets the same seconds from its
+start, Ray's start included, and as many trials as fit: vidtune and random search with
+`--time-budget`, stock Ray Tune with TuneConfig's `time_budget_s`, Optuna alone with
+`optimize(timeout=...)`, its workers ended at the budget (Optuna's timeout only stops new
+trials). Reports after the budget do not count (benchmarks/lib/race_budget.py).
 
 Every method's clock starts before it starts anything (Ray included) and each report is
 stamped with the wall clock. Per seed, the target is the best val acc any method reached,
@@ -57,8 +63,11 @@ class RacePlan:
     seeds: tuple[int, ...]
     methods: tuple[str, ...] = METHODS
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)   # Optuna's processes
+    budget_s: float = 0.0    # > 0: the race at equal wall time, as many trials as fit
 
     def __post_init__(self) -> None:
+        if self.budget_s < 0:
+            raise ValueError(f"budget is {self.budget_s} s, but must be > 0, e.g. --budget 10m")
         unknown = {m for m in self.methods if m.split(":")[0] not in METHODS}
         if unknown:
             raise ValueError(f"unknown methods {sorted(unknown)}; known: {', '.join(METHODS)}, "
@@ -70,8 +79,16 @@ class RacePlan:
 
 
 def make_race_plan(smoke: bool = False, seeds: int | None = None,
-                   methods: tuple[str, ...] | None = None) -> RacePlan:
-    if smoke:
+                   methods: tuple[str, ...] | None = None, budget_s: float = 0.0,
+                   space: str | None = None) -> RacePlan:
+    """The fixed-trial race (budget_s 0), or the race at equal wall time on one space."""
+    if budget_s:
+        d = SearchConfig()
+        data = DataConfig(num_clips=100, frames=4, height=16, width=16, noise=0.2) if smoke else d.data
+        plan = RacePlan(smoke, data, space or d.space, num_samples=0,
+                        max_epochs=2 if smoke else d.max_epochs,
+                        seeds=(0,) if smoke else (0, 1, 2), budget_s=budget_s)
+    elif smoke:
         plan = RacePlan(True, DataConfig(num_clips=100, frames=4, height=16, width=16, noise=0.2),
                         "default", num_samples=2, max_epochs=2, seeds=(0,))
     else:   # `make search`'s work: the default space, 12 trials, 6 epochs, the default data
@@ -97,6 +114,11 @@ class RaceRun:
     cpu_busy: float                      # busy CPU time / (wall x cores), whole machine
     epoch_busy: float                    # sum of epoch seconds x threads / (wall x cores)
     storage_mb: float | None = None      # the results folder (vidtune and random)
+    space: str = ""                      # the race at equal wall time records its space
+
+    def best_by(self, t: float) -> float:
+        """Best val acc reported by time t (NaN before the first report)."""
+        return max((acc for s, acc in self.reports if s <= t), default=math.nan)
 
     @property
     def best(self) -> float:
@@ -181,17 +203,19 @@ def _vidtune(cfg: SearchConfig) -> Callable[[float], tuple[list[dict[str, Any]],
 def _stock(cfg: SearchConfig) -> Callable[[float], tuple[list[dict[str, Any]], int, str | None]]:
     def go(t0: float) -> tuple[list[dict[str, Any]], int, str | None]:
         from vidtune.trainable.tune.driver import init_ray, shutdown
-        from vidtune.trainable.tune.stock import run_stock_tune
+        from vidtune.trainable.tune.stock import param_space_of, run_stock_tune
 
         init_ray(cfg)
-        rows = run_stock_tune(cfg)
+        # The budget counts from the method's start: Ray's start is spent already.
+        left = max(1.0, cfg.time_budget_s - (time.time() - t0)) if cfg.time_budget_s else None
+        rows = run_stock_tune(cfg, param_space_of(str(cfg.space)), time_budget_s=left)
         shutdown()
         return rows, len({r["trial_id"] for r in rows}), None
     return go
 
 
-def _optuna_worker(cfg: dict[str, Any], journal: str, study: str, n_trials: int, seed: int,
-                   log: str) -> None:
+def _optuna_worker(cfg: dict[str, Any], journal: str, study: str, n_trials: int | None, seed: int,
+                   log: str, deadline: float | None = None) -> None:
     """One Optuna worker process: TPE + SuccessiveHalvingPruner over the shared journal."""
     import optuna
     import torch
@@ -226,7 +250,8 @@ def _optuna_worker(cfg: dict[str, Any], journal: str, study: str, n_trials: int,
         run_trial(dict(trial.params), search, report)
         return float(last["val_acc"])
 
-    s.optimize(objective, n_trials=n_trials)
+    s.optimize(objective, n_trials=n_trials,
+               timeout=None if deadline is None else max(0.0, deadline - time.time()))
 
 
 def _optuna(cfg: SearchConfig, workers: int, root: str) -> Callable[[float], tuple[list[dict[str, Any]], int, str | None]]:
@@ -238,16 +263,22 @@ def _optuna(cfg: SearchConfig, workers: int, root: str) -> Callable[[float], tup
         journal, log = str(folder / "journal.log"), str(folder / "reports.jsonl")
         storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(journal))
         optuna.create_study(study_name=cfg.name, storage=storage, direction="maximize")
-        shares = [cfg.num_samples // workers + (i < cfg.num_samples % workers) for i in range(workers)]
+        deadline = t0 + cfg.time_budget_s if cfg.time_budget_s else None
+        shares: list[int | None] = [None] * workers if deadline else [
+            cfg.num_samples // workers + (i < cfg.num_samples % workers) for i in range(workers)]
         ctx = multiprocessing.get_context("spawn")
         procs = [ctx.Process(target=_optuna_worker, args=(cfg.to_json(), journal, cfg.name, n,
-                                                          cfg.seed * 100 + i, log))
-                 for i, n in enumerate(shares) if n]
+                                                          cfg.seed * 100 + i, log, deadline))
+                 for i, n in enumerate(shares) if n is None or n]
         for p in procs:
             p.start()
         for p in procs:
-            p.join()
-        if any(p.exitcode for p in procs):
+            p.join(None if deadline is None else max(0.0, deadline - time.time()))
+        for p in procs:   # Optuna's timeout starts no new trial; the running ones end here
+            if p.is_alive():
+                p.terminate()
+                p.join()
+        if deadline is None and any(p.exitcode for p in procs):
             raise RuntimeError(f"an Optuna worker failed (exit codes {[p.exitcode for p in procs]})")
         rows = [json.loads(line) for line in Path(log).read_text().splitlines()] if Path(log).exists() else []
         return rows, len({r["trial"] for r in rows}), None
@@ -264,27 +295,29 @@ def load_runs(path: str | Path) -> list[RaceRun]:
             for d in json.loads(Path(path).read_text())]
 
 
-def race(plan: RacePlan, root: str) -> list[RaceRun]:
+def race(plan: RacePlan, root: str, earlier: list[RaceRun] | None = None) -> list[RaceRun]:
     """Every method at every seed, interleaved; Ray is shut down between methods. The runs
-    are saved to root/race_runs.json as they finish."""
+    (after `earlier` ones, e.g. another space's) are saved to root/race_runs.json as they
+    finish."""
     from vidtune.trainable.tune.driver import shutdown
 
     load_arrays(plan.data, progress=True)   # the cache is built before any clock starts
-    runs = []
+    runs = list(earlier or [])
     for k, seed in enumerate(plan.seeds):
         base = SearchConfig(space=plan.space, num_samples=plan.num_samples,
                             max_epochs=plan.max_epochs, seed=seed, data=plan.data,
-                            results_dir=root).resolved()
+                            results_dir=root, time_budget_s=plan.budget_s).resolved()
         order = plan.methods[k % len(plan.methods):] + plan.methods[:k % len(plan.methods)]
         for i, method in enumerate(order):
-            cfg = replace(variant(base, method), name=f"{method.split(':')[0]}-{i}-s{seed}")
+            cfg = replace(variant(base, method), name=f"{method.split(':')[0]}-{plan.space}-{i}-s{seed}"
+                          if plan.budget_s else f"{method.split(':')[0]}-{i}-s{seed}")
             go = {"vidtune": lambda c=cfg: _vidtune(c),
                   "ray-tune": lambda c=cfg: _stock(c),
                   "optuna": lambda c=cfg: _optuna(c, plan.workers, root),
                   "random": lambda c=cfg: _vidtune(replace(c, sampler="random", scheduler="none")),
                   }[method.split(":")[0]]()
             shutdown()
-            run = _timed(method, seed, go)
+            run = replace(_timed(method, seed, go), space=plan.space if plan.budget_s else "")
             runs.append(run)
             save_runs(runs, Path(root) / RUNS_FILE)
             print(f"race seed {seed} {method}: best {run.best:.4f}, {run.wall_s:.0f} s, "

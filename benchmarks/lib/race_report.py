@@ -57,8 +57,8 @@ def render(plan: RacePlan, runs: list[RaceRun], st: Standing, png: Path, doc: Pa
            took_s: float) -> str:
     methods = list(st.median_ttt)
     lines = [
-        "## The race: wall time to a good model against stock Ray Tune and Optuna "
-        "(`benchmarks/bench_race.py`, issue 13)",
+        "## The race at a fixed 12 trials: wall time to a good model against stock Ray Tune "
+        "and Optuna (`benchmarks/bench_race.py`)",
         "",
         f"- Run: {machine_line()}; {took_s / 60:.1f} min in all.",
         f"- Work: space `{plan.space}`, {plan.num_samples} trials, up to {plan.max_epochs} epochs, "
@@ -99,4 +99,61 @@ def render(plan: RacePlan, runs: list[RaceRun], st: Standing, png: Path, doc: Pa
     rel = Path(png).resolve().relative_to(Path(doc).resolve().parent) if Path(png).resolve().is_relative_to(
         Path(doc).resolve().parent) else Path(png)
     lines += ["", f"![best-so-far against wall time, median over seeds]({rel.as_posix()})"]
+    return "\n".join(lines)
+
+
+BUDGET_KEY = "bench_race_budget"
+
+
+def render_budget(plans: list[RacePlan], runs: list[RaceRun], png: Path, doc: Path,
+                  took_s: float) -> str:
+    """The section of the race at equal wall time: per space, the goals, the table, the seeds."""
+    from benchmarks.lib.race_budget import FRACTIONS, _frac, budget_standing, goal_rows
+
+    plan = plans[0]
+    b = plan.budget_s
+    lines = [
+        "### The run: the best model from the same minutes "
+        "(`benchmarks/bench_race.py --budget`)",
+        "",
+        f"- Run: {machine_line()}; {took_s / 60:.1f} min in all.",
+        f"- Work: {b:.0f} s of wall time per method and seed, counted from the method's start "
+        f"(its Ray start included), as many trials as fit, up to {plan.max_epochs} epochs "
+        f"each; {describe_data(plan.data)}; spaces {', '.join(f'`{p.space}`' for p in plans)}; "
+        f"seeds {', '.join(map(str, plan.seeds))}, the order of the methods rotated from seed "
+        "to seed.",
+        "- Methods: **vidtune** = `vidtune search --time-budget B`; **ray-tune** = Tuner + "
+        "OptunaSearch (ConcurrencyLimiter 4) + ASHAScheduler with stock settings, "
+        "TuneConfig(time_budget_s) set to what is left of B after Ray's start; **optuna** = TPE + "
+        f"SuccessiveHalvingPruner, {plan.workers} worker processes on one JournalStorage file, "
+        "`optimize(timeout=...)` to B, the workers ended at B; **random** = random proposals, "
+        "no early stopping, `--time-budget B`.",
+        "- Best by B/4, B/2, B: the median over seeds of the best val acc reported by then (none "
+        "yet: 0). Target: the best peer's median best by B. Time to target: when a run's "
+        "best-so-far first reaches it, within B (else never); the median over seeds.",
+    ]
+    if plan.smoke:
+        lines += ["", SMOKE_NOTE]
+    by = {(r.space, r.method, r.seed): r for r in runs}
+    heads = " | ".join(f"best by {_frac(f)}" for f in FRACTIONS)
+    for p in plans:
+        st = budget_standing(runs, p.space, b)
+        lines += ["", f"#### Space `{p.space}` (target {st.target:.4f}, {st.target_from}'s median best by B)",
+                  "", "| figure | measured | goal | result |", "|---|---|---|---|"]
+        lines += [f"| {a} | {m} | {g} | {Verdict(ok)} |" for a, m, g, ok in goal_rows(st)]
+        lines += ["", f"| method | {heads} | median time to target | median trials | median epochs |",
+                  "|---|" + "---|" * (len(FRACTIONS) + 3)]
+        for m in st.methods:
+            cells = " | ".join(f"{x:.4f}" for x in st.best_at[m])
+            lines.append(f"| {m} | {cells} | {_s(st.median_ttt[m])} | {st.median_trials[m]:.0f} | "
+                         f"{st.median_epochs[m]:.0f} |")
+        lines += ["", "Per seed: best by B / time to target / trials / epochs.", "",
+                  "| seed | " + " | ".join(st.methods) + " |", "|---|" + "---|" * len(st.methods)]
+        for seed in p.seeds:
+            cells = [f"{r.best_by(b):.4f} / {_s(st.ttt[m][seed])} / {r.trials} / {r.epochs}"
+                     if (r := by.get((p.space, m, seed))) else "-" for m in st.methods]
+            lines.append(f"| {seed} | " + " | ".join(cells) + " |")
+    rel = Path(png).resolve().relative_to(Path(doc).resolve().parent) if Path(png).resolve().is_relative_to(
+        Path(doc).resolve().parent) else Path(png)
+    lines += ["", f"![median best-so-far against wall time, one panel per space]({rel.as_posix()})"]
     return "\n".join(lines)

@@ -16,6 +16,7 @@
 - lease.py          one live driver per search: driver.lease, its stale rules, heartbeat
 - packing.py        --gpus-per-trial auto: as many trials per GPU as fit, measured
 - memory_cap.py     a packed trial's CUDA memory cap: its share less its CUDA context
+- rung_scores.py    what a rung ranks a trial by (last, best, mean2, fit), judged offline
 - tracking.py       MLflow (optional): the tracking URI's check, the search's and trials' runs
 """
 

@@ -106,6 +106,10 @@ class SearchConfig:
                                   "multivariate TPE) instead of one by one")
     tpe_constant_liar: bool = _arg(False, "TPE counts the running trials as bad results, so "
                                    "configs proposed side by side spread out")
+    tpe_prior_weight: float = _arg(0.0, "share of TPE's random start-up trials drawn near the "
+                                   "space's first trial (the seed configuration, or a warm "
+                                   "start's best) instead of uniformly: PriorBand's idea (0: "
+                                   "off; not yet measured in the race)")
     batch_size: int = _arg(32, "batch size (the 'wide' space samples it)")
     seed: int = _arg(0, "TPE sampler, trial initialisation and batch order")
     max_concurrent: int = _arg(0, "cap on trials at once; 0: what the resources allow")
@@ -324,6 +328,13 @@ def _grace_within_max_epochs(cfg: SearchConfig) -> str | None:
     return None
 
 
+def _tpe_prior_weight(cfg: SearchConfig) -> str | None:
+    if 0.0 <= cfg.tpe_prior_weight <= 1.0:
+        return None
+    return (f"tpe_prior_weight is {cfg.tpe_prior_weight}, but must lie in [0, 1] (0: off; e.g. "
+            "0.5 draws half of TPE's start-up trials near the seed configuration)")
+
+
 def _gpus_per_trial(cfg: SearchConfig) -> str | None:
     gpus = cfg.gpus_per_trial
     if cfg.gpus_auto or 0 <= gpus <= 1:
@@ -401,6 +412,7 @@ _RULES: tuple[Rule, ...] = (
     _one_of("scheduler", SCHEDULERS),
     _at_least("asha_cost_factor", 0, " (0: off; e.g. 2 lets a trial at twice the median cost "
               "continue only if it leads its rung)"),
+    _tpe_prior_weight,
     _at_least("reduction_factor", 2),
     _above("cpus_per_trial", 0),
     _gpus_per_trial,

@@ -105,6 +105,7 @@ def make_searcher(cfg: SearchConfig, slots: int, warm: WarmStart | None = None) 
     first = first_trial(space)
     if warm.trials:   # the earlier best goes first; TPE knows the seed configuration's value
         first = {**first, **warm.best_params()}
+    prior = dict(first)   # the user's prior, for --tpe-prior-weight (tpe.py)
     if warm.has_tried(first):   # an earlier search ran exactly this trial: TPE knows its value
         first = {}
     if cfg.sampler == "random":   # the baseline the benchmarks compare TPE against
@@ -116,7 +117,8 @@ def make_searcher(cfg: SearchConfig, slots: int, warm: WarmStart | None = None) 
             startup += len(warm.trials)
         sampler = BoundedTPESampler(seed=cfg.seed, n_startup_trials=startup,
                                     multivariate=cfg.tpe_multivariate,
-                                    constant_liar=cfg.tpe_constant_liar)
+                                    constant_liar=cfg.tpe_constant_liar,
+                                    prior=prior, prior_weight=cfg.tpe_prior_weight)
     searcher = OptunaSearch(space=space.define, metric=METRIC, mode=MODE, sampler=sampler,
                             points_to_evaluate=[first] if first else None)
     if warm.trials:
