@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from vidtune.analysis import plots
+from vidtune.analysis.html_report import Section, write_html
 from vidtune.analysis.importance import (
     Importances,
     param_importances,
     param_scales,
     space_distributions,
 )
-from vidtune.analysis.report import Section, write_html
 from vidtune.analysis.tables import (
     ComputeUsage,
     asha_milestones,
@@ -34,8 +34,8 @@ from vidtune.analysis.tables import (
     status_counts,
 )
 from vidtune.trainable.core.failures import error_counts
-from vidtune.trainable.core.search_config import beside_results
-from vidtune.trainable.core.trials import Best, TrialStatus, best_reported, best_trial, to_native
+from vidtune.trainable.core.results import Best, TrialStatus, best_reported, best_trial, to_native
+from vidtune.trainable.core.storage import beside_results
 
 if TYPE_CHECKING:
     from vidtune.trainable.core.search_config import SearchConfig
@@ -80,8 +80,8 @@ class Analysis:
     trials: pd.DataFrame
     history: pd.DataFrame
     param_names: tuple[str, ...]
-    best: Best | None                    # core.trials.best_reported: max val_acc, any epoch
-    pick: Best | None                    # core.trials.best_trial: what retrain uses
+    best: Best | None                    # core.results.best_reported: max val_acc, any epoch
+    pick: Best | None                    # core.results.best_trial: what retrain uses
     counts: dict[TrialStatus, int]       # status -> trials
     compute: ComputeUsage
     importances: Importances

@@ -20,7 +20,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, IntD
 
 from vidtune.analysis.tables import trial_scores
 from vidtune.search_spaces import SpaceSpec
-from vidtune.trainable.core.trials import TrialStatus
+from vidtune.trainable.core.results import TrialStatus
 
 MIN_TRIALS = 2
 # Errored trials are left out; a diverged trial counts with val_acc 0 (its config is bad).

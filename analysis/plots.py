@@ -23,7 +23,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from vidtune.analysis.tables import ComputeUsage, trial_scores
-from vidtune.trainable.core.trials import TrialStatus
+from vidtune.trainable.core.results import TrialStatus
 
 STATUS_COLORS = {
     TrialStatus.COMPLETED: "#2ca02c",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from vidtune.trainable.core.trials import TrialStatus, count_statuses
+from vidtune.trainable.core.results import TrialStatus, count_statuses
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,19 @@ Names are imported on first use, so a decoding process (vidtune.data.build) impo
 NumPy but not torch, which would add about 0.5 GB to each process's memory.
 
 - config.py       DataConfig: the source, clip size, split, augmentation, decoding workers
+- synthetic.py    the synthetic 10-class benchmark in which temporal order matters
 - catalogue.py    a folder or manifest as clips (file, label, segment, split), split lists
+- video_folder.py folders root/<class>/<video files>: layout, labels, files
+- split.py        train/val splits: stratified and deterministic, or given by the data
 - decode.py       decode_video: one video (or segment) into T frames, in bounded memory
+- chunks.py       one chunk of a cache build, and decode_chunk that decodes it
 - build.py        the cache built by processes, or by any runner (Ray tasks: trainable/tune)
+- pool.py         the decoding processes, forked by a helper that imports no torch
 - lock.py         one builder per cache; the others wait for it
+- decode_report.py DecodeReport: what a build decoded and what it skipped, and why
 - store.py        the cached uint8 store: clips.u8 (memory-mapped), labels, manifest
-- video_folder.py folders root/<class>/<video files>
+- arrays.py       VideoArrays: the in-memory form every source produces
+- checks.py       what a labelled set of clips must hold before a classifier trains
 - augment.py      label-keeping augmentation and the windows of the stored frames
 - loaders.py      batches of float clips for training and evaluation
 - device.py       the GPU data path: pinned uint8 batches, copied ahead and made float there

@@ -1,9 +1,9 @@
 """The clip cache of a folder or manifest: built once, by several processes or by Ray tasks.
 
-The clips are cut into chunks. decode_chunk, a plain function, decodes one chunk into its own
-part file in the store's temporary folder. It runs in any process, on any node that sees the
-videos and the cache. A runner runs every chunk: process_runner uses one process per core on
-this machine, and trainable/tune/decode.py runs the chunks as Ray tasks spread over a
+The clips are cut into chunks. decode_chunk (data/chunks.py), a plain function, decodes one
+chunk into its own part file in the store's temporary folder. It runs in any process, on any
+node that sees the videos and the cache. A runner runs every chunk: process_runner uses one process per core on
+this machine, and trainable/tune/cluster_cache.py runs the chunks as Ray tasks spread over a
 cluster's nodes. The parts are then joined into clips.u8, and the store is sealed (its
 manifest last, then one rename). Memory stays bounded: no process holds more than one clip
 of the data set at a time.
@@ -31,10 +31,12 @@ import numpy as np
 
 from vidtune.data.arrays import VideoArrays
 from vidtune.data.catalogue import Catalogue
+from vidtune.data.chunks import Chunk, ChunkResult, decode_chunk
 from vidtune.data.config import default_cache_dir
-from vidtune.data.decode import VideoDecodeError, check_clip_size, decode_video, shown
+from vidtune.data.decode import check_clip_size, shown
+from vidtune.data.decode_report import DecodeReport
 from vidtune.data.lock import BuildLock
-from vidtune.data.report import DecodeReport
+from vidtune.data.pool import run_pool
 from vidtune.data.store import (
     CLIPS,
     StoreWriteError,
@@ -50,71 +52,6 @@ REPORT_KEY = "decode_report"
 CLIPS_KEY = "clips"           # the manifest's list of the catalogue's clips that decoded
 MAX_CHUNK = 32                # videos a chunk at most
 CHUNKS_PER_WORKER = 4         # for load balance and progress, when there are enough videos
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """Videos for one worker: (clip number, path, start, end), decoded into `part`."""
-
-    index: int
-    videos: tuple[tuple[int, str, float | None, float | None], ...]
-    frames: int
-    height: int
-    width: int
-    part: str                 # the part file to write, in the store's temporary folder
-    data_root: str            # the folder the videos are in: checked where the chunk runs
-
-
-@dataclass(frozen=True)
-class ChunkResult:
-    """What a chunk gave: the clips its part holds, in order, and the ones it skipped."""
-
-    index: int
-    decoded: tuple[int, ...]
-    errors: tuple[tuple[int, str], ...]     # (clip number, reason)
-    host: str
-    pid: int
-    seconds: float
-    node: str = ""                          # the Ray node, where a Ray task ran it
-
-
-class CacheNotSharedError(ValueError):
-    """A chunk ran where the cache or the videos are not visible (a cluster node)."""
-
-
-def decode_chunk(chunk: Chunk, threads: int = 1) -> ChunkResult:
-    """Decode every video of `chunk` into its part file (clips back to back, raw uint8).
-
-    Unreadable videos are skipped and named in the result. OSError: the part could not be
-    written (a full disk); CacheNotSharedError: this node cannot see the cache or the videos.
-    """
-    t0 = time.perf_counter()
-    host = socket.gethostname()
-    folder = Path(chunk.part).parent
-    if not folder.is_dir():
-        raise CacheNotSharedError(
-            f"{host} cannot see the cache folder {folder.parent.parent}: the cache must be a "
-            "folder every node shares; point --cache-dir (or $VIDTUNE_CACHE) at shared storage")
-    if not Path(chunk.data_root).is_dir():
-        raise CacheNotSharedError(
-            f"{host} cannot see the videos in {chunk.data_root}: on a cluster the data must be "
-            "in a folder every node shares, at the same path")
-    decoded: list[int] = []
-    errors: list[tuple[int, str]] = []
-    tmp = f"{chunk.part}.tmp"
-    with open(tmp, "wb") as out:
-        for number, path, start, end in chunk.videos:
-            try:
-                clip = decode_video(path, chunk.frames, chunk.height, chunk.width, start, end,
-                                    threads=threads)
-            except VideoDecodeError as error:
-                errors.append((number, error.reason))
-                continue
-            out.write(clip.data)   # (T, H, W, 3) contiguous
-            decoded.append(number)
-    os.replace(tmp, chunk.part)   # a retried chunk (a lost node) writes it again whole
-    return ChunkResult(chunk.index, tuple(decoded), tuple(errors), host, os.getpid(),
-                       time.perf_counter() - t0)
 
 
 # runner(chunks, done): run every chunk, calling done(result) as each one finishes.
@@ -142,9 +79,6 @@ def process_runner(workers: int = 0) -> Runner:
             for chunk in chunks:
                 done(decode_chunk(chunk, threads=threads))
             return
-        # Imported here: data.pool imports this module.
-        from vidtune.data.pool import run_pool
-
         run_pool(chunks, min(workers, len(chunks)), done)
 
     return run

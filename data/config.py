@@ -68,7 +68,7 @@ class DataConfig:
     augment: bool = field(default=False, metadata={
         "help": "augment training clips: a random window of the stored frames, a random "
                 "resized crop that is the same for every frame, mild colour jitter; never a "
-                "flip or time reversal (see README)"})
+                "flip or time reversal (see docs/guide/data.md)"})
     encoder_weights: str = field(default="", metadata={
         "metavar": "PATH", "help": "local weights of a torchvision encoder (resnet18, "
         "mobilenet_v3_small), e.g. torchvision's resnet18-f37072fd.pth; NAME=PATH,... for "

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 from array import array
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -310,9 +309,3 @@ def decode_video(path: str | Path, frames: int, height: int, width: int,
     except (av.FFmpegError, OSError, UnicodeDecodeError) as error:
         raise VideoDecodeError(path, f"decoding failed: {_ffmpeg_reason(error)}") from None
     return np.ascontiguousarray(clip, dtype=np.uint8)
-
-
-def iter_all_frames(path: str | Path) -> Iterator[av.VideoFrame]:
-    """Every frame of the first video stream, in presentation order (for tests and tools)."""
-    with av.open(str(path), metadata_errors="ignore") as container:
-        yield from container.decode(container.streams.video[0])

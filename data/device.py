@@ -13,7 +13,9 @@ On the CPU, on_device returns the loader unchanged: the CPU path is the plain Cl
 with its speed and its bit-exact results.
 
 TimedLoader adds up how long a consumer waited for its next batch (the loop reports it as
-data_s, the benchmarks as the time inside the loader).
+data_s, the benchmarks as the time inside the loader). From a DeviceLoader that is only the
+wait for the gathering thread: queueing the upload can block too, when the GPU's launch
+queue is full, but that is the GPU being busy, not the data being late.
 """
 
 from __future__ import annotations
@@ -95,6 +97,16 @@ class DeviceLoader:
         if depth < 1:
             raise ValueError(f"depth is {depth}, but must be >= 1")
         self.loader, self.device, self.depth = loader, device, depth
+        self._stream: torch.cuda.Stream | None = None
+        self.data_wait_s = 0.0   # waited for the gathering thread, over every pass so far
+
+    def side_stream(self) -> torch.cuda.Stream:
+        """The side stream of the uploads, made once for the loader's life: a new stream
+        every epoch would leave each one's cached blocks in the allocator, reserved memory
+        creeping up epoch by epoch."""
+        if self._stream is None:
+            self._stream = torch.cuda.Stream(self.device)
+        return self._stream
 
     def set_epoch(self, epoch: int) -> None:
         self.loader.set_epoch(epoch)
@@ -117,19 +129,26 @@ class DeviceLoader:
         return clips, labels
 
     def __iter__(self) -> Iterator[Batch]:
-        stream = torch.cuda.Stream(self.device)
+        stream = self.side_stream()
         current = torch.cuda.current_stream(self.device)
         batches = _Prefetcher(self.loader.uint8_batches(pin_memory=True), self.depth)
+        pending = iter(batches)
+
+        def gathered() -> Batch | None:   # the next pinned batch, its wait counted as data time
+            t0 = time.perf_counter()
+            batch = next(pending, None)
+            self.data_wait_s += time.perf_counter() - t0
+            return batch
+
         try:
-            pending = iter(batches)
-            ready = self._upload(next(pending, None), stream)
+            ready = self._upload(gathered(), stream)
             while ready is not None:
                 current.wait_stream(stream)   # on the GPU: the step starts once its batch is there
                 for tensor in ready:
                     # Made on the side stream, used on this one: the allocator must not hand
                     # their memory back to the side stream before this stream is done with them.
                     tensor.record_stream(current)
-                batch, ready = ready, self._upload(next(pending, None), stream)
+                batch, ready = ready, self._upload(gathered(), stream)
                 yield batch
         finally:
             batches.close()
@@ -145,12 +164,23 @@ def on_device(loader: Iterable[Batch], device: torch.device) -> Iterable[Batch]:
 
 
 class TimedLoader:
-    """Wraps a batch iterable and adds up the time spent waiting for its next batch."""
+    """Wraps a batch iterable and adds up the time spent waiting for its next batch.
+
+    A loader that counts its own data wait (`data_wait_s`, a DeviceLoader) is trusted for it:
+    the time inside its next() also holds the upload's launch, GPU back-pressure.
+    """
 
     def __init__(self, loader: Iterable[Any]) -> None:
         self.loader, self.seconds = loader, 0.0
 
     def __iter__(self) -> Iterator[Any]:
+        if hasattr(self.loader, "data_wait_s"):
+            start = float(self.loader.data_wait_s)
+            try:
+                yield from self.loader
+            finally:
+                self.seconds += float(self.loader.data_wait_s) - start
+            return
         it = iter(self.loader)
         while True:
             t0 = time.perf_counter()

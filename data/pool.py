@@ -2,7 +2,7 @@
 
 data.build.process_runner starts `python -m vidtune.data.pool WORKERS PARENT_PID`, sends it
 the chunks (pickled, on its stdin) and reads one JSON line per finished chunk (on its stdout).
-The helper is a fresh interpreter that imports only PyAV, NumPy and data.build: no torch, no
+The helper is a fresh interpreter that imports only PyAV, NumPy and data.chunks: no torch, no
 Ray, not the caller's main script. So it forks its workers cheaply and safely, before it has
 any thread. The other ways are worse: `spawn` and `forkserver` run the caller's main script again
 in every worker (a benchmark script or pytest imports torch: 0.5 GB and seconds each), and
@@ -26,7 +26,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict
 from typing import Any
 
-from vidtune.data.build import CacheNotSharedError, Chunk, ChunkResult, decode_chunk
+from vidtune.data.chunks import CacheNotSharedError, Chunk, ChunkResult, decode_chunk
 from vidtune.data.decode import shown
 
 

@@ -1,8 +1,8 @@
 """Real video folders root/<class_name>/<video files>: their layout, labels and files.
 
 The videos are decoded by data.decode.decode_video (the single source of truth for
-preprocessing, which `vidtune predict` uses too) into a cached store by data.build.
-`load_video_folder` is the whole path for a folder: scan, decode once, cache, reopen.
+preprocessing, which `vidtune predict` uses too) into a cached store by data.build, through
+the folder's catalogue (data.catalogue.folder_catalogue).
 """
 
 from __future__ import annotations
@@ -12,16 +12,14 @@ import re
 import unicodedata
 from pathlib import Path
 
-from vidtune.data.arrays import VideoArrays
 from vidtune.data.decode import (
     DECODE_VERSION,
     VideoDecodeError,
-    check_clip_size,
     decode_video,
     sample_indices,
     shown,
 )
-from vidtune.data.report import DecodeReport
+from vidtune.data.decode_report import DecodeReport
 
 __all__ = [
     "DECODE_VERSION",
@@ -32,7 +30,6 @@ __all__ = [
     "check_label",
     "decode_video",
     "label_problem",
-    "load_video_folder",
     "sample_indices",
     "scan_folder",
     "shown",
@@ -139,32 +136,3 @@ def scan_folder(root: str | Path) -> tuple[list[tuple[Path, int]], tuple[str, ..
             )
         files += [(video, label) for video in videos]
     return files, tuple(p.name for p in class_dirs)
-
-
-def load_video_folder(
-    root: str | Path,
-    frames: int,
-    height: int,
-    width: int,
-    cache_dir: str | Path | None,
-    min_clips_per_class: int = 1,
-    progress: bool = True,
-    workers: int = 0,
-) -> tuple[VideoArrays, DecodeReport]:
-    """Clips of every video under root/<class_name>/, decoded once and cached in `cache_dir`.
-
-    The cache is keyed by the folder's absolute path, T/H/W and every file's
-    (relative path, size, mtime), so adding, removing or changing a file rebuilds it.
-    Unreadable files are skipped and listed in the report (printed to stderr when decoding).
-    cache_dir None means default_cache_dir(); workers 0 means one decoding process per core.
-    """
-    # Imported here: data.build imports this module.
-    from vidtune.data.build import load_source
-    from vidtune.data.catalogue import folder_catalogue
-
-    check_clip_size(frames, height, width)
-    if isinstance(min_clips_per_class, bool) or min_clips_per_class < 1:
-        raise ValueError(f"min_clips_per_class is {min_clips_per_class!r}, but must be >= 1")
-    catalogue = folder_catalogue(root)
-    return load_source(catalogue, frames, height, width, cache_dir, progress=progress,
-                       workers=workers, min_clips_per_class=min_clips_per_class)

@@ -178,6 +178,21 @@ def print_outcome(outcome: SearchOutcome, prog: str = "vidtune search") -> None:
               f"  vidtune resume {path}")
 
 
+def running_search_note(model: str) -> str | None:
+    """For evaluate and predict: a note if the search a model was retrained from still runs
+    (a later trial may beat it); None for a finished search or a model from `vidtune train`."""
+    from pathlib import Path
+
+    from vidtune.trainable.core.lease import running_note
+
+    try:
+        source = json.loads((Path(model) / "config.json").read_text()).get("source_trial") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    note = running_note(str(source["results_dir"])) if source.get("results_dir") else None
+    return note and note.split(";")[0] + "; a later trial may beat the one this model retrains"
+
+
 def fail(parser: argparse.ArgumentParser, exc: Exception, status: int = 2) -> typing.NoReturn:
     """Print a clean one-line error (no traceback) and exit 2, as argparse does (bad input);
     status 1 for a command that started and then failed."""

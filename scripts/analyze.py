@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
                    help="where to write (default RESULTS_DIR/analysis)")
     args = p.parse_args(argv)
     from vidtune.analysis import analyze_many, summary_lines
+    from vidtune.trainable.core.lease import running_note
 
     try:
         analyses, comparison = analyze_many(args.results_dirs, args.out)
@@ -29,6 +30,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
         fail(p, exc)
     for a in analyses:
         print("\n".join(summary_lines(a)))
+        note = running_note(a.path)   # a search still running: its latest snapshot was read
+        if note:
+            print(note)
         print(f"report: {a.files['report.html']}\n")
     if comparison:
         print(f"comparison: {comparison['comparison.html']}")

@@ -14,6 +14,7 @@ COMMANDS = {
     "retrain": ("vidtune.scripts.retrain", "retrain the best configuration of a search and export it"),
     "predict": ("vidtune.scripts.predict", "classify video files with a saved model"),
     "analyze": ("vidtune.scripts.analyze", "tables and plots of a search's trials"),
+    "dashboard": ("vidtune.scripts.dashboard", "watch a search live in optuna-dashboard, on localhost"),
 }
 
 

@@ -10,10 +10,11 @@ averaged over K windows of its stored frames (needs --stored-frames > --frames i
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vidtune.scripts._args import add_data_args, fail
+from vidtune.scripts._args import add_data_args, fail, running_search_note
 
 if TYPE_CHECKING:
     from vidtune.trainable.best.predict import Evaluation
@@ -70,6 +71,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
 
         png = args.confusion_png or str(Path(args.model) / "confusion.png")
         plot_confusion(evaluation.result.confusion, evaluation.class_names, png)
+    note = running_search_note(args.model)
+    if note:
+        print(note, file=sys.stderr)
     print_evaluation(evaluation, png)
 
 

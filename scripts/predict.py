@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from vidtune.scripts._args import fail
+from vidtune.scripts._args import fail, running_search_note
 
 if TYPE_CHECKING:
     from vidtune.trainable.best.predict import VideoPrediction
@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
         predictions = predict_videos(args.model, args.videos, top_k=args.top_k)
     except ValueError as exc:
         fail(p, exc)
+    note = running_search_note(args.model)
+    if note:
+        print(note, file=sys.stderr)
     if print_predictions(predictions):
         raise SystemExit(1)
 

@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
                    help="a new time budget, e.g. 10m (default: what is left of the search's)")
     args = p.parse_args(argv)
     from vidtune.trainable.tune.driver import resume_search
-    from vidtune.trainable.tune.failures import StorageLostError
+    from vidtune.trainable.tune.fail_fast import StorageLostError
 
     try:
         outcome = resume_search(args.results_dir, address=args.address,

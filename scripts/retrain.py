@@ -40,13 +40,17 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     p.add_argument("--seed", type=int, default=None,
                    help="initialisation and batch-order seed (default: the search's seed)")
     p.add_argument("--out", default=None, help="model folder (default RESULTS_DIR/best_model)")
+    p.add_argument("--mlflow", default=None, metavar="URI",
+                   help="log the model to this MLflow tracking URI (default: the search's "
+                        "--mlflow, if it had one; '' for none)")
     args = p.parse_args(argv)
     from vidtune.trainable.best.retrain import retrain_best
 
     try:
         outcome = retrain_best(args.results_dir, epochs=args.epochs, train_on=args.train_on,
                                seed=args.seed, out=args.out,
-                               log=lambda line: print(line, flush=True), on_epoch=print_epoch)
+                               log=lambda line: print(line, flush=True), on_epoch=print_epoch,
+                               mlflow=args.mlflow)
     except ValueError as exc:
         fail(p, exc)
     print_retrain(outcome)

@@ -3,7 +3,7 @@
 With no arguments: a small search on the synthetic benchmark, on this machine's CPUs, in an
 embedded Ray; results under ./results/<name>. Add --address to run on a Ray cluster.
 
---config FILE takes every setting from a search file (TOML, see README) or from the
+--config FILE takes every setting from a search file (TOML, see the user guide's docs/guide/search-spaces.md) or from the
 vidtune.json of an earlier search; flags given on the command line override the file.
 """
 
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     cfg = make_config(argv, prog)   # validated before Ray starts
     p = build_parser(prog)
     from vidtune.trainable.tune.driver import run_search
-    from vidtune.trainable.tune.failures import StorageLostError
+    from vidtune.trainable.tune.fail_fast import StorageLostError
 
     try:
         outcome = run_search(cfg)

@@ -20,6 +20,8 @@ only numbers, strings and bools. to_hparams() turns them back into a tuple.
 from __future__ import annotations
 
 import ast
+import hashlib
+import json
 import operator
 import re
 from collections.abc import Callable, Mapping
@@ -28,7 +30,7 @@ from typing import Any
 
 import optuna
 
-from vidtune.search_spaces._registry import SearchSpace, SpaceError, declaration_key
+from vidtune.search_spaces._types import SearchSpace, SpaceError
 
 FIRST = "first"                                  # the sub-table with the first trial
 RANGE_KEYS = ("low", "high", "log", "step", "when")
@@ -196,6 +198,12 @@ def parse(spec: Mapping[str, Any]) -> tuple[DeclaredSpace, dict[str, Any], dict[
 
 
 _CACHE: dict[str, SearchSpace] = {}
+
+
+def declaration_key(spec: Mapping[str, Any]) -> str:
+    """A declared space's identity for caches: the hash of its table."""
+    text = json.dumps(spec, sort_keys=True, default=str)
+    return "declared:" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def declared_space(spec: Mapping[str, Any]) -> SearchSpace:

@@ -14,46 +14,13 @@ its file or module name, never pickled by value.
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping
 
 import optuna
 
-# A define-by-run function: samples from an Optuna trial, returns constants (or None).
-DefineFn = Callable[[optuna.Trial], dict[str, Any] | None]
-# What SearchConfig.space and get_space() take.
-SpaceSpec = str | Mapping[str, Any] | DefineFn
-
-
-class SpaceError(ValueError):
-    """A bad search space. `param` names the parameter at fault, when there is one, so that
-    a search file can point at its line."""
-
-    def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.param = param
-
-
-SpaceError.__module__ = "vidtune.search_spaces"   # its public name, in tracebacks and error.txt
-
-
-@dataclass(frozen=True)
-class SearchSpace:
-    name: str                                # the name, "file.py:function" or "declared"
-    description: str
-    define: DefineFn                         # pickles (module-level or a small object)
-    default: dict[str, Any]                  # the first trial; {}: the seed where it fits
-    constants: dict[str, Any] = field(default_factory=dict)   # fixed hyperparameters
-    source: str = ""                         # the user's file (for error lines); "" built in
-    key: str = ""                            # identity for caches ("" -> name)
-
-    @property
-    def cache_key(self) -> str:
-        return self.key or self.name
-
+from vidtune.search_spaces import _declared, _user
+from vidtune.search_spaces._trace import trace_space
+from vidtune.search_spaces._types import SearchSpace, SpaceError, SpaceSpec
 
 _SPACES: dict[str, SearchSpace] = {}
 
@@ -76,12 +43,11 @@ def get_space(spec: SpaceSpec, sha256: str = "") -> SearchSpace:
     sha256: the content hash a search recorded for its space file; a file that has moved or
     changed since is an error, here and whenever Ray's searcher calls the space.
     """
-    from vidtune.search_spaces import _declared, _user
-
     if isinstance(spec, Mapping):
         return _declared.declared_space(spec)
-    if callable(spec):
-        return get_space(_user.function_spec(spec))
+    if callable(spec):   # a built-in space's function is recorded by its name
+        named = [space.name for space in _SPACES.values() if space.define is spec]
+        return get_space(named[0] if named else _user.function_spec(spec))
     if not isinstance(spec, str):
         raise SpaceError(f"space is {spec!r}; give a name, 'file.py:function' or a declaration")
     if ":" in spec:
@@ -103,11 +69,6 @@ def space_label(spec: SpaceSpec) -> str:
     return spec if isinstance(spec, str) else getattr(spec, "__name__", repr(spec))
 
 
-def declaration_key(spec: Mapping[str, Any]) -> str:
-    text = json.dumps(spec, sort_keys=True, default=str)
-    return "declared:" + hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 def list_spaces() -> list[SearchSpace]:
     return [_SPACES[name] for name in sorted(_SPACES)]
 
@@ -119,6 +80,4 @@ def space_distributions(spec: SpaceSpec) -> dict[str, optuna.distributions.BaseD
     TRACE_RUNS times with a seeded random sampler and the union is returned, so a
     conditional parameter is there as long as its branch is taken in one of the runs.
     """
-    from vidtune.search_spaces._trace import trace_space
-
     return {name: s.distribution for name, s in trace_space(get_space(spec)).sampled.items()}

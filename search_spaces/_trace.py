@@ -13,15 +13,12 @@ import sys
 import warnings
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution
 
-from vidtune.search_spaces._registry import SpaceError
-
-if TYPE_CHECKING:
-    from vidtune.search_spaces._registry import SearchSpace
+from vidtune.search_spaces._types import SearchSpace, SpaceError
 
 TRACE_RUNS = 32          # runs on throwaway trials: enough to take the usual branches
 _PLAIN = (type(None), bool, int, float, str)   # what Optuna's categorical choices may hold

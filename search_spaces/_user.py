@@ -28,8 +28,8 @@ from typing import Any
 
 import optuna
 
-from vidtune.search_spaces._registry import SearchSpace, SpaceError, list_spaces
 from vidtune.search_spaces._trace import at_line, located, source_line
+from vidtune.search_spaces._types import SearchSpace, SpaceError
 
 _PREFIX = "_vidtune_space_"
 _MODULES: dict[tuple[str, str], ModuleType] = {}   # (absolute path, sha256) -> loaded file
@@ -215,13 +215,10 @@ def file_spaces(path: str) -> list[str]:
 
 
 def function_spec(fn: Callable[..., Any]) -> str:
-    """How a function given as a space in Python is recorded: its name if built in, else
-    "file.py:function" (scripts and top-level modules) or "package.module:function"."""
+    """How a user's function given as a space in Python is recorded (get_space records a
+    built-in one by its name): "file.py:function" (scripts and top-level modules) or "package.module:function"."""
     if isinstance(fn, SpaceRef):
         return fn.spec
-    for space in list_spaces():
-        if space.define is fn:
-            return space.name
     qual, module_name = getattr(fn, "__qualname__", None), getattr(fn, "__module__", None)
     if not isinstance(qual, str) or not isinstance(module_name, str):
         raise SpaceError(f"space {fn!r} is not a function; give def my_space(trial): ... "

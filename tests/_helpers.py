@@ -11,11 +11,17 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
 import pandas as pd
 import pytest
+
+from vidtune.data.arrays import VideoArrays
+from vidtune.data.build import load_source
+from vidtune.data.catalogue import folder_catalogue
+from vidtune.data.decode_report import DecodeReport
 
 W, H = 32, 24
 
@@ -65,6 +71,26 @@ def vidtune(*args: str, env: dict[str, str] | None = None, timeout: float = 300)
     """`vidtune ARGS` in a fresh interpreter, as a user would run it."""
     return subprocess.run([sys.executable, "-m", "vidtune.scripts.cli", *args], capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def in_process(capfd: pytest.CaptureFixture[str], *args: str) -> subprocess.CompletedProcess:
+    """`vidtune ARGS` run by cli.main in this process: its exit status and what it printed."""
+    from vidtune.scripts.cli import main
+
+    capfd.readouterr()
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    out = capfd.readouterr()
+    return subprocess.CompletedProcess(["vidtune", *args], code, out.out, out.err)
+
+
+def load_folder(root: Path, frames: int, height: int, width: int, cache_dir: Path | None,
+                **kwargs: Any) -> tuple[VideoArrays, DecodeReport]:
+    """A video folder's clips, decoded once into the cache, as `--data FOLDER` loads them."""
+    return load_source(folder_catalogue(root), frames, height, width, cache_dir, **kwargs)
 
 
 def progress(experiment: str | Path) -> dict[str, pd.DataFrame]:

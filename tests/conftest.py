@@ -7,10 +7,9 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import av
 import pandas as pd
 import pytest
 import torch
@@ -27,7 +26,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     skip = pytest.mark.skip(reason="needs a CUDA device (torch.cuda.is_available() is False)")
     for item in items:
-        if "gpu" in item.keywords:
+        # The marker itself: item.keywords also holds every folder name on the path (a
+        # checkout in a folder named gpu would skip the whole suite).
+        if item.get_closest_marker("gpu") is not None:
             item.add_marker(skip)
 
 
@@ -37,6 +38,64 @@ def cache_dir(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("vidtune-cache")
     os.environ["VIDTUNE_CACHE"] = str(path)
     return str(path)
+
+
+# The embedded Ray the tests share: ray.init and ray.shutdown cost seconds each on 2 cores.
+SHARED_RAY = {"address": "local", "num_cpus": 2, "include_dashboard": False, "log_to_driver": False}
+
+
+class SharedRay:
+    """One embedded Ray (2 CPUs, no GPU; address="local", so no stray cluster is joined) for
+    every test that needs no other. up() starts it if it is down; own(**kwargs) ends it and
+    starts the Ray a test needs (fake GPUs, a runtime_env, a cluster's address)."""
+
+    def up(self) -> None:
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(**SHARED_RAY)
+
+    def own(self, **kwargs) -> None:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+        ray.init(**kwargs)
+
+
+@pytest.fixture(scope="session")
+def shared_ray(cache_dir) -> Iterator[SharedRay]:
+    """The session's Ray: up() in a test or a module's fixture, left up for the next one, ended
+    once at the end. Started after cache_dir, so its workers see $VIDTUNE_CACHE."""
+    yield SharedRay()
+    import ray
+
+    ray.shutdown()
+
+
+@pytest.fixture
+def local_ray(shared_ray) -> None:
+    """The shared Ray, up for this test."""
+    shared_ray.up()
+
+
+@pytest.fixture
+def own_ray(shared_ray) -> Iterator[Callable[..., None]]:
+    """start(**ray.init kwargs): a Ray of this test's own, ended with the test (the shared one
+    starts again for the next test that asks)."""
+    yield shared_ray.own
+    import ray
+
+    ray.shutdown()
+
+
+@pytest.fixture
+def no_ray(shared_ray) -> None:
+    """No Ray running as the test starts (the shared one is ended), so that the test can check
+    that what it runs starts none."""
+    import ray
+
+    ray.shutdown()
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +114,8 @@ def codec_available() -> Callable[[str, str], bool]:
     """
 
     def check(codec: str, consequence: str) -> bool:
+        import av  # here: the CUDA tests run where PyAV is not installed (make gpu-check)
+
         if codec in av.codecs_available:
             return True
         message = f"this FFmpeg build (av {av.__version__}) cannot encode {codec}: {consequence}"

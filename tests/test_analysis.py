@@ -41,7 +41,7 @@ from vidtune.analysis.analyze import PLOTS
 from vidtune.analysis.plots import TOP_K, split_curves
 from vidtune.analysis.tables import best_so_far_by_time, best_so_far_by_trial
 from vidtune.data import DataConfig
-from vidtune.trainable.core.trials import TrialStatus
+from vidtune.trainable.core.results import TrialStatus
 
 STATUSES = tuple(s.value for s in TrialStatus)
 
@@ -89,14 +89,12 @@ def _run_until_first_report(cmd: list[str], folder: Path, log_path: Path,
 
 
 @pytest.fixture(scope="module")
-def searches(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+def searches(tmp_path_factory: pytest.TempPathFactory, shared_ray) -> tuple[str, str]:
     """(finished, interrupted) experiment folders.
 
     Both run at once to save time: the CLI search in a subprocess (1 CPU), SIGKILLed by a
     watcher thread after its first trial reported an epoch, and the finished one here.
     """
-    import ray
-
     from vidtune.data import load_arrays
     from vidtune.trainable.core.search_config import SearchConfig
     from vidtune.trainable.tune.driver import run_search
@@ -111,16 +109,14 @@ def searches(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     stop = threading.Event()
     with ThreadPoolExecutor(1) as pool:
         killed = pool.submit(_run_until_first_report, cmd, tmp / "b", tmp / "b.log", stop)
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
         try:
+            shared_ray.up()
             outcome = run_search(SearchConfig(
                 space="tiny", num_samples=NUM_SAMPLES, max_epochs=MAX_EPOCHS, grace_period=1,
                 reduction_factor=2, num_cpus=2, results_dir=str(tmp), name="a", data=data))
         except BaseException:
             stop.set()                # end the subprocess too
             raise
-        finally:
-            ray.shutdown()
         return outcome.experiment_path, killed.result()
 
 

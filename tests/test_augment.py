@@ -161,7 +161,7 @@ def test_multi_clip_windows():
 
 
 def test_the_synthetic_benchmark_is_unchanged(tiny_data):
-    """Its cache key and its batches are what they were before issue 17, so the recorded
+    """Its cache key and its batches are what they were before clips could be cut and augmented, so the recorded
     figures stand: same store, same clips in the same order, nothing cut or augmented."""
     from vidtune.data.loaders import _synthetic_key, to_float
 

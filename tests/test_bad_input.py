@@ -10,17 +10,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from _helpers import encode_video, tmpfs, video_folder, vidtune
+from _helpers import encode_video, in_process, load_folder, tmpfs, video_folder, vidtune
 
 from vidtune.data import DataConfig, load_arrays, stratified_split
 from vidtune.data.checks import check_clips
 from vidtune.data.store import StoreWriteError, open_store
-from vidtune.data.video_folder import load_video_folder, scan_folder
+from vidtune.data.video_folder import scan_folder
 from vidtune.search_spaces import SearchSpace
 from vidtune.search_spaces import _registry as registry
 from vidtune.trainable.core.config import ModelConfig, TrainConfig
@@ -118,7 +119,10 @@ def test_last_error_line_of_a_ray_error_file():
     assert last_error_line(first) == "ValueError: num_classes is 1, but must be >= 2"
 
 
-# -- the commands, refused before Ray starts (slow: each starts a fresh interpreter) --------
+# -- the commands, refused before Ray starts ---------------------------------------------------
+# In this process (cli.main, what the `vidtune` command runs), with no Ray up (no_ray), so that
+# a started Ray shows; test_one_class_folder_is_refused_in_a_real_process runs one in a fresh
+# interpreter, as a user does.
 
 
 def refused(proc: subprocess.CompletedProcess, *fragments: str) -> str:
@@ -132,38 +136,48 @@ def refused(proc: subprocess.CompletedProcess, *fragments: str) -> str:
     return errors[0]
 
 
-def search(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    return vidtune("search", "--space", "tiny", "--num-samples", "2", "--max-epochs", "1",
-                   "--frames", "4", "--height", "16", "--width", "16",
-                   "--results-dir", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache"),
-                   *args)
+SMALL = ("--space", "tiny", "--num-samples", "2", "--max-epochs", "1", "--frames", "4",
+         "--height", "16", "--width", "16")
+
+
+@pytest.fixture
+def search(tmp_path: Path, capfd, no_ray) -> Callable[..., subprocess.CompletedProcess]:
+    """search(*args): a small `vidtune search ARGS` in this process, into tmp_path."""
+    import ray
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        proc = in_process(capfd, "search", *SMALL, "--results-dir", str(tmp_path / "results"),
+                          "--cache-dir", str(tmp_path / "cache"), *args)
+        assert not ray.is_initialized(), "the refused search started Ray"
+        return proc
+
+    return run
 
 
 @pytest.mark.slow
-def test_one_class_folder_is_refused_before_ray(tmp_path):
+def test_one_class_folder_is_refused_in_a_real_process(tmp_path):
     root = video_folder(tmp_path / "videos", {"walking": 8})
-    line = refused(search(tmp_path, "--data", str(root)),
+    line = refused(vidtune("search", *SMALL, "--results-dir", str(tmp_path / "results"),
+                           "--cache-dir", str(tmp_path / "cache"), "--data", str(root)),
                    f"{root} has 1 class ('walking'), but a classifier needs at least 2",
                    f"add a second class folder {root}/<class>/")
     assert line.startswith("vidtune search: error: ")
     assert not (tmp_path / "results").exists(), "a refused search leaves nothing behind"
 
 
-@pytest.mark.slow
-def test_one_video_per_class_is_refused_before_ray(tmp_path):
+def test_one_video_per_class_is_refused_before_ray(tmp_path, search):
     root = video_folder(tmp_path / "videos", {"cat": 1, "dog": 1})
-    refused(search(tmp_path, "--data", str(root)),
+    refused(search("--data", str(root)),
             f"in {root}, classes 'cat', 'dog' have 1 readable clip, but need at least 2 "
             "(one for training, one for validation)", f"add videos to {root}/cat/, {root}/dog/")
 
 
-@pytest.mark.slow
-def test_a_class_of_unreadable_videos_is_refused_with_the_decode_report(tmp_path):
+def test_a_class_of_unreadable_videos_is_refused_with_the_decode_report(tmp_path, search):
     root = video_folder(tmp_path / "videos", {"cat": 2})
     (root / "dog").mkdir()
     (root / "dog" / "zero.mp4").write_bytes(b"")
     (root / "dog" / "junk.avi").write_text("not a video")
-    proc = search(tmp_path, "--data", str(root))
+    proc = search("--data", str(root))
     refused(proc, f"in {root}, these classes have no readable clip: dog (0)",
             "add videos to those classes or fix the unreadable files listed below")
     report = proc.stderr.split(": error: ")[1].splitlines()[1:]
@@ -172,26 +186,24 @@ def test_a_class_of_unreadable_videos_is_refused_with_the_decode_report(tmp_path
     assert report[2] == "  dog/zero.mp4: empty file (0 bytes)"
 
 
-@pytest.mark.slow
-def test_data_pointing_at_one_video_file_is_refused(tmp_path):
+def test_data_pointing_at_one_video_file_is_refused(tmp_path, search):
     video = tmp_path / "clip.mp4"
     encode_video(video)
-    refused(search(tmp_path, "--data", str(video)), f"data '{video}' is a file, but --data takes a "
+    refused(search("--data", str(video)), f"data '{video}' is a file, but --data takes a "
             "folder root/<class>/<video files>", f"`vidtune predict MODEL {video}`")
 
 
-@pytest.mark.slow
-def test_unwritable_results_and_cache_folders_are_refused(tmp_path):
+def test_unwritable_results_and_cache_folders_are_refused(tmp_path, search):
     with tmpfs(tmp_path / "ro", read_only=True) as ro:
-        refused(search(tmp_path, "--results-dir", str(ro / "results")),
+        refused(search("--results-dir", str(ro / "results")),
                 f"results folder {ro / 'results'} is not writable (Read-only file system); "
                 "choose another with --results-dir")
-        refused(search(tmp_path, "--cache-dir", str(ro / "cache")),
+        refused(search("--cache-dir", str(ro / "cache")),
                 f"cache folder {ro / 'cache'} is not writable (Read-only file system); point "
                 "--cache-dir (or $VIDTUNE_CACHE) at a writable folder")
     file = tmp_path / "a-file"
     file.write_text("x")
-    refused(search(tmp_path, "--results-dir", str(file / "results")),
+    refused(search("--results-dir", str(file / "results")),
             f"results folder {file / 'results'} cannot be created: {file} is a file")
 
 
@@ -211,7 +223,7 @@ def test_a_disk_that_fills_while_the_cache_is_written(tmp_path):
             load_arrays(DataConfig(**{**synthetic.__dict__, "cache_dir": str(small)}), progress=False)
         assert _files(small) == [], "a half-written store was left"
         with pytest.raises(StoreWriteError, match="No space left on device"):
-            load_video_folder(root, 16, 64, 64, small, progress=False)   # 6 x 192 KiB
+            load_folder(root, 16, 64, 64, small, progress=False)   # 6 x 192 KiB
         assert _files(small) == []
 
         proc = vidtune("search", "--data", str(root), "--frames", "16", "--height", "64",
@@ -222,7 +234,7 @@ def test_a_disk_that_fills_while_the_cache_is_written(tmp_path):
         assert _files(small) == []
 
         subprocess.run(["mount", "-o", "remount,size=8m", str(small)], check=True)
-        arrays, _ = load_video_folder(root, 16, 64, 64, small, progress=False)
+        arrays, _ = load_folder(root, 16, 64, 64, small, progress=False)
         (store,) = (small / "folders").iterdir()
         reopened = open_store(store)
         assert reopened is not None and reopened.clips.shape == (6, 16, 64, 64, 3)
@@ -237,13 +249,13 @@ def test_non_utf8_file_names_and_symlinked_class_folders(tmp_path, capfd):
     (root / "dog").symlink_to(elsewhere / "dog", target_is_directory=True)
     os.symlink(b"/nowhere/x.avi", os.fsencode(root / "cat") + b"/gone\xff.avi")   # a broken link
 
-    arrays, report = load_video_folder(root, 4, 16, 16, tmp_path / "cache")
+    arrays, report = load_folder(root, 4, 16, 16, tmp_path / "cache")
     assert arrays.class_names == ("cat", "dog") and len(arrays) == 4
     assert list(arrays.labels) == [0, 0, 1, 1]
     assert [reason for _, reason in report.skipped] == ["broken symbolic link (to /nowhere/x.avi)"]
     assert "  cat/gone\\xff.avi: broken symbolic link" in report.summary()
     assert "cat/gone\\xff.avi" in capfd.readouterr().err   # printed without an encoding error
-    again, _ = load_video_folder(root, 4, 16, 16, tmp_path / "cache")   # from the cache
+    again, _ = load_folder(root, 4, 16, 16, tmp_path / "cache")   # from the cache
     np.testing.assert_array_equal(again.clips, arrays.clips)
 
     (root / "bird").symlink_to(tmp_path / "no-such-folder", target_is_directory=True)
@@ -272,10 +284,9 @@ def test_class_folders_that_are_not_valid_labels(tmp_path, name, problem, sugges
         scan_folder(root)
 
 
-@pytest.mark.slow
-def test_invalid_label_is_refused_by_the_command(tmp_path):
+def test_invalid_label_is_refused_by_the_command(tmp_path, search):
     root = video_folder(tmp_path / "videos", {"fine": 2, "cat\tdog": 2})
-    refused(search(tmp_path, "--data", str(root)), "is not a valid label: its name contains "
+    refused(search("--data", str(root)), "is not a valid label: its name contains "
             "control characters; rename the folder, e.g. to 'cat_dog'")
 
 

@@ -13,14 +13,17 @@ import re
 import pandas as pd
 import pytest
 
-from vidtune.analysis.bench import (
+from benchmarks import bench_data, bench_scale, bench_search
+from benchmarks.lib import (
     DataShare,
     EpochTimes,
     halving_in_hindsight,
     rank_agreement,
     write_section,
 )
-from vidtune.analysis.bench.scale import (
+from benchmarks.lib.data_share import SMOKE_DATA, SMOKE_MODEL, data_share_rows
+from benchmarks.lib.data_share import render as data_render
+from benchmarks.lib.scale import (
     ScalePlan,
     Window,
     flat_growth,
@@ -29,10 +32,9 @@ from vidtune.analysis.bench.scale import (
     trial_spans,
     windows,
 )
-from vidtune.analysis.bench.scale_report import goals as scale_goals
-from vidtune.analysis.bench.scale_report import render as scale_render
+from benchmarks.lib.scale_report import goals as scale_goals
+from benchmarks.lib.scale_report import render as scale_render
 from vidtune.analysis.tables import asha_milestones
-from vidtune.scripts import bench_data, bench_scale, bench_search
 
 
 def section(text: str, key: str) -> str:
@@ -63,9 +65,27 @@ def test_bench_data_smoke(tmp_path, cache_dir):
     body = section(text, "bench_data")
     assert section(text, "bench_search").strip() == "kept"
     assert "Smoke run" in body and "torch" in body
-    assert re.search(r"epoch, real loader \(train \+ val\) \| \d+\.\d+ s \|", body)
-    assert re.search(r"\(real - in-memory\) / real \| -?\d+\.\d %", body)
-    assert re.search(r"\*\*(PASS|FAIL)\*\*", body)
+    # The section shows the figures the run measured, and the verdict of those figures.
+    for row in data_share_rows(result):
+        assert row in body, row
+    assert f"lies within the run-to-run spread): {result.verdict}\n" in body
+
+
+def test_the_data_section_renders_hand_made_figures():
+    body = data_render(_share(10.0, 9.8, 0.02, spread=0.01), SMOKE_DATA, SMOKE_MODEL, smoke=False)
+    assert "Smoke run" not in body and "median of 3 repeat(s)" in body
+    assert "| epoch, real loader (train + val) | 10.00 s |" in body
+    assert "| epoch, same batches pre-converted in memory | 9.80 s |" in body
+    assert "| data-loading share, (real - in-memory) / real | 2.0 % |" in body
+    assert "| data-loading share, inside-loader time / real | 0.2 % |" in body
+    assert "| run-to-run spread of the real epochs, (max - min) / median | 1.0 % |" in body
+    assert body.rstrip().splitlines()[-3].endswith("run-to-run spread): **PASS**")
+    # One repeat: no spread row; a loading cost over the goal fails.
+    failed = data_render(_share(10.0, 9.0, 0.02, spread=0.0, repeats=1), SMOKE_DATA, SMOKE_MODEL,
+                         smoke=True)
+    assert "Smoke run" in failed and "run-to-run spread of the real epochs" not in failed
+    assert "| data-loading share, (real - in-memory) / real | 10.0 % |" in failed
+    assert failed.rstrip().splitlines()[-3].endswith("run-to-run spread): **FAIL**")
 
 
 @pytest.mark.slow
@@ -150,7 +170,7 @@ def test_ray_ratio_is_judged_only_where_the_plain_loop_holds_still():
 
 @pytest.mark.slow
 def test_bench_decode_smoke(tmp_path):
-    from vidtune.scripts import bench_decode
+    from benchmarks import bench_decode
 
     md = tmp_path / "benchmarks.md"
     bench_decode.main(["--smoke", "--out", str(md), "--work", str(tmp_path / "work")])
@@ -238,22 +258,22 @@ def test_scale_goals_and_before_after():
 
 @pytest.mark.slow
 def test_bench_scale_smoke(tmp_path, cache_dir):
-    """60 real trials, the driver SIGKILLed once 20 have finished, resumed: every figure is measured."""
+    """32 real trials, the driver SIGKILLed once 12 have finished, resumed: every figure is measured."""
     md = tmp_path / "benchmarks.md"
     bench_scale.main(["--smoke", "--out", str(md), "--results-dir", str(tmp_path / "r"),
                       "--cache-dir", cache_dir])
     body = section(md.read_text(), "bench_scale")
     assert "Smoke run" in body
     figures = json.loads((tmp_path / "bench_scale.json").read_text())
-    assert figures["num_trials"] == 60 and figures["errored"] == 0
-    # The first driver passed the mark at 20 and was killed; the resumed one passed 60.
-    assert [(m["at"], m["driver"]) for m in figures["marks"]] == [(20, 1), (60, 2)]
+    assert figures["num_trials"] == 32 and figures["errored"] == 0
+    # The first driver passed the mark at 12 and was killed; the resumed one passed 32.
+    assert [(m["at"], m["driver"]) for m in figures["marks"]] == [(12, 1), (32, 2)]
     for m in figures["marks"]:
         assert m["finished"] >= m["at"] and m["rss_mb"] > 50 and m["snapshots"] >= 1
         assert m["state_kb"] > 0 and m["folder_kb"] > m["db_kb"] > 0
         assert m["analyze_s"] > 0 and m["db_write_ms"] > 0 and m["reconcile_s"] > 0
-    assert [(w["first"], w["last"]) for w in figures["windows"]] == [(1, 20), (21, 60)]
+    assert [(w["first"], w["last"]) for w in figures["windows"]] == [(1, 12), (13, 32)]
     assert all(w["trials"] >= 2 and w["median_trial_s"] > 0 for w in figures["windows"])
-    assert 0 < figures["resume_s"] < 300 and set(figures["tpe_ms"]) == {"20", "60"}
+    assert 0 < figures["resume_s"] < 300 and set(figures["tpe_ms"]) == {"12", "32"}
     assert re.search(r"\| per-trial overhead, worst window \| -?\d+ ms", body)
     assert re.search(r"\| `vidtune resume` to the first new trial \| \d+\.\d s", body)

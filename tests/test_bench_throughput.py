@@ -1,4 +1,4 @@
-"""The throughput benchmark (issue 26): its smoke run writes every part's figures into its
+"""The throughput benchmark: its smoke run writes every part's figures into its
 section, parts measured in separate runs are merged, and the FLOP count is the model's."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from vidtune.analysis.bench.throughput import (
+from benchmarks.lib.throughput import (
     SEED_CLASS,
     Plan,
     class_params,

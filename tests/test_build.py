@@ -68,8 +68,10 @@ def test_processes_build_the_same_store_as_one(folder, tmp_path):
 
 _LOAD = """
 import sys
-from vidtune.data.video_folder import load_video_folder
-arrays, report = load_video_folder(sys.argv[1], 4, 24, 36, sys.argv[2], workers=int(sys.argv[3]))
+from vidtune.data.build import load_source
+from vidtune.data.catalogue import folder_catalogue
+arrays, report = load_source(folder_catalogue(sys.argv[1]), 4, 24, 36, sys.argv[2],
+                             workers=int(sys.argv[3]))
 print("clips", len(arrays), flush=True)
 """
 
@@ -183,7 +185,7 @@ def test_a_decoding_process_imports_no_torch():
 
 def test_a_decoding_process_error_comes_back_as_itself(tmp_path):
     """An error in a decoding process reaches the builder as its own kind, not a bare one."""
-    from vidtune.data.build import CacheNotSharedError, Chunk
+    from vidtune.data.chunks import CacheNotSharedError, Chunk
 
     chunks = [Chunk(k, ((k, str(tmp_path / "a.avi"), None, None),), 4, 24, 36,
                     str(tmp_path / "gone" / f"part-{k}.u8"), str(tmp_path)) for k in range(2)]

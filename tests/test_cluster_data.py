@@ -15,20 +15,20 @@ from vidtune.data import DataConfig
 from vidtune.data.build import load_source
 from vidtune.data.catalogue import folder_catalogue
 from vidtune.trainable.core.search_config import SearchConfig
-from vidtune.trainable.tune.decode import ray_runner
+from vidtune.trainable.tune.cluster_cache import ray_runner
 from vidtune.trainable.tune.driver import run_search
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def two_nodes():
+def two_nodes(own_ray):
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     cluster.add_node(num_cpus=1)
     try:
-        ray.init(address=cluster.address, log_to_driver=False)
+        own_ray(address=cluster.address, log_to_driver=False)
         cluster.wait_for_nodes()
         yield cluster
     finally:

@@ -84,6 +84,33 @@ def test_timed_loader_adds_up_the_waits():
     assert 0.15 <= timed.seconds < 1.0
 
 
+def test_timed_loader_takes_a_device_loaders_own_data_wait():
+    # A DeviceLoader's next() also queues the upload, which blocks while the GPU's launch
+    # queue is full: GPU time. Its own data_wait_s holds only the wait for the gathering thread.
+    class Uploading:
+        data_wait_s = 0.0
+
+        def __iter__(self):
+            for i in range(3):
+                self.data_wait_s += 0.01    # what it waited for the data
+                time.sleep(0.05)            # back-pressure inside next()
+                yield i
+
+    timed = TimedLoader(Uploading())
+    assert list(timed) == [0, 1, 2]
+    assert timed.seconds == pytest.approx(0.03)
+
+
+def test_a_device_loader_makes_its_side_stream_once(tiny_data, monkeypatch):
+    # No GPU here: count the streams made (the epochs' loop asks for one every pass).
+    made = []
+    monkeypatch.setattr(torch.cuda, "Stream", lambda device: made.append(device) or object())
+    loader = DeviceLoader(make_loaders(tiny_data, batch_size=16, progress=False).train,
+                          torch.device("cuda", 0))
+    streams = {id(loader.side_stream()) for _ in range(3)}
+    assert len(streams) == 1 and made == [torch.device("cuda", 0)]
+
+
 def _old_train_one_epoch(model, loader, optimizer, grad_clip):
     """train_one_epoch as it was before the GPU path: a Python float sum, read every batch."""
     model.train()

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import ray
 import torch
 from _helpers import progress
 
@@ -19,13 +18,6 @@ from vidtune.trainable.tune.driver import run_search
 from vidtune.trainable.tune.experiment import load_experiment
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def local_ray():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def _search(tmp_path: Path, cache_dir: str, **kwargs) -> SearchConfig:

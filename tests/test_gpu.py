@@ -8,10 +8,14 @@ device they are skipped (conftest.py), and the CPU suite covers the same code on
 - the memory cap of packed trials: a 0.25-GPU trial that needs more fails alone, naming its
   cap, while its neighbours finish;
 - --gpus-per-trial auto's probe on the real card;
-- a search, retrain, evaluate, export and predict on CUDA.
+- a search, retrain, evaluate, export and predict on CUDA;
+- without Ray (the device machine has none; the two tests above that need Ray or PyAV skip
+  themselves there): a trial over its cap fails at once, not retried; a CPU trial leaves the
+  GPU alone; CUDA's generator travels with a checkpoint; model.pt2 runs on CUDA; the side
+  stream's memory stays flat over epochs.
 
 Sized to take about two minutes together on an H100 (tiny clips except where a test needs
-the benchmark's 16x112x112): see analysis/bench/gpu_check.py for the budget.
+the benchmark's 16x112x112): see benchmarks/lib/gpu_check.py for the budget.
 """
 
 from __future__ import annotations
@@ -133,8 +137,10 @@ def test_a_trial_over_its_memory_cap_fails_alone_naming_the_cap(cache_dir, tmp_p
     """Four trials at 0.25 GPU on the real card. Three train a small model; the fourth has one
     conv block so wide that its first activation alone, bf16 (B*T, wide, H, W), is twice its
     cap. It must fail with a message naming that cap, and only it."""
+    pytest.importorskip("ray", reason="needs Ray (the Ray-free cap test below runs without)")
     from ray import tune
 
+    from vidtune.trainable.core.packing import CONTEXT_MB
     from vidtune.trainable.core.search_config import SearchConfig
     from vidtune.trainable.tune.driver import run_repeats, shutdown
     from vidtune.trainable.tune.experiment import load_experiment
@@ -161,10 +167,10 @@ def test_a_trial_over_its_memory_cap_fails_alone_naming_the_cap(cache_dir, tmp_p
     assert list(over["status"]) == ["errored"], trials[["conv_base", "status", "error"]]
     error = over["error"].iloc[0]   # Ray's traceback names the class with its module
     assert ("TrialMemoryError: trial ran out of CUDA memory, capped at "
-            f"{cap_mb / 1024:.1f} GiB (0.25 of the") in error, error
+            f"{(cap_mb - CONTEXT_MB) / 1024:.1f} GiB (0.25 of the") in error, error
     assert list(rest["status"]) == ["completed"] * 3, rest[["status", "error"]]
     assert all(0 < peak < cap for peak, cap in zip(rest["gpu_peak_mb"], rest["gpu_cap_mb"], strict=True))
-    assert rest["gpu_cap_mb"].iloc[0] == pytest.approx(cap_mb, abs=0.1)
+    assert rest["gpu_cap_mb"].iloc[0] == pytest.approx(cap_mb - CONTEXT_MB, abs=0.1)   # less its context
 
 
 def test_auto_packing_probes_the_real_card(tiny_data):
@@ -187,6 +193,8 @@ def test_auto_packing_probes_the_real_card(tiny_data):
 
 
 def test_search_retrain_evaluate_export_and_predict_on_cuda(cache_dir, cuda, tmp_path):
+    pytest.importorskip("ray", reason="needs Ray (a real search)")
+    pytest.importorskip("av", reason="needs PyAV (a real video to predict)")
     from _helpers import encode_video
 
     from vidtune.trainable.best.artifact import export_program, load_artifact
@@ -228,3 +236,87 @@ def test_search_retrain_evaluate_export_and_predict_on_cuda(cache_dir, cuda, tmp
     (on_gpu,), (on_cpu,) = predict_videos(folder, [video], device=cuda), predict_videos(folder, [video])
     assert on_gpu.error is None and on_gpu.top[0][0] == on_cpu.top[0][0]
     assert on_gpu.top[0][1] == pytest.approx(on_cpu.top[0][1], abs=0.01)
+
+
+def test_a_trial_over_its_cap_fails_at_once_without_ray(cache_dir, cuda):
+    """limit_resources and run_trial in this process, as a Ray worker runs them: a 0.25-GPU
+    trial whose first activation is twice its cap raises a TrialMemoryError naming the cap,
+    marked over its cap, so the retry policy does not retry it."""
+    from vidtune.trainable.core.failures import is_deterministic
+    from vidtune.trainable.core.packing import CONTEXT_MB
+    from vidtune.trainable.core.search_config import SearchConfig
+    from vidtune.trainable.core.trial import TrialMemoryError, limit_resources, run_trial
+
+    batch, frames, side = 16, 8, 64
+    total_mb = torch.cuda.get_device_properties(cuda).total_memory / MB
+    cap_mb = 0.25 * total_mb - CONTEXT_MB
+    wide = math.ceil(2 * cap_mb / (batch * frames * side * side * 2 / MB))
+    data = DataConfig(num_clips=80, frames=frames, height=side, width=side, noise=0.2, cache_dir=cache_dir)
+    make_loaders(data, batch_size=batch, progress=False)     # the cache, as the driver builds it
+    cfg = SearchConfig(space="default", max_epochs=1, grace_period=1, batch_size=batch,
+                       gpus_per_trial=0.25, cpus_per_trial=1, data=data)
+    threads = torch.get_num_threads()
+    try:
+        device, grant = limit_resources(cfg)
+        assert grant.gpu_cap_mb == pytest.approx(cap_mb, abs=0.1) and grant.gpu_uuid.startswith("GPU-")
+        with pytest.raises(TrialMemoryError, match="capped at") as info:
+            run_trial({"conv_blocks": 1, "conv_base": wide, "lstm_hidden": 16, "lr": 1e-3}, cfg,
+                      lambda metrics, state: None, device=device, grant=grant)
+        assert info.value.over_cap and is_deterministic(info.value), str(info.value)
+    finally:
+        torch.set_num_threads(threads)
+        torch.cuda.set_per_process_memory_fraction(1.0, cuda.index)   # the rest of this process
+        torch.cuda.empty_cache()
+
+
+def test_a_cpu_trial_leaves_the_gpu_alone(tiny_data):
+    from vidtune.trainable.core.search_config import SearchConfig
+    from vidtune.trainable.core.trial import limit_resources, run_trial
+
+    cfg = SearchConfig(space="tiny", data=tiny_data, max_epochs=1, grace_period=1, cpus_per_trial=1)
+    threads, reports = torch.get_num_threads(), []
+    try:
+        device, grant = limit_resources(cfg)    # gpus_per_trial 0, where torch sees a GPU
+        run_trial({"conv_blocks": 1, "conv_base": 4, "lstm_hidden": 8, "lr": 3e-3}, cfg,
+                  lambda metrics, state: reports.append(metrics), device=device, grant=grant)
+    finally:
+        torch.set_num_threads(threads)
+    assert device == CPU and [r["device"] for r in reports] == ["cpu"]
+    assert reports[0]["gpu_peak_mb"] == 0.0 and reports[0]["gpu_cap_mb"] == 0.0
+
+
+def test_cuda_rng_travels_with_the_checkpoint(tiny_data, cuda):
+    loaders = make_loaders(tiny_data, batch_size=16, progress=False)
+    cfg = TrainConfig(lr=3e-3, epochs=1, seed=1)
+    saved: dict = {}
+    fit(build_model(TINY, seed=1), loaders.train, loaders.val, cfg, 10, device=cuda,
+        on_epoch=lambda metrics, state_fn: saved.update(state_fn()))
+    assert "cuda_rng" in saved
+    torch.cuda.manual_seed(12345)                      # another stream, as in a fresh worker
+    fit(build_model(TINY, seed=1), loaders.train, loaders.val, cfg, 10, device=cuda, resume=saved)
+    assert torch.equal(torch.cuda.get_rng_state(cuda), saved["cuda_rng"])
+
+
+def test_the_exported_program_runs_on_cuda(cuda, tmp_path):
+    from vidtune.trainable.best.artifact import EXPORTED, export_program, load_exported
+
+    model = build_model(TINY, seed=0)
+    torch.export.save(export_program(model, 4, 16, 16), tmp_path / EXPORTED)   # traced on the CPU
+    program = load_exported(tmp_path, cuda)
+    clips = torch.rand(3, 4, 3, 16, 16, device=cuda)                            # (3, T, 3, H, W)
+    with torch.no_grad():
+        torch.testing.assert_close(program(clips), model.to(cuda).eval()(clips), atol=1e-3, rtol=1e-3)
+
+
+def test_the_side_streams_memory_stays_flat_over_epochs(tiny_data, cuda):
+    loaders = make_loaders(tiny_data, batch_size=16, progress=False)
+    loader = DeviceLoader(loaders.train, cuda)
+    reserved = []
+    for epoch in range(4):
+        loader.set_epoch(epoch)
+        for clips, _ in loader:
+            clips.sum()
+        torch.cuda.synchronize(cuda)
+        reserved.append(torch.cuda.memory_reserved(cuda))
+    assert reserved[-1] <= reserved[1], reserved
+    assert loader.data_wait_s > 0

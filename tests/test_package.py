@@ -1,8 +1,10 @@
-"""The house: one `vidtune` namespace, Ray in one layer, imports that only go down."""
+"""The house: one `vidtune` namespace, Ray in one layer, imports that only go down, and no
+import circle."""
 
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -63,6 +65,14 @@ def test_ray_is_imported_only_in_the_tune_layer():
     assert not outside, f"Ray imported outside trainable/tune: {outside}"
 
 
+def test_the_package_never_imports_the_benchmarks():
+    """benchmarks/ sits beside the package and is not installed: it uses vidtune, not the reverse."""
+    assert (ROOT / "benchmarks" / "bench_search.py").is_file() and not (ROOT / "analysis" / "bench").exists()
+    up = [f"{p.relative_to(ROOT)} imports {m}" for p in _sources() for m in _imports(p)
+          if m.split(".")[0] == "benchmarks"]
+    assert not up, up
+
+
 def test_private_helpers_import_no_vidtune_package():
     helpers = sorted(p for p in (ROOT / "vidtune").glob("_*.py") if p.name != "__init__.py")
     assert helpers, "vidtune/_lazy.py is gone: update this test"
@@ -80,6 +90,85 @@ def test_imports_only_go_down(layer):
             if target is not None and target not in ALLOWED[layer] and target != "trainable":
                 bad.append(f"{path.relative_to(ROOT)} imports {module}")
     assert not bad, bad
+
+
+def _module(path: Path) -> str:
+    """data/build.py -> vidtune.data.build; trainable/tune/__init__.py -> vidtune.trainable.tune."""
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts if parts[0] == "vidtune" else ["vidtune", *parts])
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Each vidtune module -> the vidtune modules it imports (anywhere in the file, as _imports).
+    `from package import module` is an edge to the module; any other name from a package is
+    an edge to the package's __init__."""
+    modules = {_module(p): p for p in _sources()}
+    graph = {}
+    for name, path in modules.items():
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                submodules = {f"{node.module}.{a.name}" for a in node.names} & modules.keys()
+                targets |= submodules
+                if len(submodules) < len(node.names):
+                    targets.add(node.module)
+        graph[name] = (targets & modules.keys()) - {name}
+    return graph
+
+
+def _circle(graph: dict[str, set[str]]) -> list[str]:
+    """One import circle of the graph, as [a, b, ..., a]; [] if there is none."""
+    done: set[str] = set()
+    for start in sorted(graph):
+        path, on_path = [start], {start}
+        stack = [iter(sorted(graph[start]))]
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:   # every import of path[-1] explored: no circle through it
+                finished = path.pop()
+                on_path.discard(finished)
+                done.add(finished)
+                stack.pop()
+                continue
+            if nxt in on_path:
+                return [*path[path.index(nxt):], nxt]
+            if nxt not in done:
+                path.append(nxt)
+                on_path.add(nxt)
+                stack.append(iter(sorted(graph.get(nxt, ()))))
+    return []
+
+
+def test_the_circle_finder_finds_a_circle_and_only_a_circle():
+    assert _circle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+    assert _circle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) == []
+    assert _circle({"a": {"a2"}, "a2": {"b"}, "b": {"a2"}}) == ["a2", "b", "a2"]
+
+
+def test_no_import_circle_among_vidtune_modules():
+    graph = _import_graph()
+    assert {"vidtune.data.build", "vidtune.search_spaces._registry"} <= graph.keys()
+    assert "vidtune.data.chunks" in graph["vidtune.data.pool"], "the graph misses an import"
+    circle = _circle(graph)
+    assert not circle, f"import circle: {' -> '.join(circle)}; move what they share into a module below them"
+
+
+def test_every_package_index_lists_every_module():
+    """A package whose docstring indexes its modules ("- model.py  ...") lists all of them."""
+    indexed = 0
+    for init in (p for p in _sources() if p.name == "__init__.py"):
+        listed = set(re.findall(r"^- (\w+\.py)", ast.get_docstring(ast.parse(init.read_text())) or "",
+                                re.MULTILINE))
+        if listed:
+            indexed += 1
+            modules = {p.name for p in init.parent.glob("*.py")} - {"__init__.py"}
+            assert listed == modules, f"{init.relative_to(ROOT)}: missing {sorted(modules - listed)}, " \
+                                      f"gone {sorted(listed - modules)}"
+    assert indexed >= 3, "data/, trainable/core/ and trainable/tune/ index their modules"
 
 
 def test_import_vidtune_is_light_and_the_api_resolves():
@@ -108,6 +197,7 @@ def test_only_vidtune_is_installed_as_a_top_level_name(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}
     assert tops == {"vidtune", next(t for t in tops if t.endswith(".dist-info"))}, tops
+    assert not [n for n in names if "bench" in n], "the benchmarks are not part of the wheel"
     # Every package folder of the repository made it in, mapped under vidtune/.
     for pkg in PACKAGES[:-1]:
         for init in (source / pkg).rglob("__init__.py"):

@@ -64,7 +64,7 @@ def test_auto_is_a_flag_value_and_a_config_value():
             parse_gpus(bad)
     assert SearchConfig(gpus_per_trial=GPUS_AUTO).gpus_auto
     assert not SearchConfig(gpus_per_trial=0.5).gpus_auto
-    with pytest.raises(ValueError, match=r"gpus_per_trial is -1.0, but must lie in \[0, 8\]"):
+    with pytest.raises(ValueError, match=r"gpus_per_trial is -1.0, but must lie in \[0, 1\]"):
         SearchConfig(gpus_per_trial=-1.0)
 
 

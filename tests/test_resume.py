@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ import torch
 from _helpers import after_next_snapshot, progress
 
 from vidtune.trainable.core.checkpoint import load_first_readable, save_state, sibling_checkpoints
+from vidtune.trainable.core.lease import LEASE_FILE
 
 pytestmark = pytest.mark.slow
 
@@ -82,10 +84,16 @@ def test_sigkill_driver_then_resume(tmp_path, cache_dir):
             os.killpg(proc.pid, signal.SIGKILL)   # the driver and its embedded Ray: a lost machine
         proc.wait()
 
+    # The killed driver left its lease behind; the resume at once takes it over (a dead pid on
+    # this machine) and gives it back when it is done.
+    assert json.loads((experiment / LEASE_FILE).read_text())["pid"] == proc.pid
     resumed = subprocess.run([sys.executable, "-m", "vidtune.scripts.cli", "resume", str(experiment)],
                              capture_output=True, text=True, env=env(), timeout=400)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "best val_acc" in resumed.stdout
+    assert f"took over the lease of {experiment} from `vidtune search`, pid {proc.pid} on host " \
+           f"{socket.gethostname()}" in resumed.stderr and "its process is gone" in resumed.stderr
+    assert not (experiment / LEASE_FILE).exists()
 
     after = progress(experiment)
     params = [json.loads((experiment / name / "params.json").read_text()) for name in after]
@@ -203,11 +211,23 @@ def test_ctrl_c_then_resume(tmp_path, cache_dir):
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, out[-2000:]
     assert f"vidtune resume {experiment}" in out
+    # One way to go on: vidtune's line, not Ray's Tuner.restore hint; no warning for the trials
+    # that had not reported yet.
+    assert "Tuner.restore" not in out and "Could not fetch metrics" not in out, out[-3000:]
+    # A damaged optuna.db (e.g. a disk that filled) is set aside and rebuilt from the trials.
+    (experiment / "optuna.db").write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
     resumed = subprocess.run([sys.executable, "-m", "vidtune.scripts.cli", "resume", str(experiment)],
                              capture_output=True, text=True, env=env(), timeout=400)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert f"{experiment}/optuna.db is damaged (SQLite: " in resumed.stderr
+    assert "rebuilt from the trials as the search resumes" in resumed.stderr
+    assert "Could not fetch metrics" not in resumed.stdout + resumed.stderr
     after = progress(experiment)
     assert len(after) == NUM_SAMPLES
+    study = optuna.load_study(study_name="r", storage=f"sqlite:///{experiment / 'optuna.db'}")
+    assert sorted(t.user_attrs["ray_trial_id"] for t in study.trials) == \
+        sorted(name.removeprefix("trial_") for name in after)
+    assert len(list(experiment.glob("optuna.db.damaged-*"))) == 1
     params = {(experiment / name / "params.json").read_text() for name in after}
     assert len(params) == NUM_SAMPLES
     assert all(df["epoch"].is_monotonic_increasing for df in after.values())

@@ -39,7 +39,7 @@ def cpu_only():
 
 
 @pytest.fixture(scope="module")
-def search(tmp_path_factory: pytest.TempPathFactory) -> str:
+def search(tmp_path_factory: pytest.TempPathFactory, shared_ray) -> str:
     """The experiment folder of a finished tiny search."""
     import ray
 
@@ -47,7 +47,9 @@ def search(tmp_path_factory: pytest.TempPathFactory) -> str:
     from vidtune.trainable.tune.driver import run_search
 
     tmp = tmp_path_factory.mktemp("retrain")
-    ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False)
+    # Its own Ray, whose workers inherit cpu_only's CUDA_VISIBLE_DEVICES.
+    shared_ray.own(address="local", num_cpus=2, num_gpus=0, include_dashboard=False,
+                   log_to_driver=False)
     try:
         outcome = run_search(SearchConfig(
             space="tiny", num_samples=4, max_epochs=MAX_EPOCHS, grace_period=1,

@@ -12,7 +12,7 @@ import math
 import pandas as pd
 import pytest
 
-from vidtune.trainable.core.trials import (
+from vidtune.trainable.core.results import (
     Best,
     TrialStatus,
     best_reported,

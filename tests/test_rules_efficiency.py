@@ -14,7 +14,7 @@ import pytest
 from vidtune.trainable.core.checkpoint import save_state
 from vidtune.trainable.core.search_config import SearchConfig, format_duration, parse_duration
 from vidtune.trainable.tune.budget import Budget, time_to_first_rung
-from vidtune.trainable.tune.checkpoints import CheckpointKeeper, rank_key
+from vidtune.trainable.tune.retention import CheckpointKeeper, rank_key
 from vidtune.trainable.tune.threads import share_cpus
 
 
@@ -150,7 +150,7 @@ def test_a_trial_pushed_out_of_the_top_before_the_snapshots_is_deleted_once(tmp_
     keeper.on_trial_complete(0, trials, trials[1])     # pushes it out at once: its last one too
     for _ in range(CheckpointKeeper.SNAPSHOTS_BEFORE_DELETE):
         keeper.get_state()
-    with caplog.at_level("WARNING", logger="vidtune.trainable.tune.checkpoints"):
+    with caplog.at_level("WARNING", logger="vidtune.trainable.tune.retention"):
         keeper.on_step_begin(1, trials)
     assert not caplog.records, [r.getMessage() for r in caplog.records]
     assert not list((tmp_path / "trial_0").iterdir())

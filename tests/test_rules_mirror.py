@@ -130,12 +130,40 @@ def test_finished_trials_are_stored_with_their_state_value_and_curve(experiment)
     assert study.best_trial.user_attrs[RAY_ID] == "t0"
 
 
-def test_nothing_is_written_before_a_trial_ends(experiment):
+def test_a_running_trial_is_stored_as_running_with_its_epochs_so_far(experiment):
+    """What optuna-dashboard shows while a search runs: the row, then its curve, then its end."""
     m = mirror()
     running = Trial("t0", str(experiment))
-    train(m, running, [0.3, 0.5])
     m.on_step_begin(0, [running])
-    assert stored(experiment) == []
+    assert stored(experiment) == []                   # no result yet: no row
+    train(m, running, [0.3, 0.5])
+    [row] = stored(experiment)
+    assert row.state == optuna.trial.TrialState.RUNNING and row.value is None
+    assert row.intermediate_values == {1: 0.3, 2: 0.5} and row.params == CONFIG
+    assert row.user_attrs["status"] == "running"
+    train(m, running, [0.3, 0.5, 0.55])               # epoch 1 and 2 again, then 3
+    end(m, running)
+    [row] = stored(experiment)
+    assert (row.state, row.value, row.intermediate_values, row.user_attrs["status"]) == \
+        (optuna.trial.TrialState.COMPLETE, 0.55, {1: 0.3, 2: 0.5, 3: 0.55}, "completed")
+
+
+def test_a_running_row_the_restored_experiment_lost_is_closed(experiment):
+    """A trial created after the last snapshot: Ray forgets it on resume, its row says so."""
+    first = mirror()
+    kept, forgotten = Trial("t0", str(experiment)), Trial("t1", str(experiment))
+    train(first, kept, [0.3])
+    state = first.get_state()                         # the snapshot, before t1 existed
+    train(first, forgotten, [0.2])                    # then the kill
+    second = pickle.loads(pickle.dumps(first))
+    second.set_state(state)
+    second.on_step_begin(0, [kept])                   # the restored experiment: t0 only
+    rows = by_ray_id(experiment)
+    assert (rows["t1"].state, rows["t1"].user_attrs["status"]) == (optuna.trial.TrialState.FAIL, "lost")
+    assert rows["t0"].state == optuna.trial.TrialState.RUNNING
+    train(second, kept, [0.3, 0.4, 0.6])
+    end(second, kept)
+    assert by_ray_id(experiment)["t0"].value == 0.6 and len(stored(experiment)) == 2
 
 
 def test_a_trial_ending_twice_is_written_once(experiment):
@@ -163,21 +191,22 @@ def test_restart_adds_only_the_finished_trials_the_database_misses(experiment):
     train(first, trials["t3"], [0.1])
     trials["t3"].status = "ERROR"
     train(first, trials["t4"], [0.2, 0.3])
-    assert set(by_ray_id(experiment)) == {"t0", "t1"}
+    finished = {k for k, t in by_ray_id(experiment).items() if t.state.is_finished()}
+    assert finished == {"t0", "t1"}                      # t2-t4: RUNNING rows
 
     # Tune restores the callback from its pickle and its saved state (curves included).
     second = pickle.loads(pickle.dumps(first))
     second.set_state(first.get_state())
     second.on_step_begin(0, list(trials.values()))
     rows = by_ray_id(experiment)
-    assert set(rows) == {"t0", "t1", "t2", "t3"}
+    assert set(rows) == set(trials) and rows["t4"].state == optuna.trial.TrialState.RUNNING
     assert rows["t2"].state == optuna.trial.TrialState.COMPLETE and rows["t2"].value == 0.7
     assert rows["t2"].intermediate_values == {1: 0.4, 2: 0.5, 3: 0.7}
     assert rows["t3"].state == optuna.trial.TrialState.FAIL
 
     second.on_step_begin(1, list(trials.values()))       # later steps do not reconcile again
     end(second, trials["t0"])                            # nor does a repeated end
-    assert len(stored(experiment)) == 4
+    assert len(stored(experiment)) == 5
     train(second, trials["t4"], [0.2, 0.3, 0.4])
     end(second, trials["t4"])
 

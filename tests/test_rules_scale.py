@@ -239,7 +239,7 @@ def test_a_resumed_trial_whose_snapshot_names_a_deleted_checkpoint_is_pointed_at
     (seen in bench_scale: a trial killed mid-search errored on every retry). The keeper points
     the restored trial at the newest checkpoint left at the resumed driver's first step;
     finished trials are left alone."""
-    from vidtune.trainable.tune.checkpoints import CheckpointKeeper
+    from vidtune.trainable.tune.retention import CheckpointKeeper
 
     trials = []
     for trial_id, status, left in (("a", "PENDING", (2, 3)), ("b", "PAUSED", ()),
@@ -296,10 +296,9 @@ def test_a_last_epoch_reported_again_is_not_written_twice(tmp_path):
     assert last_row(path) == {} and not same_epoch({}, {"epoch": 1, "val_acc": 0.5})
 
 
-def test_a_progress_logger_pickled_before_its_last_rows_existed_still_resumes():
-    """Tuner.restore unpickles the run config's callbacks: one pickled by an earlier vidtune,
-    without the last-row bookkeeping, starts with none."""
-    old = ProgressCSV()
-    del old._last
-    back = pickle.loads(pickle.dumps(old))
-    assert back._last == {} and back._trial_files == {}
+def test_a_progress_logger_comes_back_from_the_pickle_of_a_resume():
+    """Tuner.restore unpickles the run config's callbacks: the logger comes back whole."""
+    logger = ProgressCSV()
+    logger._last["t1"] = {"epoch": "3"}
+    back = pickle.loads(pickle.dumps(logger))
+    assert back._last == {"t1": {"epoch": "3"}} and back._trial_files == {}

@@ -95,3 +95,69 @@ def test_its_pickle_leaves_the_history_out():
 def test_a_history_no_larger_than_the_good_set_is_refused():
     with pytest.raises(ValueError, match="history is 25, but must exceed best"):
         BoundedTPESampler(history=25)
+
+
+# -- the user's prior (--tpe-prior-weight) ------------------------------------------
+
+def _proposals(sampler, n: int = 12) -> list[dict]:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    define = get_space("default").define
+    out = []
+    for i in range(n):
+        trial = study.ask()
+        define(trial)
+        out.append(dict(trial.params))
+        study.tell(trial, float(i % 3))
+    return out
+
+
+def test_prior_draws_the_start_up_trials_near_the_seed_configuration_and_off_changes_nothing():
+    from vidtune.search_spaces.spaces import SEED_DEFAULT
+
+    plain = _proposals(BoundedTPESampler(seed=3, n_startup_trials=10))
+    off = _proposals(BoundedTPESampler(seed=3, n_startup_trials=10, prior=SEED_DEFAULT, prior_weight=0.0))
+    assert off == plain
+    near = _proposals(BoundedTPESampler(seed=3, n_startup_trials=10, prior=SEED_DEFAULT, prior_weight=1.0))
+    again = _proposals(BoundedTPESampler(seed=3, n_startup_trials=10, prior=SEED_DEFAULT, prior_weight=1.0))
+    assert near == again                       # a pure function of (seed, trial, parameter)
+
+    def log_gap(ps: list[dict]) -> float:
+        return float(np.median([abs(np.log10(p["lr"] / SEED_DEFAULT["lr"])) for p in ps[:10]]))
+
+    assert log_gap(near) < log_gap(plain)      # within 1/6 of the log range: 0.33 decades
+    assert sum(p["conv_base"] == 32 for p in near[:10]) > sum(p["conv_base"] == 32 for p in plain[:10])
+    with pytest.raises(ValueError, match="prior_weight is 1.5, but must lie in"):
+        BoundedTPESampler(prior=SEED_DEFAULT, prior_weight=1.5)
+
+
+def test_sample_near_stays_within_the_distribution():
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    from vidtune.trainable.tune.tpe import sample_near
+
+    rng = np.random.RandomState(0)
+    ints = [sample_near(IntDistribution(2, 3), 3, rng) for _ in range(200)]
+    assert set(ints) <= {2, 3} and ints.count(3) > ints.count(2)
+    floats = [sample_near(FloatDistribution(1e-4, 3e-2, log=True), 1e-3, rng) for _ in range(200)]
+    assert all(1e-4 <= x <= 3e-2 for x in floats)
+    cats = [sample_near(CategoricalDistribution([16, 32, 48]), 32, rng) for _ in range(300)]
+    assert 0.55 < cats.count(32) / 300 < 0.8   # half kept, a third of the rest drawn again
+
+
+def test_the_search_gives_tpe_the_spaces_first_trial_as_its_prior():
+    from dataclasses import replace
+
+    from vidtune.search_spaces.spaces import SEED_DEFAULT
+    from vidtune.trainable.core.search_config import SearchConfig
+    from vidtune.trainable.tune.driver import make_searcher
+
+    def tpe(cfg: SearchConfig) -> BoundedTPESampler:
+        return make_searcher(cfg, 2).searcher.searcher._ot_study.sampler  # Budgeted > Limiter > Optuna
+
+    cfg = SearchConfig(space="default")
+    assert tpe(cfg).prior_weight == 0.0                       # off by default
+    on = tpe(replace(cfg, tpe_prior_weight=0.5))
+    assert (on.prior, on.prior_weight) == (SEED_DEFAULT, 0.5)
+    with pytest.raises(ValueError, match="tpe_prior_weight is -1.0, but must lie in"):
+        replace(cfg, tpe_prior_weight=-1.0)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import ray
 import torch
-from _helpers import progress
+from _helpers import in_process, progress
 
 from vidtune.data import DataConfig
 from vidtune.trainable.core.search_config import SearchConfig
@@ -24,13 +24,6 @@ def tiny_search(tmp_path: Path, data: DataConfig, **kwargs) -> SearchConfig:
     base = dict(space="tiny", num_samples=6, max_epochs=3, grace_period=1, reduction_factor=3,
                 results_dir=str(tmp_path / "results"), name="s", data=data)
     return SearchConfig(**{**base, **kwargs})
-
-
-@pytest.fixture
-def local_ray():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def test_tiny_search_end_to_end(tmp_path, cache_dir, local_ray):
@@ -79,8 +72,15 @@ def test_asha_cap_lets_at_most_a_third_through(tmp_path, cache_dir, local_ray):
         assert through <= max(1, (line["rung_size"] + 1) // 3), decided[: i + 1]
 
 
-def test_four_quarter_gpu_trials_run_at_once(tmp_path, cache_dir):
-    ray.init(address="local", num_cpus=4, num_gpus=1, include_dashboard=False, log_to_driver=False)
+def test_existing_experiment_is_not_overwritten(tmp_path, cache_dir, local_ray):
+    data = DataConfig(num_clips=60, frames=4, height=16, width=16, cache_dir=cache_dir)
+    run_search(tiny_search(tmp_path, data, num_samples=1, max_epochs=1))
+    with pytest.raises(ValueError, match="vidtune resume"):
+        run_search(tiny_search(tmp_path, data, num_samples=1, max_epochs=1))
+
+
+def test_four_quarter_gpu_trials_run_at_once(tmp_path, cache_dir, own_ray):
+    own_ray(address="local", num_cpus=4, num_gpus=1, include_dashboard=False, log_to_driver=False)
     try:
         data = DataConfig(num_clips=200, frames=6, height=16, width=16, noise=0.2, cache_dir=cache_dir)
         cfg = tiny_search(tmp_path, data, num_samples=4, max_epochs=4, grace_period=4,
@@ -110,13 +110,13 @@ def test_four_quarter_gpu_trials_run_at_once(tmp_path, cache_dir):
     assert "0.25 GPU per trial (4 per GPU); no CUDA memory used" in html and "gpu_peak_mb" in html
 
 
-def test_two_node_cluster_spreads_trials(tmp_path, cache_dir):
+def test_two_node_cluster_spreads_trials(tmp_path, cache_dir, own_ray):
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     cluster.add_node(num_cpus=1)
     try:
-        ray.init(address=cluster.address, log_to_driver=False)
+        own_ray(address=cluster.address, log_to_driver=False)
         cluster.wait_for_nodes()
         data = DataConfig(num_clips=200, frames=6, height=16, width=16, noise=0.2, cache_dir=cache_dir)
         with pytest.raises(ValueError, match="2 nodes: pass --storage"):
@@ -134,16 +134,10 @@ def test_two_node_cluster_spreads_trials(tmp_path, cache_dir):
     assert len(nodes) == 2, f"trials ran on {nodes}"
 
 
-def test_existing_experiment_is_not_overwritten(tmp_path, cache_dir, local_ray):
-    data = DataConfig(num_clips=60, frames=4, height=16, width=16, cache_dir=cache_dir)
-    run_search(tiny_search(tmp_path, data, num_samples=1, max_epochs=1))
-    with pytest.raises(ValueError, match="vidtune resume"):
-        run_search(tiny_search(tmp_path, data, num_samples=1, max_epochs=1))
-
-
 @pytest.mark.parametrize("args,message", [
     (["--gpus-per-trial", "-1"], "gpus_per_trial is -1.0"),
     (["--gpus-per-trial", "half"], "gpus per trial 'half' is not understood"),
+    (["--gpus-per-trial", "2"], "gpus_per_trial is 2.0, but must lie in [0, 1]: a trial trains on one GPU"),
     *([] if torch.cuda.is_available() else
       [(["--gpus-per-trial", "auto"], "--gpus-per-trial auto measures the GPU memory a trial "
                                       "needs on this machine, but torch sees no CUDA device here")]),
@@ -153,21 +147,23 @@ def test_existing_experiment_is_not_overwritten(tmp_path, cache_dir, local_ray):
     (["--data", "/no/such/folder"], "data folder '/no/such/folder' does not exist"),
     (["--frames", "0"], "frames is 0"),
 ])
-def test_bad_arguments_fail_before_ray_starts(args, message, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "vidtune.scripts.cli", "search", *args,
-                           "--results-dir", str(tmp_path)], capture_output=True, text=True, timeout=120)
+def test_bad_arguments_fail_before_ray_starts(args, message, tmp_path, capfd, no_ray):
+    proc = in_process(capfd, "search", *args, "--results-dir", str(tmp_path))
+    assert not ray.is_initialized()
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert "Ray" not in proc.stderr and not list(tmp_path.iterdir())
 
 
-def test_help_on_every_command():
+def test_help_on_every_command(capfd):
     from vidtune.scripts.cli import COMMANDS
 
-    for command in ["--help", *COMMANDS]:
-        args = [command] if command == "--help" else [command, "--help"]
-        proc = subprocess.run([sys.executable, "-m", "vidtune.scripts.cli", *args], capture_output=True,
-                              text=True, timeout=120)
+    # `vidtune --help` in a fresh interpreter, as a user runs it; each command's in this process.
+    proc = subprocess.run([sys.executable, "-m", "vidtune.scripts.cli", "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and "usage" in proc.stdout, proc.stderr
+    for command in COMMANDS:
+        proc = in_process(capfd, command, "--help")
         assert proc.returncode == 0, (command, proc.stderr)
         assert "usage" in proc.stdout

@@ -1,5 +1,5 @@
 """Search files: `vidtune search --config FILE`, flags over the file, vidtune.json as a file,
-and README's example search file, run as it stands."""
+and the user guide's example search file, run as it stands."""
 
 from __future__ import annotations
 
@@ -20,9 +20,12 @@ from vidtune.trainable.core.search_config import SearchConfig
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def readme_block(heading: str, lang: str) -> str:
-    """The first ```lang block under a README heading."""
-    text = (ROOT / "README.md").read_text()
+GUIDE = ROOT / "docs" / "guide" / "search-spaces.md"
+
+
+def guide_block(heading: str, lang: str) -> str:
+    """The first ```lang block under a heading of the user guide's page on search spaces."""
+    text = GUIDE.read_text()
     section = text[text.index(heading):]
     match = re.search(rf"```{lang}\n(.*?)```", section, re.S)
     assert match, f"no {lang} block under {heading}"
@@ -31,7 +34,7 @@ def readme_block(heading: str, lang: str) -> str:
 
 def example(tmp_path: Path) -> Path:
     path = tmp_path / "search.toml"
-    path.write_text(readme_block("### Search files", "toml"))
+    path.write_text(guide_block("## Search files", "toml"))
     return path
 
 
@@ -55,9 +58,9 @@ def fails(tmp_path: Path, capsys, text: str, *flags: str, name: str = "bad.toml"
     return line.removeprefix("vidtune search: error: ")
 
 
-# -- README's example --------------------------------------------------------------------------------
+# -- the guide's example -----------------------------------------------------------------------------
 
-def test_readme_search_file_sets_every_section(tmp_path):
+def test_guide_search_file_sets_every_section(tmp_path):
     cfg = SearchConfig.from_file(example(tmp_path))
     assert (cfg.num_samples, cfg.max_epochs) == (16, 6)
     assert (cfg.grace_period, cfg.reduction_factor, cfg.promotion_cap) == (2, 3.0, False)
@@ -74,9 +77,9 @@ def test_readme_search_file_sets_every_section(tmp_path):
     assert "conv_widths  one of 16-32, 16-32-64, 32-64-128" in proc.stdout
 
 
-def test_readme_space_file_is_a_valid_space(tmp_path):
+def test_guide_space_file_is_a_valid_space(tmp_path):
     path = tmp_path / "spaces.py"
-    path.write_text(readme_block("### Your own space", "python"))
+    path.write_text(guide_block("## Your own space", "python"))
     space = SearchConfig(space=f"{path}:motion_space").search_space()
     assert space.default == {"conv_blocks": 3, "conv_base": 32, "lstm_hidden": 256,
                              "lstm_layers": 1, "lr": 1e-3}
@@ -105,7 +108,7 @@ def test_flags_given_override_the_file_and_only_those(tmp_path):
 def test_vidtune_json_is_a_config_file(tmp_path):
     """What a search writes to vidtune.json reads back as the same config."""
     spaces = tmp_path / "spaces.py"
-    spaces.write_text(readme_block("### Your own space", "python"))
+    spaces.write_text(guide_block("## Your own space", "python"))
     for space in ("wide", f"{spaces}:motion_space",
                   {"lr": {"low": 1e-4, "high": 1e-2, "log": True}, "lstm_hidden": [16, 32]}):
         cfg = SearchConfig(space=space, num_samples=5, max_epochs=3, grace_period=2,
@@ -122,7 +125,7 @@ def test_vidtune_json_is_a_config_file(tmp_path):
 def test_relative_paths_are_relative_to_the_files_folder(tmp_path, monkeypatch):
     folder = tmp_path / "configs"
     (folder / "videos" / "a").mkdir(parents=True)
-    (folder / "spaces.py").write_text(readme_block("### Your own space", "python"))
+    (folder / "spaces.py").write_text(guide_block("## Your own space", "python"))
     (folder / "s.toml").write_text('[search]\nspace = "spaces.py:motion_space"\n'
                                    '[storage]\nresults_dir = "out"\n[data]\nsource = "videos"\n')
     monkeypatch.chdir(tmp_path)
@@ -188,7 +191,7 @@ def test_json_errors_name_the_line(tmp_path, capsys):
 # -- end to end ---------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_readme_search_file_runs_then_reruns_from_its_vidtune_json(tmp_path, cache_dir):
+def test_guide_search_file_runs_then_reruns_from_its_vidtune_json(tmp_path, cache_dir):
     path = example(tmp_path)
     small = ["--num-samples", "3", "--max-epochs", "2", "--grace-period", "1", "--num-clips", "100",
              "--frames", "4", "--height", "16", "--width", "16", "--cache-dir", cache_dir,

@@ -23,13 +23,13 @@ import optuna
 import pandas as pd
 import pyarrow.fs
 import pytest
-import ray
 
 from vidtune.data import DataConfig
 from vidtune.search_spaces import SearchSpace
 from vidtune.search_spaces import _registry as registry
-from vidtune.trainable.core import search_config
-from vidtune.trainable.core.search_config import SearchConfig, register_filesystem
+from vidtune.trainable.core import storage
+from vidtune.trainable.core.search_config import SearchConfig
+from vidtune.trainable.core.storage import register_filesystem
 from vidtune.trainable.tune.driver import resume_search, run_search
 from vidtune.trainable.tune.experiment import load_experiment
 
@@ -73,12 +73,11 @@ def failures(experiment: str | Path, trial_id: str) -> int:
 
 
 @pytest.fixture
-def flaky_ray(monkeypatch):
+def flaky_ray(monkeypatch, own_ray):
+    """A Ray of its own: its workers register the flaky space as they start."""
     monkeypatch.setitem(registry._SPACES, "flaky-test", FLAKY)
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"worker_process_setup_hook": worker_hook()})
-    yield
-    ray.shutdown()
+    own_ray(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+            runtime_env={"worker_process_setup_hook": worker_hook()})
 
 
 def test_deterministic_errors_fail_once_are_counted_and_stay_failed_on_resume(
@@ -143,27 +142,24 @@ def test_deterministic_errors_fail_once_are_counted_and_stay_failed_on_resume(
         trials["status"].to_dict()
 
 
-def test_a_search_whose_every_trial_errored_exits_1(tmp_path, cache_dir, monkeypatch, capsys):
+def test_a_search_whose_every_trial_errored_exits_1(tmp_path, cache_dir, monkeypatch, capsys,
+                                                   local_ray):
     """The space is registered in the driver only: every trial raises ValueError in its worker."""
     from vidtune.scripts.resume import main as resume_main
     from vidtune.scripts.search import main as search_main
 
     monkeypatch.setitem(registry._SPACES, "flaky-test", FLAKY)
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        started = time.time()
-        with pytest.raises(SystemExit) as exit_info:
-            search_main(["--space", "flaky-test", "--num-samples", "3", "--max-epochs", "1",
-                         "--num-clips", "60", "--frames", "4", "--height", "16", "--width", "16",
-                         "--cache-dir", cache_dir, "--results-dir", str(tmp_path), "--name", "all"],
-                        prog="vidtune search")
-        took = time.time() - started
-        first = capsys.readouterr()
-        with pytest.raises(SystemExit) as resume_exit:
-            resume_main([str(tmp_path / "all")], prog="vidtune resume")
-        second = capsys.readouterr()
-    finally:
-        ray.shutdown()
+    started = time.time()
+    with pytest.raises(SystemExit) as exit_info:
+        search_main(["--space", "flaky-test", "--num-samples", "3", "--max-epochs", "1",
+                     "--num-clips", "60", "--frames", "4", "--height", "16", "--width", "16",
+                     "--cache-dir", cache_dir, "--results-dir", str(tmp_path), "--name", "all"],
+                    prog="vidtune search")
+    took = time.time() - started
+    first = capsys.readouterr()
+    with pytest.raises(SystemExit) as resume_exit:
+        resume_main([str(tmp_path / "all")], prog="vidtune resume")
+    second = capsys.readouterr()
     assert exit_info.value.code == 1 and resume_exit.value.code == 1
     message = ("3 of 3 trials failed: SpaceError: unknown search space 'flaky-test'; known "
                "spaces: default, tiny, video, wide, or a define-by-run function as path/to/file.py:function")
@@ -287,29 +283,28 @@ def test_a_storage_that_disappears_mid_search_stops_it(tmp_path, cache_dir):
     assert took < 60, f"the search went on for {took:.0f} s without its storage"
 
 
-def test_a_storage_uri_keeps_every_file_in_the_experiment_folder(tmp_path, cache_dir, monkeypatch):
+def test_a_storage_uri_keeps_every_file_in_the_experiment_folder(tmp_path, cache_dir, monkeypatch,
+                                                                 own_ray):
     """A URI storage served in-process by a custom pyarrow filesystem ("vtfs://bucket/x" is
     bucket/x under a local folder), as s3:// is served by pyarrow's S3 filesystem."""
     store = tmp_path / "store"
     store.mkdir()
-    monkeypatch.setitem(search_config._FILESYSTEMS, "vtfs", lambda uri: (
+    monkeypatch.setitem(storage._FILESYSTEMS, "vtfs", lambda uri: (
         pyarrow.fs.SubTreeFileSystem(str(store), pyarrow.fs.LocalFileSystem()), uri.split("://", 1)[1]))
     assert register_filesystem   # the public way to do the same
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        cfg = SearchConfig(space="tiny", num_samples=3, max_epochs=2, grace_period=1,
-                           reduction_factor=2, storage="vtfs://bucket/x", name="s",
-                           data=small_data(cache_dir))
-        outcome = run_search(cfg)
-        with pytest.raises(ValueError, match=r"vtfs://bucket/x/s already holds a search; resume it "
-                           r"with `vidtune resume vtfs://bucket/x/s`"):
-            run_search(cfg)
-        resumed = resume_search("vtfs://bucket/x/s")
-    finally:
-        ray.shutdown()
+    # Its own Ray, started here: its workers too begin in cwd, which must stay empty.
+    own_ray(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    cfg = SearchConfig(space="tiny", num_samples=3, max_epochs=2, grace_period=1,
+                       reduction_factor=2, storage="vtfs://bucket/x", name="s",
+                       data=small_data(cache_dir))
+    outcome = run_search(cfg)
+    with pytest.raises(ValueError, match=r"vtfs://bucket/x/s already holds a search; resume it "
+                       r"with `vidtune resume vtfs://bucket/x/s`"):
+        run_search(cfg)
+    resumed = resume_search("vtfs://bucket/x/s")
     folder = store / "bucket" / "x" / "s"
     assert outcome.experiment_path == "vtfs://bucket/x/s" and outcome.num_trials == 3
     assert resumed.num_trials == 3 and resumed.best.val_acc == outcome.best.val_acc

@@ -8,13 +8,13 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from _helpers import load_folder
 
 from vidtune.data.video_folder import (
     VIDEO_EXTENSIONS,
     DecodeReport,
     VideoDecodeError,
     decode_video,
-    load_video_folder,
     scan_folder,
 )
 
@@ -161,10 +161,10 @@ def test_decode_errors_have_short_reasons(folder: Path, tmp_path: Path) -> None:
         decode_video(folder / "red/r0.mp4", frames=0, height=H, width=W)
 
 
-def test_load_video_folder_then_cache_hit(folder: Path, tmp_path: Path, capfd) -> None:
+def test_a_video_folder_loads_then_hits_the_cache(folder: Path, tmp_path: Path, capfd) -> None:
     root = _copy(folder, tmp_path)
     n = _good_count(root)
-    arrays, report = load_video_folder(root, 6, 16, 16, tmp_path / "cache")
+    arrays, report = load_folder(root, 6, 16, 16, tmp_path / "cache")
     err = capfd.readouterr().err
     assert f"decoding videos: {n}/{n} (100%)" in err
     assert arrays.class_names == ("blue", "green", "red")
@@ -182,7 +182,7 @@ def test_load_video_folder_then_cache_hit(folder: Path, tmp_path: Path, capfd) -
     assert store.name.startswith("videos-")
     mtime = (store / "manifest.json").stat().st_mtime_ns
 
-    again, report2 = load_video_folder(root, 6, 16, 16, tmp_path / "cache")
+    again, report2 = load_folder(root, 6, 16, 16, tmp_path / "cache")
     assert isinstance(again.clips, np.memmap)
     assert capfd.readouterr().err == ""  # no decoding on a hit
     assert (store / "manifest.json").stat().st_mtime_ns == mtime
@@ -194,21 +194,21 @@ def test_cache_rebuilt_when_files_or_shape_change(folder: Path, tmp_path: Path) 
     root = _copy(folder, tmp_path)
     cache = tmp_path / "cache"
     n = _good_count(root)
-    first, _ = load_video_folder(root, 4, 16, 16, cache, progress=False)
+    first, _ = load_folder(root, 4, 16, 16, cache, progress=False)
     assert len(first) == n
 
     shutil.copy(root / "red/r0.mp4", root / "red/r9.mp4")  # a file is added
-    added, _ = load_video_folder(root, 4, 16, 16, cache, progress=False)
+    added, _ = load_folder(root, 4, 16, 16, cache, progress=False)
     assert len(added) == n + 1
     assert len(list((cache / "folders").iterdir())) == 2
 
     for frames, height, width in [(5, 16, 16), (4, 12, 16), (4, 16, 8)]:
-        resized, _ = load_video_folder(root, frames, height, width, cache, progress=False)
+        resized, _ = load_folder(root, frames, height, width, cache, progress=False)
         assert resized.clip_shape == (frames, height, width)
     assert len(list((cache / "folders").iterdir())) == 5
 
     (root / "red/r9.mp4").write_bytes((root / "green/g1.mp4").read_bytes())  # changed content
-    changed, _ = load_video_folder(root, 4, 16, 16, cache, progress=False)
+    changed, _ = load_folder(root, 4, 16, 16, cache, progress=False)
     assert int(changed.labels[-1]) == 2  # still filed under red...
     dominant = int(np.asarray(changed.clips[-1]).reshape(-1, 3).mean(axis=0).argmax())
     assert dominant == CHANNEL["green"]  # ...but re-decoded from the new bytes
@@ -222,7 +222,7 @@ def test_unreadable_files_are_skipped_and_reported(folder: Path, tmp_path: Path,
     (root / "blue/notes.avi").write_text("not a video at all\n")
     (root / "blue/readme.txt").write_text("ignored: not a video extension")
 
-    arrays, report = load_video_folder(root, 4, 16, 16, tmp_path / "cache")
+    arrays, report = load_folder(root, 4, 16, 16, tmp_path / "cache")
     assert len(arrays) == n == report.decoded
     assert [rel for rel, _ in report.skipped] == [
         "blue/notes.avi",
@@ -239,7 +239,7 @@ def test_unreadable_files_are_skipped_and_reported(folder: Path, tmp_path: Path,
     err = capfd.readouterr().err
     assert summary in err and "Traceback" not in err and "readme.txt" not in err
 
-    _, cached_report = load_video_folder(root, 4, 16, 16, tmp_path / "cache")
+    _, cached_report = load_folder(root, 4, 16, 16, tmp_path / "cache")
     assert cached_report == report
 
 
@@ -251,7 +251,7 @@ def test_too_few_readable_clips_names_the_bad_files(folder: Path, tmp_path: Path
     (root / "dog/zero.mp4").write_bytes(b"")
     (root / "dog/junk.avi").write_text("junk")
     with pytest.raises(ValueError) as info:
-        load_video_folder(root, 4, 16, 16, tmp_path / "cache", progress=False)
+        load_folder(root, 4, 16, 16, tmp_path / "cache", progress=False)
     message = str(info.value)
     assert "dog (0)" in message and "dog/zero.mp4: empty file (0 bytes)" in message
     assert "dog/junk.avi: decoding failed" in message
@@ -260,7 +260,7 @@ def test_too_few_readable_clips_names_the_bad_files(folder: Path, tmp_path: Path
     # Classes all fine but min_clips_per_class asks for more than there are.
     n_blue = len(list((folder / "blue").iterdir()))
     with pytest.raises(ValueError, match=rf"fewer than 4 readable clips: blue \({n_blue}\)"):
-        load_video_folder(
+        load_folder(
             folder, 4, 16, 16, tmp_path / "cache", min_clips_per_class=4, progress=False
         )
 
@@ -269,7 +269,7 @@ def test_too_few_readable_clips_names_the_bad_files(folder: Path, tmp_path: Path
     (root / "dog/junk.avi").unlink()
     (root / "dog").rmdir()
     with pytest.raises(ValueError, match="only 1 readable clip"):
-        load_video_folder(root, 4, 16, 16, tmp_path / "cache", progress=False)
+        load_folder(root, 4, 16, 16, tmp_path / "cache", progress=False)
     capfd.readouterr()
 
 
@@ -300,4 +300,4 @@ def test_scan_folder_layout_and_bad_roots(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"class folder .*c contains no video files"):
         scan_folder(root)
     with pytest.raises(ValueError, match="does not exist"):
-        load_video_folder(tmp_path / "nope", 4, 16, 16, tmp_path / "cache")
+        load_folder(tmp_path / "nope", 4, 16, 16, tmp_path / "cache")

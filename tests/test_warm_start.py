@@ -71,7 +71,7 @@ def env() -> dict[str, str]:
         json.dumps(SearchConfig(space="tiny").to_json())))[0] or p / "early",
      "holds no Ray Tune experiment state yet"),
 ])
-def test_a_warm_start_folder_that_is_not_a_search(tmp_path, capsys, make, message):
+def test_a_warm_start_folder_that_is_not_a_search(tmp_path, capsys, make, message, no_ray):
     from vidtune.scripts.cli import main
 
     folder = make(tmp_path)
@@ -114,16 +114,13 @@ def test_the_earlier_best_is_the_warm_first_trial():
 # -- from a real finished search ---------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def old_search(tmp_path_factory, cache_dir) -> Path:
+def old_search(tmp_path_factory, cache_dir, shared_ray) -> Path:
     """A finished tiny search (seed 0), one trial at a time; ASHA stops some trials."""
     root = tmp_path_factory.mktemp("old")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        outcome = run_search(SearchConfig(space="tiny", num_samples=6, max_epochs=3, grace_period=1,
-                                          max_concurrent=1, results_dir=str(root), name="old",
-                                          data=data(cache_dir)))
-    finally:
-        ray.shutdown()
+    shared_ray.up()
+    outcome = run_search(SearchConfig(space="tiny", num_samples=6, max_epochs=3, grace_period=1,
+                                      max_concurrent=1, results_dir=str(root), name="old",
+                                      data=data(cache_dir)))
     return Path(outcome.experiment_path)
 
 
@@ -209,7 +206,8 @@ def test_overlapping_space_and_other_data_drop_with_notes_and_warn(old_search, c
 
 
 @pytest.mark.slow
-def test_warm_started_search_from_python(old_search, cache_dir, tmp_path, monkeypatch, capfd):
+def test_warm_started_search_from_python(old_search, cache_dir, tmp_path, monkeypatch, capfd,
+                                         local_ray):
     """The Python API with a space given as a function and a warm-start path."""
     (tmp_path / "overlap_spaces.py").write_text(OVERLAP)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -222,11 +220,7 @@ def test_warm_started_search_from_python(old_search, cache_dir, tmp_path, monkey
                                grace_period=2, max_concurrent=1, warm_start=[str(old_search)],
                                results_dir=str(tmp_path / "results"), name="warm",
                                data=data(cache_dir))
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        outcome = vidtune.run_search(cfg)
-    finally:
-        ray.shutdown()
+    outcome = vidtune.run_search(cfg)
     err = capfd.readouterr().err
     assert "warm start: 6 finished trials from 1 earlier search" in err
     assert "warning: warm start from" in err and "max_epochs 3 (now 2)" in err

@@ -5,8 +5,10 @@ The public API. Everything else lives in the packages mapped into this namespace
     vidtune.data           synthetic benchmark, PyAV video folders, cached stores, loaders
     vidtune.search_spaces  named Optuna define-by-run spaces
     vidtune.trainable      core/ (model, loop, trial; no Ray), tune/ (Ray), best/ (retrain, models)
-    vidtune.analysis       tables, plots, report; bench/ holds the benchmarks
+    vidtune.analysis       tables, plots and the report of a search
     vidtune.scripts        the `vidtune` command line
+
+The benchmarks sit beside the package, in benchmarks/ (not installed).
 
     >>> import vidtune
     >>> outcome = vidtune.run_search(vidtune.SearchConfig(space="tiny", num_samples=4))

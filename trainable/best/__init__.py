@@ -1,9 +1,10 @@
 """After a search: retrain the best trial, model folders, train/evaluate one config, predict.
 
-- retrain.py     pick the best trial (core.trials.best_trial) and retrain it from scratch
+- retrain.py     pick the best trial (core.results.best_trial) and retrain it from scratch
 - artifact.py    a model folder: weights, config, metrics, torch.export program
 - standalone.py  train or evaluate one configuration outside a search
 - predict.py     a saved model applied to a data set or to video files
+- mlflow_model.py  a retrained model folder logged as an MLflow model (retrain --mlflow)
 """
 
 from vidtune.trainable.best.artifact import load_artifact, load_exported, save_artifact

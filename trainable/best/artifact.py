@@ -5,6 +5,14 @@
     metrics.json   final metrics
     model.pt2      optional: the model as a torch.export program (batch size dynamic), runnable
                    without this package: torch.export.load(path).module()(clips)
+
+The program is traced on the CPU, and torch.export writes the device of every tensor made
+inside forward into the graph: nn.LSTM's zero initial state says device=cpu. .to("cuda")
+moves the weights but not those, so on a GPU the program is first rewritten with
+torch.export.passes.move_to_device_pass (load_exported(folder, "cuda") does it):
+
+    program = torch.export.passes.move_to_device_pass(torch.export.load(path), "cuda")
+    logits = program.module()(clips.cuda())
 """
 
 from __future__ import annotations
@@ -123,10 +131,17 @@ def save_exported(folder: str | Path, model: VideoModel, data_cfg: DataConfig) -
     return path
 
 
-def load_exported(folder: str | Path) -> torch.nn.Module:
-    """The exported program of a model folder as a callable module: (B, T, C, H, W) -> logits."""
+def load_exported(folder: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The exported program of a model folder as a callable module on `device`:
+    (B, T, C, H, W) -> logits. Off the CPU, the devices written into the graph are moved too
+    (module docstring)."""
     path = Path(folder) / EXPORTED
     if not path.is_file():
         raise ValueError(f"{folder} has no exported program ({EXPORTED}); "
                          "`vidtune retrain` writes one")
-    return torch.export.load(path).module()
+    program = torch.export.load(path)
+    if torch.device(device) != torch.device("cpu"):
+        from torch.export.passes import move_to_device_pass
+
+        program = move_to_device_pass(program, torch.device(device))
+    return program.module()

@@ -4,6 +4,9 @@ The trial is picked by vidtune.trainable.tune.experiment.best_trial (the documen
 parameters become configs through trial_configs exactly as in the search, and it trains on
 the search's own data config. With the search's seed and max_epochs (the defaults) on CPU,
 this reproduces the trial: same initial weights, same batches, same validation accuracy.
+On a GPU the random streams are the same too (a trial's checkpoints carry CUDA's generator,
+so a resumed trial draws what it would have), but cuDNN's kernels (cudnn.benchmark, atomic
+adds in the backward pass) are not bit-exact: expect the accuracy within a few clips.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ from vidtune.trainable.best.artifact import (
     save_exported,
 )
 from vidtune.trainable.best.standalone import EpochLog, Log, train_model
-from vidtune.trainable.core.search_config import SearchConfig, beside_results, is_uri
+from vidtune.trainable.core.lease import running_note
+from vidtune.trainable.core.results import Best, TrialStatus, best_trial
+from vidtune.trainable.core.search_config import SearchConfig
+from vidtune.trainable.core.storage import beside_results, is_uri
 from vidtune.trainable.core.trial import trial_configs, trial_data
-from vidtune.trainable.core.trials import Best, TrialStatus, best_trial
 from vidtune.trainable.tune.experiment import Experiment, load_experiment
 
 TRAIN_ON = ("train", "train+val")
@@ -37,7 +42,7 @@ RULE = ("rule: among the trials that trained the largest number of epochs, the b
 
 @dataclass(frozen=True)
 class Choice:
-    """The trial retrain picked (core.trials.best_trial), and what it was compared with."""
+    """The trial retrain picked (core.results.best_trial), and what it was compared with."""
 
     best: Best              # val_acc: its final val_acc; epoch: the epochs it trained
     num_trials: int
@@ -61,6 +66,7 @@ class RetrainOutcome:
     seed: int
     exported: bool
     reproduces: bool        # same data split, epochs and seed as the trial: same val_acc expected
+    mlflow_model: str = ""  # the logged MLflow model's URI (runs:/<id>/model), "" if none
 
 
 def choose(experiment: Experiment) -> Choice:
@@ -82,7 +88,8 @@ def choose(experiment: Experiment) -> Choice:
 
 def retrain_best(results_dir: str | Path, epochs: int | None = None, train_on: str = "train",
                  seed: int | None = None, out: str | Path | None = None, export: bool = True,
-                 log: Log | None = None, on_epoch: EpochLog | None = None) -> RetrainOutcome:
+                 log: Log | None = None, on_epoch: EpochLog | None = None,
+                 mlflow: str | None = None) -> RetrainOutcome:
     """Pick the best trial of a results folder, retrain it from scratch and save a model folder.
 
     epochs and seed default to the search's max_epochs and seed (reproducing the trial);
@@ -90,6 +97,8 @@ def retrain_best(results_dir: str | Path, epochs: int | None = None, train_on: s
     metrics and, with export, an exported program (model.pt2) to `out`
     (default RESULTS_DIR/best_model). ValueError with a clear message for bad input.
     `log` receives the lines a command prints (the pick, the plan), `on_epoch` each epoch.
+    mlflow: a tracking URI to log the model to as an MLflow model (best/mlflow_model.py);
+    None: the search's --mlflow, if it had one; "": none.
     """
     log = log or (lambda line: None)
     if train_on not in TRAIN_ON:
@@ -110,6 +119,9 @@ def retrain_best(results_dir: str | Path, epochs: int | None = None, train_on: s
     except ValueError as exc:
         raise ValueError(f"{experiment.path}: {exc}") from None
     log(choice.describe())
+    note = running_note(experiment.path)   # the search runs on: this is its latest snapshot
+    if note:
+        log(note)
     if TrialStatus(choice.best.status).unfinished:
         log("note: this search has not finished; a later trial may still beat this one")
 
@@ -144,5 +156,31 @@ def retrain_best(results_dir: str | Path, epochs: int | None = None, train_on: s
         config["exported_program"] = EXPORTED if exported else None
         (out_path / CONFIG).write_text(json.dumps(config, indent=2))
     reproduces = train_on == "train" and epochs == b.epoch and seed == cfg.seed
+    uri = cfg.mlflow if mlflow is None else mlflow
+    model_uri = ""
+    if uri:
+        model_uri = log_to_mlflow(uri, cfg, experiment.path, out_path, metrics,
+                                  {**b.params, "train_on": train_on, "epochs": epochs, "seed": seed},
+                                  b.trial_id)
+        log(f"MLflow model: {model_uri} (val_acc {metrics['val_acc']:.4f}), "
+            f"mlflow.pytorch.load_model loads it")
     return RetrainOutcome(choice, str(out_path), metrics, train_on, epochs, seed, exported,
-                          reproduces)
+                          reproduces, model_uri)
+
+
+def log_to_mlflow(uri: str, cfg: SearchConfig, experiment_path: str, out_path: Path,
+                  metrics: dict[str, Any], params: dict[str, Any], trial_id: str) -> str:
+    """The saved model folder as an MLflow model (best.mlflow_model), traced on a batch
+    of 2 clips of the model's own size (B, T, C, H, W)."""
+    import torch
+
+    from vidtune.trainable.best.mlflow_model import log_model
+    from vidtune.trainable.core.tracking import check_tracking_uri
+
+    check_tracking_uri(uri)
+    model, config = load_artifact(out_path)
+    data = DataConfig(**config["data"])
+    example = torch.rand(2, data.frames, model.cfg.in_channels, data.height, data.width) * 2 - 1
+    return log_model(uri, cfg.mlflow_experiment, experiment_path, out_path, model, example,
+                              val_acc=float(metrics["val_acc"]), params=params, metrics=metrics,
+                              trial_id=trial_id)

@@ -2,6 +2,7 @@
 
 - config.py         ModelConfig, TrainConfig (frozen, validated)
 - search_config.py  SearchConfig: everything `vidtune search` takes, validated before Ray
+- storage.py        where a search's files live: local folders and storage URIs
 - config_file.py    search files (TOML, or an earlier vidtune.json) read strictly, with lines
 - space_check.py    a search space checked against ModelConfig/TrainConfig; its first trial
 - model.py          VideoModel: per-frame CNN -> LSTM -> linear head
@@ -10,9 +11,14 @@
 - precision.py      what a trial computes in: device class + CPU capability -> bf16 or fp32
 - checkpoint.py     a trial's state on disk, with fallback to an older readable one
 - trial.py          one trial as plain Python: parameters in, per-epoch reports out
-- trials.py         TrialStatus, classify, Best and the two best-trial rules
+- results.py        TrialStatus, classify, Best and the two best-trial rules
 - failures.py       which trial errors a retry cannot fix; errors as one line, counted
 - preflight.py      the driver's checks before Ray starts: folders, clip size, data
+- lease.py          one live driver per search: driver.lease, its stale rules, heartbeat
+- packing.py        --gpus-per-trial auto: as many trials per GPU as fit, measured
+- memory_cap.py     a packed trial's CUDA memory cap: its share less its CUDA context
+- rung_scores.py    what a rung ranks a trial by (last, best, mean2, fit), judged offline
+- tracking.py       MLflow (optional): the tracking URI's check, the search's and trials' runs
 """
 
 from vidtune.trainable.core.config import ModelConfig, TrainConfig, split_params, to_dict
@@ -25,8 +31,8 @@ from vidtune.trainable.core.loop import (
     pick_device,
 )
 from vidtune.trainable.core.model import VideoModel, build_model, count_parameters
+from vidtune.trainable.core.results import Best, TrialStatus, best_reported, best_trial, classify
 from vidtune.trainable.core.search_config import SearchConfig
-from vidtune.trainable.core.trials import Best, TrialStatus, best_reported, best_trial, classify
 
 __all__ = [
     "Best",

@@ -46,7 +46,7 @@ def sibling_checkpoints(latest: str | Path) -> list[Path]:
 
     If `latest` is gone, every checkpoint_* beside it, newest first: the experiment snapshot
     that named it is older than the trial's newest checkpoints, and the trial's checkpoint
-    keeper deleted it as newer ones arrived (trainable/tune/checkpoints.py).
+    keeper deleted it as newer ones arrived (trainable/tune/retention.py).
     """
     latest = Path(latest)
     if not latest.is_dir():

@@ -1,8 +1,9 @@
 """Which trial errors can succeed on a retry, and errors as one line (no Ray here).
 
 A config or data error raises the same way every time: retrying it from a checkpoint wastes
-the retries (the adapter ends such a trial at once). A killed worker, a lost node or a CUDA
-out-of-memory on a shared GPU can pass on a retry: those keep `--max-failures`.
+the retries (the adapter ends such a trial at once); so does a CUDA out-of-memory error over
+the trial's own memory cap. A killed worker, a lost node or a full shared GPU can pass on a
+retry: those keep `--max-failures`.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 def is_deterministic(exc: BaseException) -> bool:
     """True for an error that would raise again on a retry: ValueError/TypeError from the
-    configs' and data's own validation, and torch's shape errors. CUDA OOM is transient."""
+    configs' and data's own validation, torch's shape errors, and CUDA out of memory over the
+    trial's own cap (core.trial.TrialMemoryError.over_cap). Any other CUDA OOM is transient."""
     import torch  # here, so reading results (error_counts) does not load torch
 
     if isinstance(exc, torch.OutOfMemoryError):
-        return False
+        return bool(getattr(exc, "over_cap", False))
     if isinstance(exc, (ValueError, TypeError, KeyError, IndexError, ZeroDivisionError)):
         return True
     return isinstance(exc, RuntimeError) and bool(_SHAPE.search(str(exc)))

@@ -2,7 +2,8 @@
 
 fit() trains for cfg.epochs, calling `on_epoch(metrics, state_fn)` after every epoch; the
 caller decides what to do with it (print, checkpoint, report to Ray). A run can resume from a
-state dict produced by state_fn(): model, optimizer, scaler, epochs done, RNG and history.
+state dict produced by state_fn(): model, optimizer, epochs done, the RNGs (the CPU's, and CUDA's
+on a GPU) and history.
 
 On CUDA the loop never waits for the GPU inside an epoch: batches arrive through
 data.device (uint8 copied without blocking, converted on the GPU, the next one prefetched),
@@ -55,12 +56,19 @@ class FitResult:
     stopped_early: bool = False
 
 
-def pick_device(device: str | None = None) -> torch.device:
+def pick_device(device: str | None = None, gpus: float | None = None) -> torch.device:
     """The device to train on, always with an index on CUDA ("cuda:0", never bare "cuda").
 
-    Ray sets CUDA_VISIBLE_DEVICES per trial, so the trial's own GPU is the current one.
+    `device` names it outright. Else `gpus` is what the trial was granted: 0 means the CPU even
+    where torch sees a GPU, because Ray 2.60 no longer blanks CUDA_VISIBLE_DEVICES for an
+    actor given no GPU (a CPU trial on a GPU node would otherwise train on GPU 0, uncapped).
+    Without either: CUDA where torch sees it (retrain, evaluate, predict in this process).
+
+    Ray sets CUDA_VISIBLE_DEVICES per GPU trial, so the trial's own GPU is the current one.
     torch.cuda.set_per_process_memory_fraction and memory stats reject an index-less device.
     """
+    if device is None and gpus is not None and gpus <= 0:
+        return torch.device("cpu")   # no CUDA call at all: no context on a GPU it was not given
     chosen = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if chosen.type == "cuda" and chosen.index is None:
         chosen = torch.device("cuda", torch.cuda.current_device())
@@ -223,17 +231,22 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: TrainConfig, num_classe
         start_epoch = int(resume["epoch"])
         result.history = list(resume.get("history", []))
         torch.set_rng_state(resume["torch_rng"])
+        if device.type == "cuda" and "cuda_rng" in resume:   # dropout's stream on the GPU
+            torch.cuda.set_rng_state(resume["cuda_rng"], device)
     else:
         torch.manual_seed(cfg.seed)
 
     def state_fn() -> dict[str, Any]:
-        return {
+        state = {
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "epoch": len(result.history),
             "history": list(result.history),
             "torch_rng": torch.get_rng_state(),
         }
+        if device.type == "cuda":   # CUDA's generator is separate: dropout on the GPU draws from it
+            state["cuda_rng"] = torch.cuda.get_rng_state(device)
+        return state
 
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()

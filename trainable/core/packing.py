@@ -14,7 +14,14 @@ k trials fit on one GPU when each one's peak, with a safety margin, plus its own
 
 The largest such k up to MAX_PER_GPU wins, and gpus_per_trial becomes 1/k, rounded down to
 Ray's precision (1e-4) so that k shares add up to at most one GPU. The trial's memory cap is
-that share of the card (core.trial.limit_resources).
+its share of the card less its CUDA context (memory_cap.cap_fraction; core.trial.limit_resources):
+
+    cap = (total / k - CONTEXT_MB) / total
+
+so k capped trials and their k contexts together fit on the card. Capped at total / k, the
+caps alone would add up to the whole card and the contexts would come on top: trials near
+their caps could then hit the driver's out-of-memory error, in a neighbour, whose message
+would blame that neighbour's cap.
 
 Without a CUDA device here, auto is an error rather than 0 GPUs: a driver without a GPU in
 front of a GPU cluster would otherwise train every trial on CPUs without a word.
@@ -33,10 +40,10 @@ import torch
 
 from vidtune.search_spaces import SpaceSpec, space_distributions
 from vidtune.trainable.core.config import ModelConfig, TrainConfig
+from vidtune.trainable.core.memory_cap import CONTEXT_MB
 from vidtune.trainable.core.search_config import SearchConfig
 
 MARGIN = 0.25          # over the measured peak: other batch shapes, fragmentation over a long run
-CONTEXT_MB = 512.0     # a trial's CUDA context and cuDNN/cuBLAS handles (an estimate; gpu_check measures it)
 MAX_PER_GPU = 8        # the most trials packed on one GPU (the packing gpu_check measures up to)
 PROBE_CLASSES = 10     # the head's width: immaterial to the memory of these models
 

@@ -23,7 +23,8 @@ from vidtune.data.store import StoreWriteError
 from vidtune.search_spaces import SearchSpace, decode_widths, trace_space
 from vidtune.trainable.core.config import ENCODERS, ModelConfig
 from vidtune.trainable.core.encoders import TorchvisionEncoder, load_encoder_weights, weights_for
-from vidtune.trainable.core.search_config import SearchConfig, filesystem, is_uri
+from vidtune.trainable.core.search_config import SearchConfig
+from vidtune.trainable.core.storage import filesystem, is_uri
 
 
 def check_writable(folder: str, what: str, fix: str) -> None:
@@ -143,10 +144,8 @@ def preflight(cfg: SearchConfig, decode: bool = True) -> None:
     the space's models, the encoder weights fit, the data's rows and split lists are sound,
     then the data (the cache is built here, with the decode report on stderr) can train a
     classifier (check_data). decode=False stops before decoding videos (on a cluster, Ray
-    tasks decode them afterwards: trainable/tune/decode.py)."""
-    target = cfg.experiment_path if _exists(cfg.experiment_path) else cfg.storage_root
-    check_writable(target, "results folder", "choose another with --results-dir (or --storage) "
-                   "or make it writable")
+    tasks decode them afterwards: trainable/tune/cluster_cache.py)."""
+    check_results_writable(cfg)
     data = cfg.data.resolved()
     assert data.cache_dir is not None
     check_writable(data.cache_dir, "cache folder", "point --cache-dir (or $VIDTUNE_CACHE) at a "
@@ -162,6 +161,13 @@ def preflight(cfg: SearchConfig, decode: bool = True) -> None:
     except StoreWriteError as exc:   # e.g. the disk filled while the cache was written
         raise ValueError(str(exc)) from None
     check_data(arrays, data)
+
+
+def check_results_writable(cfg: SearchConfig) -> None:
+    """The experiment folder, or the root it goes into, is writable (before its lease)."""
+    target = cfg.experiment_path if _exists(cfg.experiment_path) else cfg.storage_root
+    check_writable(target, "results folder", "choose another with --results-dir (or --storage) "
+                   "or make it writable")
 
 
 def _exists(path: str) -> bool:

@@ -1,4 +1,8 @@
-"""SearchConfig: everything `vidtune search` takes, validated before Ray starts (no Ray here)."""
+"""SearchConfig: everything `vidtune search` takes, validated before Ray starts (no Ray here).
+
+Each field is one flag (its metadata: scripts/_args.py builds the parser); the rules that a
+config must pass are the table _RULES at the end. Where its files live: core/storage.py.
+"""
 
 from __future__ import annotations
 
@@ -23,19 +27,13 @@ from vidtune.search_spaces import (
 )
 from vidtune.trainable.core.precision import PRECISIONS, check_precision
 from vidtune.trainable.core.space_check import check_space
+from vidtune.trainable.core.storage import is_uri, read_text
 
 CONFIG_FILE = "vidtune.json"
 SAMPLERS = ("tpe", "random")
 SCHEDULERS = ("asha", "none")
 CPU_SHARING = ("threads", "restart", "none")
 WARM_START_USES = ("all", "full", "explore")
-_URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
-
-
-def is_uri(path: str) -> bool:
-    return bool(_URI.match(path))
-
-
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(h|m|s|)")
 
 
@@ -76,28 +74,6 @@ def format_duration(seconds: float) -> str:
     return "".join(f"{v}{u}" for v, u in ((h, "h"), (m, "m"), (sec, "s")) if v) or "0s"
 
 
-# scheme -> resolve(uri) -> (pyarrow filesystem, path on it), for schemes pyarrow does not know.
-_FILESYSTEMS: dict[str, Callable[[str], tuple[Any, str]]] = {}
-
-
-def register_filesystem(scheme: str, resolve: Callable[[str], tuple[Any, str]]) -> None:
-    """Serve `scheme://...` storage with your own pyarrow filesystem: resolve(uri) returns
-    (filesystem, path on it), the way pyarrow.fs.FileSystem.from_uri does for s3:// or gs://.
-    The filesystem must pickle (Ray sends it to the trials)."""
-    _FILESYSTEMS[scheme.lower()] = resolve
-
-
-def filesystem(uri: str) -> tuple[Any, str]:
-    """(pyarrow filesystem, path on it) of a storage URI: registered schemes first, then
-    pyarrow's own (s3, gs, hdfs, file, ...). Every URI vidtune reads or writes goes through it."""
-    scheme = uri.split("://", 1)[0].lower()
-    if scheme in _FILESYSTEMS:
-        return _FILESYSTEMS[scheme](uri)
-    import pyarrow.fs
-
-    return pyarrow.fs.FileSystem.from_uri(uri)
-
-
 def _arg(default: Any, help: str, group: str = "search", **extra: Any) -> Any:
     """A field whose metadata is its command-line flag (scripts/_args.py builds the parser)."""
     return field(default=default, metadata={"help": help, "group": group, **extra})
@@ -131,6 +107,10 @@ class SearchConfig:
                                   "multivariate TPE) instead of one by one")
     tpe_constant_liar: bool = _arg(False, "TPE counts the running trials as bad results, so "
                                    "configs proposed side by side spread out")
+    tpe_prior_weight: float = _arg(0.0, "share of TPE's random start-up trials drawn near the "
+                                   "space's first trial (the seed configuration, or a warm "
+                                   "start's best) instead of uniformly: PriorBand's idea (0: "
+                                   "off; not yet measured in the race)")
     batch_size: int = _arg(32, "batch size (the 'wide' space samples it)")
     seed: int = _arg(0, "TPE sampler, trial initialisation and batch order")
     max_concurrent: int = _arg(0, "cap on trials at once; 0: what the resources allow")
@@ -170,6 +150,13 @@ class SearchConfig:
                                "random start-up trials); 'full': only the trials that trained "
                                "max_epochs; 'explore': all, and TPE's start-up trials still run",
                                choices=WARM_START_USES)
+    verbose: bool = _arg(False, "show Ray's full trial table every 15 s instead of one "
+                         "progress line", "output")
+    mlflow: str = _arg("", "MLflow tracking URI: the search is a run, each trial a child run "
+                       "(e.g. sqlite:////abs/mlflow.db or http://host:5000; needs "
+                       "pip install 'vidtune[mlflow]')", "tracking", metavar="URI")
+    mlflow_experiment: str = _arg("vidtune", "MLflow experiment the search's runs go to",
+                                  "tracking", metavar="NAME")
     # The space file's sha256 when the search started (resolved() sets it): a recorded search
     # refuses a space file that has moved or changed since. Not a flag.
     space_sha256: str = ""
@@ -183,71 +170,10 @@ class SearchConfig:
         object.__setattr__(self, "warm_start", warm)
         if not self.space_sha256:   # a new search; a recorded one is checked by search_space()
             check_space(get_space(self.space))   # names the known spaces, the file and line
-        positive = ("max_epochs", "grace_period", "batch_size")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} is {getattr(self, name)}, but must be >= 1")
-        if self.time_budget_s < 0:
-            raise ValueError(f"time_budget_s is {self.time_budget_s}, but must be >= 0 (0: none)")
-        if self.num_samples < 0 or (self.num_samples == 0 and not self.time_budget_s):
-            raise ValueError(f"num_samples is {self.num_samples}; give a number of trials >= 1, "
-                             "or 0 (no cap) together with --time-budget")
-        if self.keep_checkpoints < 0:
-            raise ValueError(f"keep_checkpoints is {self.keep_checkpoints}, but must be >= 0")
-        if self.grace_period > self.max_epochs:
-            raise ValueError(f"grace_period ({self.grace_period}) is larger than max_epochs "
-                             f"({self.max_epochs}); lower --grace-period or raise --max-epochs")
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"sampler is {self.sampler!r}; known: {', '.join(SAMPLERS)}")
-        if self.cpu_sharing not in CPU_SHARING:
-            raise ValueError(f"cpu_sharing is {self.cpu_sharing!r}; known: {', '.join(CPU_SHARING)}")
-        if self.warm_start_use not in WARM_START_USES:
-            raise ValueError(f"warm_start_use is {self.warm_start_use!r}; known: "
-                             f"{', '.join(WARM_START_USES)}")
-        if self.scheduler not in SCHEDULERS:
-            raise ValueError(f"scheduler is {self.scheduler!r}; known: {', '.join(SCHEDULERS)}")
-        if self.asha_cost_factor < 0:
-            raise ValueError(f"asha_cost_factor is {self.asha_cost_factor}, but must be >= 0 "
-                             "(0: off; e.g. 2 lets a trial at twice the median cost continue "
-                             "only if it leads its rung)")
-        if self.reduction_factor < 2:
-            raise ValueError(f"reduction_factor is {self.reduction_factor}, but must be >= 2")
-        check_precision(self.precision)
-        if self.cpus_per_trial <= 0:
-            raise ValueError(f"cpus_per_trial is {self.cpus_per_trial}, but must be > 0")
-        gpus = self.gpus_per_trial
-        if not self.gpus_auto and not 0 <= gpus <= 8:
-            raise ValueError(f"gpus_per_trial is {gpus}, but must lie in [0, 8], e.g. 0.25 to "
-                             "pack four trials per GPU, or be auto")
-        if not self.gpus_auto and gpus > 1 and gpus != int(gpus):
-            raise ValueError(f"gpus_per_trial is {self.gpus_per_trial}: above 1 it must be whole")
-        if self.max_concurrent < 0 or self.max_failures < 0:
-            raise ValueError("max_concurrent and max_failures must be >= 0")
-        if self.name and not re.fullmatch(r"[A-Za-z0-9._-]+", self.name):
-            raise ValueError(f"name is {self.name!r}; use letters, digits, '.', '_' and '-'")
-        if self.storage and not is_uri(self.storage) and not Path(self.storage).expanduser().is_absolute():
-            raise ValueError(f"storage is {self.storage!r}; give an absolute path every node can "
-                             "reach (e.g. /mnt/nfs/vidtune) or a URI (e.g. s3://bucket/vidtune)")
-        if self.optuna_storage and not is_uri(self.optuna_storage):
-            raise ValueError(f"optuna_storage is {self.optuna_storage!r}; give a database URL, "
-                             "e.g. postgresql://user@host/db or sqlite:////abs/path/optuna.db")
-        if (self.num_cpus or self.num_gpus >= 0) and self.address:
-            raise ValueError("num_cpus/num_gpus size an embedded Ray; with --address the "
-                             "cluster's own resources are used")
-        source = Path(self.data.source).expanduser()
-        if self.data.is_manifest and not source.is_file():
-            raise ValueError(f"manifest {self.data.source!r} does not exist; give a CSV file with "
-                             "the columns path,label[,split][,start,end]")
-        if not self.data.is_synthetic and not self.data.is_manifest and source.is_file():
-            raise ValueError(f"data {self.data.source!r} is a file, but --data takes a folder "
-                             "root/<class>/<video files> with one subfolder per class, or a "
-                             "manifest .csv with the columns path,label[,split][,start,end]; "
-                             "put the videos in such a folder or list them in a manifest (or, "
-                             "to classify one video, use "
-                             f"`vidtune predict MODEL {self.data.source}`)")
-        if not self.data.is_synthetic and not self.data.is_manifest and not source.is_dir():
-            raise ValueError(f"data folder {self.data.source!r} does not exist; expected "
-                             "root/<class>/<video files>, a manifest .csv or 'synthetic'")
+        for rule in _RULES:
+            problem = rule(self)
+            if problem:
+                raise ValueError(problem)
 
     @property
     def gpus_auto(self) -> bool:
@@ -331,7 +257,20 @@ class SearchConfig:
         if text is None:
             raise ValueError(f"{path} is not a vidtune results folder (no {CONFIG_FILE}); "
                              "pass the folder that `vidtune search` printed")
-        cfg = cls.from_json(json.loads(text))
+        where = f"{str(path).rstrip('/')}/{CONFIG_FILE}"
+        try:
+            d = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"{where} is damaged ({exc}): it holds the search's settings and "
+                             "cannot be rebuilt from the other files; restore it from a "
+                             "backup, or mend it by hand (it is JSON; a cut file lacks its "
+                             "end)") from None
+        try:
+            cfg = cls.from_json(d)
+        except (TypeError, KeyError, AttributeError) as exc:
+            raise ValueError(f"{where} does not hold vidtune settings ({exc}): it was written "
+                             "by another vidtune version or edited; use that version, or "
+                             "restore the file") from None
         if is_uri(str(path)):
             root, name = str(path).rstrip("/").rsplit("/", 1)
             return replace(cfg, storage=root, name=name)
@@ -354,34 +293,147 @@ def _space_spec(space: Any) -> str | dict[str, Any]:
                      "'path/to/spaces.py:my_space', a function or a declaration (a dict)")
 
 
-def beside_results(experiment_path: str, name: str) -> Path:
-    """A local folder for what a command derives from a search: RESULTS_DIR/<name>, or, for
-    remote storage (a URI), ./<experiment name>-<name> in the working directory."""
-    if is_uri(experiment_path):
-        return Path.cwd() / f"{experiment_path.rstrip('/').rsplit('/', 1)[-1]}-{name}"
-    return Path(experiment_path).expanduser() / name
+# -- the rules of a SearchConfig -------------------------------------------------------------
+# Each takes the config and returns its error, naming the value and the fix, or None.
+Rule = Callable[[SearchConfig], "str | None"]
 
 
-def read_text(folder: str, name: str) -> str | None:
-    """A small file of an experiment folder (local path or URI); None if it is not there."""
-    if is_uri(folder):
-        fs, base = filesystem(folder)
-        try:
-            with fs.open_input_stream(f"{base.rstrip('/')}/{name}") as f:
-                return f.read().decode()
-        except (FileNotFoundError, OSError):
-            return None
-    path = Path(folder).expanduser() / name
-    return path.read_text() if path.is_file() else None
+def _at_least(name: str, low: float, note: str = "") -> Rule:
+    def rule(cfg: SearchConfig) -> str | None:
+        value = getattr(cfg, name)
+        return None if value >= low else f"{name} is {value}, but must be >= {low:g}{note}"
+    return rule
 
 
-def write_text(folder: str, name: str, text: str) -> None:
-    """Write a small file into an experiment folder (local path or URI)."""
-    if is_uri(folder):
-        fs, base = filesystem(folder)
-        fs.create_dir(base, recursive=True)
-        with fs.open_output_stream(f"{base}/{name}") as f:
-            f.write(text.encode())
-        return
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    (Path(folder) / name).write_text(text)
+def _above(name: str, low: float) -> Rule:
+    def rule(cfg: SearchConfig) -> str | None:
+        value = getattr(cfg, name)
+        return None if value > low else f"{name} is {value}, but must be > {low:g}"
+    return rule
+
+
+def _one_of(name: str, known: tuple[str, ...]) -> Rule:
+    def rule(cfg: SearchConfig) -> str | None:
+        value = getattr(cfg, name)
+        return None if value in known else f"{name} is {value!r}; known: {', '.join(known)}"
+    return rule
+
+
+def _num_samples(cfg: SearchConfig) -> str | None:
+    if cfg.num_samples < 0 or (cfg.num_samples == 0 and not cfg.time_budget_s):
+        return (f"num_samples is {cfg.num_samples}; give a number of trials >= 1, or 0 (no cap) "
+                "together with --time-budget")
+    return None
+
+
+def _grace_within_max_epochs(cfg: SearchConfig) -> str | None:
+    if cfg.grace_period > cfg.max_epochs:
+        return (f"grace_period ({cfg.grace_period}) is larger than max_epochs ({cfg.max_epochs}); "
+                "lower --grace-period or raise --max-epochs")
+    return None
+
+
+def _precision(cfg: SearchConfig) -> str | None:
+    try:
+        check_precision(cfg.precision)
+    except ValueError as exc:   # its message names the known precisions
+        return str(exc)
+    return None
+
+
+def _tpe_prior_weight(cfg: SearchConfig) -> str | None:
+    if 0.0 <= cfg.tpe_prior_weight <= 1.0:
+        return None
+    return (f"tpe_prior_weight is {cfg.tpe_prior_weight}, but must lie in [0, 1] (0: off; e.g. "
+            "0.5 draws half of TPE's start-up trials near the seed configuration)")
+
+
+def _gpus_per_trial(cfg: SearchConfig) -> str | None:
+    gpus = cfg.gpus_per_trial
+    if cfg.gpus_auto or 0 <= gpus <= 1:
+        return None
+    # A trial trains on one device (cuda:0 of those Ray gives it): above 1 the other GPUs
+    # would sit idle, reserved. Refused until a trial can use them.
+    return (f"gpus_per_trial is {gpus}, but must lie in [0, 1]: a trial trains on one GPU; "
+            "give 1 for a whole GPU per trial, a fraction such as 0.25 to pack four trials per "
+            "GPU, or auto")
+
+
+def _counts(cfg: SearchConfig) -> str | None:
+    if cfg.max_concurrent < 0 or cfg.max_failures < 0:
+        return "max_concurrent and max_failures must be >= 0"
+    return None
+
+
+def _name(cfg: SearchConfig) -> str | None:
+    if cfg.name and not re.fullmatch(r"[A-Za-z0-9._-]+", cfg.name):
+        return f"name is {cfg.name!r}; use letters, digits, '.', '_' and '-'"
+    return None
+
+
+def _storage(cfg: SearchConfig) -> str | None:
+    if cfg.storage and not is_uri(cfg.storage) and not Path(cfg.storage).expanduser().is_absolute():
+        return (f"storage is {cfg.storage!r}; give an absolute path every node can reach (e.g. "
+                "/mnt/nfs/vidtune) or a URI (e.g. s3://bucket/vidtune)")
+    return None
+
+
+def _optuna_storage(cfg: SearchConfig) -> str | None:
+    if cfg.optuna_storage and not is_uri(cfg.optuna_storage):
+        return (f"optuna_storage is {cfg.optuna_storage!r}; give a database URL, e.g. "
+                "postgresql://user@host/db or sqlite:////abs/path/optuna.db")
+    return None
+
+
+def _embedded_ray_sizes(cfg: SearchConfig) -> str | None:
+    if (cfg.num_cpus or cfg.num_gpus >= 0) and cfg.address:
+        return ("num_cpus/num_gpus size an embedded Ray; with --address the cluster's own "
+                "resources are used")
+    return None
+
+
+def _data_source(cfg: SearchConfig) -> str | None:
+    data = cfg.data
+    source = Path(data.source).expanduser()
+    if data.is_manifest and not source.is_file():
+        return (f"manifest {data.source!r} does not exist; give a CSV file with the columns "
+                "path,label[,split][,start,end]")
+    if not data.is_synthetic and not data.is_manifest and source.is_file():
+        return (f"data {data.source!r} is a file, but --data takes a folder "
+                "root/<class>/<video files> with one subfolder per class, or a manifest .csv "
+                "with the columns path,label[,split][,start,end]; put the videos in such a "
+                "folder or list them in a manifest (or, to classify one video, use "
+                f"`vidtune predict MODEL {data.source}`)")
+    if not data.is_synthetic and not data.is_manifest and not source.is_dir():
+        return (f"data folder {data.source!r} does not exist; expected "
+                "root/<class>/<video files>, a manifest .csv or 'synthetic'")
+    return None
+
+
+# In this order: the first that fails is the error.
+_RULES: tuple[Rule, ...] = (
+    _at_least("max_epochs", 1),
+    _at_least("grace_period", 1),
+    _at_least("batch_size", 1),
+    _at_least("time_budget_s", 0, " (0: none)"),
+    _num_samples,
+    _at_least("keep_checkpoints", 0),
+    _grace_within_max_epochs,
+    _one_of("sampler", SAMPLERS),
+    _one_of("cpu_sharing", CPU_SHARING),
+    _one_of("warm_start_use", WARM_START_USES),
+    _one_of("scheduler", SCHEDULERS),
+    _at_least("asha_cost_factor", 0, " (0: off; e.g. 2 lets a trial at twice the median cost "
+              "continue only if it leads its rung)"),
+    _tpe_prior_weight,
+    _at_least("reduction_factor", 2),
+    _precision,
+    _above("cpus_per_trial", 0),
+    _gpus_per_trial,
+    _counts,
+    _name,
+    _storage,
+    _optuna_storage,
+    _embedded_ray_sizes,
+    _data_source,
+)

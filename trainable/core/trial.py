@@ -7,6 +7,7 @@ ray.tune.report with a checkpoint; tests and benchmarks can pass a plain functio
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -18,6 +19,7 @@ from vidtune.search_spaces import to_hparams
 from vidtune.trainable.core.config import DATA_PARAMS, ModelConfig, TrainConfig, split_params
 from vidtune.trainable.core.encoders import weights_for
 from vidtune.trainable.core.loop import DivergedError, Threads, fit, pick_device
+from vidtune.trainable.core.memory_cap import cap_fraction
 from vidtune.trainable.core.model import build_model
 from vidtune.trainable.core.precision import choose_precision
 from vidtune.trainable.core.search_config import SearchConfig
@@ -55,24 +57,48 @@ def trial_configs(params: dict[str, Any], cfg: SearchConfig, num_classes: int) -
 class Grant:
     """What a trial was given, reported with every epoch so trials.csv shows the cap took effect."""
 
-    device: str                  # "cpu" or "cuda:<index>"
+    device: str                  # "cpu" or "cuda:<index>" (the index within the trial's visible GPUs)
     cpu_threads: int
     gpu_share: float = 0.0       # Ray's fraction of one GPU (0: none)
     gpu_name: str = ""
     gpu_total_mb: float = 0.0    # the whole card
     gpu_cap_mb: float = 0.0      # this trial's CUDA memory cap (0: uncapped)
+    gpu_uuid: str = ""           # the physical card, as nvidia-smi -L names it ("GPU-8f3c...")
+    gpu_pci: str = ""            # its PCI address, as nvidia-smi shows it ("0000:18:00.0")
 
     def metrics(self) -> dict[str, Any]:
         return {"device": self.device, "cpu_threads": self.cpu_threads, "gpu_share": self.gpu_share,
                 "gpu_name": self.gpu_name, "gpu_total_mb": self.gpu_total_mb,
-                "gpu_cap_mb": self.gpu_cap_mb}
+                "gpu_cap_mb": self.gpu_cap_mb, "gpu_uuid": self.gpu_uuid, "gpu_pci": self.gpu_pci}
 
 
 class TrialMemoryError(torch.OutOfMemoryError):
     """CUDA ran out of memory in a trial; the message names the trial's share and memory cap.
 
-    Still a torch.OutOfMemoryError, so a retry policy treats it as before (core.failures).
+    Still a torch.OutOfMemoryError. `over_cap` says which limit was hit: the trial's own cap
+    (the card still had the memory free) is deterministic, the same configuration hits it
+    again, so it is not retried (core.failures); a full card (a neighbour, another process)
+    may pass on a retry.
     """
+
+    over_cap: bool = False
+
+
+_SIZE = r"([0-9.]+) (B|KiB|MiB|GiB|TiB)"
+_UNITS = {"B": 1 / 1024**2, "KiB": 1 / 1024, "MiB": 1.0, "GiB": 1024.0, "TiB": 1024.0**2}
+
+
+def oom_sizes(text: str) -> tuple[float, float] | None:
+    """(MiB asked for, MiB the card had free) from torch's CUDA out-of-memory message, or None.
+
+    torch says "Tried to allocate 24.50 GiB. GPU 0 has a total capacity of 79.19 GiB of which
+    60.12 GiB is free." (c10/cuda/CUDACachingAllocator.cpp).
+    """
+    asked = re.search(rf"Tried to allocate {_SIZE}", text)
+    free = re.search(rf"of which {_SIZE} is free", text)
+    if asked is None or free is None:
+        return None
+    return (float(asked[1]) * _UNITS[asked[2]], float(free[1]) * _UNITS[free[2]])
 
 
 def memory_error(exc: BaseException, grant: Grant | None) -> TrialMemoryError:
@@ -80,22 +106,32 @@ def memory_error(exc: BaseException, grant: Grant | None) -> TrialMemoryError:
     text = str(exc).strip()
     first = text.splitlines()[0] if text else "CUDA out of memory."
     gib = 1024.0
+    sizes = oom_sizes(text)
+    # Over its own cap when the card still had what was asked for: the set fraction refused it.
+    over_cap = bool(grant is not None and grant.gpu_cap_mb and sizes and sizes[1] >= sizes[0])
     if grant is not None and grant.gpu_cap_mb:
         where = (f"capped at {grant.gpu_cap_mb / gib:.1f} GiB ({grant.gpu_share:g} of the "
                  f"{grant.gpu_total_mb / gib:.1f} GiB of {grant.gpu_name}, --gpus-per-trial "
-                 f"{grant.gpu_share:g})")
+                 f"{grant.gpu_share:g}, less its CUDA context)")
     elif grant is not None and grant.gpu_total_mb:
         where = f"on a whole {grant.gpu_name} ({grant.gpu_total_mb / gib:.1f} GiB, no cap)"
     else:
         where = "on its GPU"
-    return TrialMemoryError(f"trial ran out of CUDA memory, {where}: {first} Give each trial more "
-                            "(a larger --gpus-per-trial) or let it need less (a smaller "
-                            "--batch-size, or a space with smaller models)")
+    why = (" It hit its own cap, so a retry would too: not retried." if over_cap else
+           " The card itself was full (a neighbour or another process holds its memory)."
+           if grant is not None and grant.gpu_cap_mb and sizes else "")
+    err = TrialMemoryError(f"trial ran out of CUDA memory, {where}: {first}{why} Give each trial "
+                           "more (a larger --gpus-per-trial) or let it need less (a smaller "
+                           "--batch-size, or a space with smaller models)")
+    err.over_cap = over_cap
+    return err
 
 
-def memory_cap(device: torch.device, share: float) -> tuple[int, float] | None:
+def memory_cap(device: torch.device, share: float, total_mb: float) -> tuple[int, float] | None:
     """(device index, fraction) for torch.cuda.set_per_process_memory_fraction, or None: no cap.
 
+    The fraction is memory_cap.cap_fraction: the share of the card less the trial's own CUDA
+    context, which sits outside torch's allocator and so outside any fraction torch enforces.
     torch resolves the device with _get_device_index(optional=False), which rejects a bare
     torch.device("cuda"): the cap always names its index (pick_device gives one).
     """
@@ -103,27 +139,43 @@ def memory_cap(device: torch.device, share: float) -> tuple[int, float] | None:
         return None
     if device.index is None:
         raise ValueError(f"device {device} has no index; use pick_device(), which gives cuda:<index>")
-    return device.index, share
+    return device.index, cap_fraction(share, total_mb)
+
+
+def physical_gpu(props: Any) -> tuple[str, str]:
+    """(UUID as nvidia-smi -L prints it, PCI address) of a torch device's properties; "" where
+    this torch does not say (pci_* came in torch 2.x releases after uuid)."""
+    uuid = str(getattr(props, "uuid", "") or "")
+    if uuid and not uuid.startswith("GPU-"):
+        uuid = f"GPU-{uuid}"
+    try:
+        pci = f"{props.pci_domain_id:04x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
+    except AttributeError:
+        pci = ""
+    return uuid, pci
 
 
 def limit_resources(cfg: SearchConfig) -> tuple[torch.device, Grant]:
     """Keep a trial within its share: torch threads = its CPUs, CUDA memory = its GPU fraction.
 
-    Ray's resources are only logical: without this a 0.25-GPU trial could take the whole card.
+    Ray's resources are only logical: without this a 0.25-GPU trial could take the whole card,
+    and a 0-GPU trial on a GPU node would train on GPU 0 (pick_device). Above one GPU a trial
+    would still train on one (SearchConfig refuses --gpus-per-trial > 1 for that reason).
     """
     threads = max(1, int(cfg.cpus_per_trial))
     torch.set_num_threads(threads)
-    device = pick_device()
-    if device.type != "cuda":   # a fake GPU in tests: Ray's share is recorded, nothing to cap
+    device = pick_device(gpus=cfg.gpus_per_trial)
+    if device.type != "cuda":   # a CPU trial, or a fake GPU in tests: the share is recorded, no cap
         return device, Grant(str(device), threads, cfg.gpus_per_trial)
     props = torch.cuda.get_device_properties(device.index)
-    total = float(props.total_memory)
-    cap = memory_cap(device, cfg.gpus_per_trial)
+    mb = 1024.0**2
+    total_mb = float(props.total_memory) / mb
+    cap = memory_cap(device, cfg.gpus_per_trial, total_mb)
     if cap is not None:
         torch.cuda.set_per_process_memory_fraction(cap[1], cap[0])
-    mb = 1024.0**2
-    return device, Grant(str(device), threads, cfg.gpus_per_trial, props.name, round(total / mb, 1),
-                         round(total * cap[1] / mb, 1) if cap else 0.0)
+    uuid, pci = physical_gpu(props)
+    return device, Grant(str(device), threads, cfg.gpus_per_trial, props.name, round(total_mb, 1),
+                         round(total_mb * cap[1], 1) if cap else 0.0, uuid, pci)
 
 
 def run_trial(params: dict[str, Any], cfg: SearchConfig, report: Report,

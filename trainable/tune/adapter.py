@@ -3,10 +3,10 @@
 Ray's FailureConfig retries every error a trial raises, so a config or data error would be
 retried `max_failures` times from its checkpoint and fail the same way each time. Before
 such an error (core.failures.is_deterministic) propagates, the trial reports it once as
-{"error": one line}; the driver's NoRetry callback (failures.py) sees that report and lets
+{"error": one line}; the driver's NoRetry callback (fail_fast.py) sees that report and lets
 Ray end the trial at its first failure. The trial still ends as Ray's ERROR, with Ray's
 error.txt holding the traceback, so the searcher, the Optuna mirror and trials.csv all see an
-errored trial. Transient faults (a killed worker, a lost node, CUDA OOM) are retried as before.
+errored trial. Transient faults (a killed worker, a lost node, CUDA OOM) keep Ray's retries (--max-failures).
 """
 
 from __future__ import annotations

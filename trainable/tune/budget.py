@@ -31,7 +31,8 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.search import SearchGenerator
 
-from vidtune.trainable.core.search_config import format_duration, write_text
+from vidtune.trainable.core.search_config import format_duration
+from vidtune.trainable.core.storage import write_text
 
 logger = logging.getLogger(__name__)
 

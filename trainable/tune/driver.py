@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 import ray
 from ray import tune
-from ray.tune import CheckpointConfig, CLIReporter, FailureConfig, RunConfig, TuneConfig
+from ray.tune import CheckpointConfig, FailureConfig, ProgressReporter, RunConfig, TuneConfig
 from ray.tune.schedulers import FIFOScheduler
 from ray.tune.schedulers.resource_changing_scheduler import (
     DistributeResources,
@@ -31,19 +31,14 @@ from ray.tune.search.optuna import OptunaSearch
 
 from vidtune.search_spaces import trace_space
 from vidtune.trainable.core.failures import error_counts
+from vidtune.trainable.core.lease import Lease
 from vidtune.trainable.core.packing import resolve_gpus_per_trial
-from vidtune.trainable.core.preflight import check_data, preflight
-from vidtune.trainable.core.search_config import (
-    CONFIG_FILE,
-    SearchConfig,
-    filesystem,
-    format_duration,
-    is_uri,
-    read_text,
-    write_text,
-)
+from vidtune.trainable.core.preflight import check_data, check_results_writable, preflight
+from vidtune.trainable.core.results import Best, TrialStatus, best_reported
+from vidtune.trainable.core.search_config import CONFIG_FILE, SearchConfig, format_duration
 from vidtune.trainable.core.space_check import first_trial
-from vidtune.trainable.core.trials import Best, TrialStatus, best_reported
+from vidtune.trainable.core.storage import filesystem, is_uri, read_text, write_text
+from vidtune.trainable.core.tracking import check_tracking_uri
 from vidtune.trainable.tune.adapter import tune_trainable
 from vidtune.trainable.tune.asha import ResumableASHA, RungKeeper
 from vidtune.trainable.tune.budget import (
@@ -53,13 +48,17 @@ from vidtune.trainable.tune.budget import (
     BudgetKeeper,
     set_current,
 )
-from vidtune.trainable.tune.checkpoints import CheckpointKeeper
 from vidtune.trainable.tune.cluster import join_cluster
-from vidtune.trainable.tune.decode import build_cache
+from vidtune.trainable.tune.cluster_cache import build_cache
 from vidtune.trainable.tune.experiment import load_experiment
-from vidtune.trainable.tune.failures import NoRetry, StorageLostError, StorageWatch
+from vidtune.trainable.tune.fail_fast import NoRetry, StorageLostError, StorageWatch
 from vidtune.trainable.tune.loggers import loggers
+from vidtune.trainable.tune.mlflow_logger import finish_tracking, mlflow_trials
 from vidtune.trainable.tune.optuna_mirror import OptunaMirror
+from vidtune.trainable.tune.progress import BestSoFar, ProgressLine, TrialTable
+from vidtune.trainable.tune.quiet import quiet_ray_hints
+from vidtune.trainable.tune.resume_files import check_resume_files
+from vidtune.trainable.tune.retention import CheckpointKeeper
 from vidtune.trainable.tune.slim import SlimFinished
 from vidtune.trainable.tune.snapshots import DropStaleSnapshots
 from vidtune.trainable.tune.stats import DriverStats, SnapshotClock
@@ -106,6 +105,7 @@ def make_searcher(cfg: SearchConfig, slots: int, warm: WarmStart | None = None) 
     first = first_trial(space)
     if warm.trials:   # the earlier best goes first; TPE knows the seed configuration's value
         first = {**first, **warm.best_params()}
+    prior = dict(first)   # the user's prior, for --tpe-prior-weight (tpe.py)
     if warm.has_tried(first):   # an earlier search ran exactly this trial: TPE knows its value
         first = {}
     if cfg.sampler == "random":   # the baseline the benchmarks compare TPE against
@@ -117,7 +117,8 @@ def make_searcher(cfg: SearchConfig, slots: int, warm: WarmStart | None = None) 
             startup += len(warm.trials)
         sampler = BoundedTPESampler(seed=cfg.seed, n_startup_trials=startup,
                                     multivariate=cfg.tpe_multivariate,
-                                    constant_liar=cfg.tpe_constant_liar)
+                                    constant_liar=cfg.tpe_constant_liar,
+                                    prior=prior, prior_weight=cfg.tpe_prior_weight)
     searcher = OptunaSearch(space=space.define, metric=METRIC, mode=MODE, sampler=sampler,
                             points_to_evaluate=[first] if first else None)
     if warm.trials:
@@ -214,16 +215,20 @@ def check_shared_path(path: str, nodes: list[dict]) -> None:
                          "use a network filesystem mounted on every node, or a URI")
 
 
-def trial_table(cfg: SearchConfig) -> CLIReporter:
-    """The live trial table: sampled parameters, the latest epoch's metrics, every 15 s.
+def trial_table(cfg: SearchConfig, slots: int) -> ProgressReporter:
+    """The live view: a progress line every 15 s (progress.py), or with --verbose the trial
+    table: sampled parameters, the latest epoch's metrics, the progress line above it.
 
     Only the parameters every trial samples: CLIReporter's best-trial line raises KeyError on
     a trial config without one of its columns (a conditional parameter, e.g. dropout only with
     two LSTM layers).
     """
+    if not cfg.verbose:
+        return ProgressLine(cfg.num_samples, slots)
     trace = trace_space(cfg.search_space())
     params = [name for name, s in trace.sampled.items() if s.runs == trace.num_runs]
-    return CLIReporter(
+    return TrialTable(
+        cfg.num_samples, slots,
         parameter_columns=params,
         metric_columns={"epoch": "epoch", "train_loss": "train_loss", "val_loss": "val_loss",
                         "val_acc": "val_acc", "epoch_time_s": "s/epoch", "cpu_threads": "threads"},
@@ -245,12 +250,15 @@ def callbacks(cfg: SearchConfig, scheduler: ResumableASHA | FIFOScheduler) -> li
     out.append(DriverStats(cfg.experiment_path))
     out += [SlimFinished(), *loggers()]   # bounded per-trial state and files (slim.py, loggers.py)
     out.append(DropStaleSnapshots())   # one set of snapshot files, however often resumed
+    out.append(BestSoFar())   # the progress line's best val_acc (progress.py)
+    if cfg.mlflow:   # last: a search without it restores the same indices
+        out.append(mlflow_trials(cfg))
     return out
 
 
 def ray_storage(path: str) -> dict[str, Any]:
     """Where Ray writes, as RunConfig's storage_path (and storage_filesystem for a URI, resolved
-    by core.search_config.filesystem, so a scheme registered there reaches Ray too)."""
+    by core.storage.filesystem, so a scheme registered there reaches Ray too)."""
     if not is_uri(path):
         return {"storage_path": path}
     fs, fs_path = filesystem(path)
@@ -260,10 +268,11 @@ def ray_storage(path: str) -> dict[str, Any]:
 def _tuner(cfg: SearchConfig, warm: WarmStart | None = None) -> tune.Tuner:
     scheduler = make_scheduler(cfg)
     restart = cfg.cpu_sharing == "restart"
+    slots = trial_slots(cfg)
     return tune.Tuner(
         make_trainable(cfg),
         tune_config=TuneConfig(
-            search_alg=make_searcher(cfg, trial_slots(cfg), warm), metric=METRIC, mode=MODE,
+            search_alg=make_searcher(cfg, slots, warm), metric=METRIC, mode=MODE,
             # --cpu-sharing restart: Ray's ResourceChangingScheduler hands idle CPUs to running
             # trials by restarting them from their last checkpoint with more (ASHA decides).
             scheduler=ResourceChangingScheduler(
@@ -281,12 +290,12 @@ def _tuner(cfg: SearchConfig, warm: WarmStart | None = None) -> tune.Tuner:
             name=cfg.name,
             **ray_storage(cfg.storage_root),
             # No num_to_keep: with it Ray forces a snapshot every num_to_keep checkpoints of a
-            # trial. The CheckpointKeeper keeps a running trial's newest two (checkpoints.py).
+            # trial. The CheckpointKeeper keeps a running trial's newest two (retention.py).
             checkpoint_config=CheckpointConfig(num_to_keep=None),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
             callbacks=callbacks(cfg, scheduler),
             stop=SnapshotClock(),   # stops nothing: times the snapshots (stats.py)
-            progress_reporter=trial_table(cfg),
+            progress_reporter=trial_table(cfg, slots),
             verbose=1,
         ),
     )
@@ -385,19 +394,24 @@ def _plan(cfg: SearchConfig) -> str:
 
 
 def run_search(cfg: SearchConfig) -> SearchOutcome:
-    """A new search. The time budget, if any, counts from here (Ray's start included)."""
+    """A new search. The time budget, if any, counts from here (Ray's start included).
+    The search's lease is held from before Ray starts until its summary is written."""
     budget = Budget(cfg.time_budget_s)
     cfg = cfg.resolved()
-    if read_text(cfg.experiment_path, CONFIG_FILE) is not None:   # a path or a URI
-        raise ValueError(f"{cfg.experiment_path} already holds a search; resume it with "
-                         f"`vidtune resume {cfg.experiment_path}` or choose another --name")
-    warm = load_warm_start(cfg)   # before Ray starts: a folder that is not a search is an error
-    cfg = _prepare(cfg)
-    write_text(cfg.experiment_path, CONFIG_FILE, json.dumps(cfg.to_json(), indent=2))
-    print(f"search {cfg.name}: {_plan(cfg)} -> {cfg.experiment_path}", file=sys.stderr)
-    for note in warm.notes:
-        print(note, file=sys.stderr)
-    return _fit(cfg, budget, lambda: _tuner(cfg, warm))
+    check_results_writable(cfg)   # its own message, before the lease is written there
+    with Lease(cfg.experiment_path, "vidtune search"):   # a live driver there: LeaseHeld
+        if read_text(cfg.experiment_path, CONFIG_FILE) is not None:   # a path or a URI
+            raise ValueError(f"{cfg.experiment_path} already holds a search; resume it with "
+                             f"`vidtune resume {cfg.experiment_path}` or choose another --name")
+        warm = load_warm_start(cfg)   # before Ray starts: a folder that is not a search is an error
+        if cfg.mlflow:
+            check_tracking_uri(cfg.mlflow)
+        cfg = _prepare(cfg)
+        write_text(cfg.experiment_path, CONFIG_FILE, json.dumps(cfg.to_json(), indent=2))
+        print(f"search {cfg.name}: {_plan(cfg)} -> {cfg.experiment_path}", file=sys.stderr)
+        for note in warm.notes:
+            print(note, file=sys.stderr)
+        return _fit(cfg, budget, lambda: _tuner(cfg, warm))
 
 
 def run_repeats(cfg: SearchConfig, params: dict[str, Any]) -> SearchOutcome:
@@ -436,11 +450,20 @@ def resume_search(path: str, address: str = "", time_budget_s: float | None = No
     cfg = SearchConfig.load(path)
     if address:
         cfg = replace(cfg, address=address, num_cpus=0, num_gpus=-1)
+    with Lease(cfg.experiment_path, "vidtune resume"):   # a live driver there: LeaseHeld
+        return _resume(cfg, path, time_budget_s)
+
+
+def _resume(cfg: SearchConfig, path: str, time_budget_s: float | None) -> SearchOutcome:
     where = ray_storage(cfg.experiment_path)
     path_on_fs, fs = where["storage_path"], where.get("storage_filesystem")
     if not tune.Tuner.can_restore(path_on_fs, storage_filesystem=fs):
         raise ValueError(f"{path} has no Ray Tune experiment state to resume from "
                          "(was the search killed before its first trial started?)")
+    # A damaged file: one line naming it and the fix; optuna.db is rebuilt (resume_files.py).
+    for note in check_resume_files(cfg.experiment_path, budget=time_budget_s is None,
+                                   optuna_in_folder=not cfg.optuna_storage):
+        print(note, file=sys.stderr)
     if time_budget_s is not None:
         if time_budget_s <= 0:
             raise ValueError(f"time budget is {time_budget_s}, but must be > 0, e.g. 10m")
@@ -453,6 +476,8 @@ def resume_search(path: str, address: str = "", time_budget_s: float | None = No
             raise ValueError(f"the time budget of {format_duration(cfg.time_budget_s)} of {path} "
                              f"is spent; give a new one: vidtune resume {path} --time-budget 10m")
     cfg.search_space()   # a space file moved or changed since the search started: an error
+    if cfg.mlflow:
+        check_tracking_uri(cfg.mlflow)
     cfg = _prepare(cfg)
     left = f", {format_duration(budget.left())} of its time budget left" if cfg.time_budget_s else ""
     print(f"resuming {cfg.name} from {cfg.experiment_path}{left}", file=sys.stderr)
@@ -465,9 +490,13 @@ def resume_search(path: str, address: str = "", time_budget_s: float | None = No
 
 
 def _fit(cfg: SearchConfig, budget: Budget, tuner: Callable[[], tune.Tuner]) -> SearchOutcome:
+    quiet_ray_hints()   # Ray's Tuner.restore hint and missing-metrics warnings (quiet.py)
     set_current(budget)
     try:
         fit(tuner())
     finally:
         set_current(None)
-    return outcome_of(cfg, budget)
+    outcome = outcome_of(cfg, budget)
+    if cfg.mlflow:
+        finish_tracking(cfg, outcome)
+    return outcome

@@ -8,7 +8,8 @@ results, error files) and each trial's progress.csv (one row per report).
 trials:  one row per trial, in creation order: trial_id, order, status, the sampled
          parameters, best_val_acc, best_epoch, final_val_acc, epochs, time_s, s_per_epoch
          (the median epoch's seconds), start, end, what it was given: device, gpu_share,
-         gpu_cap_mb, gpu_name, precision (bf16 or fp32, core/precision.py); what it used: gpu_peak_mb (the most CUDA memory its tensors
+         gpu_cap_mb, gpu_name, gpu_uuid (the physical card), precision (bf16 or fp32,
+         core/precision.py); what it used: gpu_peak_mb (the most CUDA memory its tensors
          held, over all its epochs; 0 on the CPU); for an errored trial its error in one line
          (error), and any fallback to an older checkpoint (warning).
 history: one row per reported epoch: trial_id, epoch, val_acc, val_loss, train_loss,
@@ -16,7 +17,7 @@ history: one row per reported epoch: trial_id, epoch, val_acc, val_loss, train_l
          loop's own), started_at and reported_at (the adapter's float wall clock; Ray's
          timestamp is whole seconds), data_s (the epoch's wait for batches) and gpu_peak_mb.
 
-status is a vidtune.trainable.core.trials.TrialStatus value (classify() decides it).
+status is a vidtune.trainable.core.results.TrialStatus value (classify() decides it).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,15 +33,25 @@ from typing import Any
 import pandas as pd
 
 from vidtune.trainable.core.failures import last_error_line
-from vidtune.trainable.core.search_config import SearchConfig, filesystem, is_uri
-from vidtune.trainable.core.trials import classify
+from vidtune.trainable.core.results import classify
+from vidtune.trainable.core.search_config import SearchConfig
+from vidtune.trainable.core.storage import filesystem, is_uri
 
-GRANT_COLUMNS = ["device", "gpu_share", "gpu_cap_mb", "gpu_name", "precision"]
+GRANT_COLUMNS = ["device", "gpu_share", "gpu_cap_mb", "gpu_name", "gpu_uuid", "precision"]
 HISTORY_COLUMNS = ["trial_id", "epoch", "val_acc", "val_loss", "train_loss", "time_total_s", "timestamp",
                    "epoch_time_s", "cpu_threads", "started_at", "reported_at", "data_s",
                    "gpu_peak_mb"]
 STATE_GLOB = "experiment_state-*.json"
 ERROR_FILE = "error.txt"   # Ray's, in each trial folder: one block per failure
+STATE_TRIES, STATE_RETRY_S = 5, 0.5   # a snapshot caught mid-copy is read again
+
+
+def damaged_state(path: str, name: str, exc: Exception) -> str:
+    """The error for an experiment_state file that does not parse."""
+    return (f"{path}/{name} is damaged ({exc}): it is Ray's record of the search's trials "
+            "and cannot be rebuilt from the other files; restore it from a backup, or start "
+            f"a new search with the same settings: vidtune search --config {path}/vidtune.json "
+            "--name NEW")
 
 
 @dataclass(frozen=True)
@@ -96,13 +108,24 @@ class _Folder:
 def read_trial_records(path: str) -> list[TrialRecord]:
     """The trials of the newest experiment snapshot, in creation order. ValueError if none."""
     folder = _Folder(path)
-    name = folder.newest_state()
-    raw = folder.read(name) if name else None
-    if raw is None:
-        raise ValueError(f"{path} holds no Ray Tune experiment state yet (no {STATE_GLOB}): "
-                         "the search stopped before its first trial started")
+    for attempt in range(STATE_TRIES):
+        name = folder.newest_state()
+        raw = folder.read(name) if name else None
+        if raw is None:
+            raise ValueError(f"{path} holds no Ray Tune experiment state yet (no {STATE_GLOB}): "
+                             "the search stopped before its first trial started")
+        try:
+            trial_data = json.loads(raw)["trial_data"]
+            break
+        except (ValueError, KeyError, TypeError) as exc:
+            # A running driver copies its snapshot over the old one every few seconds: a
+            # reader may catch it half-copied. Read it again; damaged for good: say so.
+            if attempt + 1 < STATE_TRIES:
+                time.sleep(STATE_RETRY_S)
+                continue
+            raise ValueError(damaged_state(path, str(name), exc)) from None
     records = []
-    for state, runtime in json.loads(raw)["trial_data"]:
+    for state, runtime in trial_data:
         state, runtime = json.loads(state), json.loads(runtime)
         records.append(TrialRecord(
             trial_id=state["trial_id"], status=state["status"], config=dict(state["config"]),
@@ -114,6 +137,9 @@ def read_trial_records(path: str) -> list[TrialRecord]:
 
 def _progress(folder: _Folder, record: TrialRecord) -> pd.DataFrame:
     raw = folder.read(f"{record.folder}/progress.csv")
+    # A running trial may be writing its last row: read only the complete lines, so a reader
+    # of a running search never sees half a number (0.5 of 0.53).
+    raw = raw[: raw.rfind(b"\n") + 1] if raw else raw
     if not raw:
         return pd.DataFrame(columns=HISTORY_COLUMNS)
     try:

@@ -14,7 +14,7 @@ So the search passes its own loggers, one of each kind, so that Ray adds none:
 - Params: params.json only (the sampled config), at the trial's start, the same way;
 - NoTensorBoard: no events files (nothing reads them).
 On a storage URI (an object store) the files stay in the staging folder and Ray's snapshot
-uploads them, as before. experiment.py reads only progress.csv and error.txt.
+uploads them with the rest. experiment.py reads only progress.csv and error.txt.
 """
 
 from __future__ import annotations
@@ -53,11 +53,6 @@ class ProgressCSV(CSVLoggerCallback):
     def __init__(self) -> None:
         super().__init__()
         self._last: dict[Any, dict[str, str]] = {}   # trial -> its file's last row, as it goes on
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        # Pickled with the run config; one pickled before _last existed still resumes.
-        self.__init__()   # type: ignore[misc]
-        self.__dict__.update(state)
 
     def _setup_trial(self, trial: Any) -> None:
         if not on_local_storage(trial):   # Ray's own: fetch the file, append, upload

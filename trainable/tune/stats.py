@@ -31,7 +31,7 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.stopper import Stopper
 
-from vidtune.trainable.core.search_config import write_text
+from vidtune.trainable.core.storage import write_text
 
 logger = logging.getLogger(__name__)
 

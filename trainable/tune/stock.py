@@ -30,6 +30,15 @@ DEFAULT_PARAM_SPACE: dict[str, Any] = {
     "lstm_hidden": tune.choice([128, 256, 384]),
     "lr": tune.loguniform(1e-4, 3e-2),
 }
+# The `wide` space: the default one plus dropout, weight decay, batch size and LSTM depth.
+WIDE_PARAM_SPACE: dict[str, Any] = {
+    **DEFAULT_PARAM_SPACE,
+    "lstm_layers": tune.randint(1, 3),            # 1 or 2
+    "dropout": tune.uniform(0.0, 0.5),
+    "weight_decay": tune.loguniform(1e-6, 1e-2),
+    "batch_size": tune.choice([16, 32, 64]),
+}
+PARAM_SPACES = {"default": DEFAULT_PARAM_SPACE, "wide": WIDE_PARAM_SPACE}
 REPORT_COLUMNS = ("trial_id", "epoch", "val_acc", "epoch_time_s", "cpu_threads", "reported_at")
 
 
@@ -39,11 +48,20 @@ def _train(config: dict[str, Any], search: SearchConfig) -> None:
         {**metrics, "reported_at": time.time()}, state))
 
 
+def param_space_of(space: str) -> dict[str, Any]:
+    """The Tune-style space of a named vidtune space (the ones the race uses)."""
+    if space not in PARAM_SPACES:
+        raise ValueError(f"stock Ray Tune has no param space for space {space!r}; known: "
+                         f"{', '.join(PARAM_SPACES)}")
+    return PARAM_SPACES[space]
+
+
 def run_stock_tune(cfg: SearchConfig, param_space: dict[str, Any] | None = None,
-                   max_concurrent: int = 4) -> list[dict[str, Any]]:
+                   max_concurrent: int = 4, time_budget_s: float | None = None) -> list[dict[str, Any]]:
     """Run the stock recipe on cfg's data, epochs, trial count and seed; every report, in order.
 
-    Ray must already be running (the caller starts it the way vidtune's driver does).
+    With time_budget_s, TuneConfig's own time budget ends the run (num_samples 0: no cap, as
+    Tune's -1). Ray must already be running (the caller starts it the way vidtune's driver does).
     """
     searcher = ConcurrencyLimiter(OptunaSearch(seed=cfg.seed), max_concurrent=max_concurrent)
     tuner = tune.Tuner(
@@ -51,7 +69,7 @@ def run_stock_tune(cfg: SearchConfig, param_space: dict[str, Any] | None = None,
         param_space=param_space or DEFAULT_PARAM_SPACE,
         tune_config=TuneConfig(metric="val_acc", mode="max", search_alg=searcher,
                                scheduler=ASHAScheduler(max_t=cfg.max_epochs),
-                               num_samples=cfg.num_samples),
+                               num_samples=cfg.num_samples or -1, time_budget_s=time_budget_s),
         run_config=RunConfig(name=cfg.name, storage_path=cfg.storage_root, verbose=0),
     )
     grid = tuner.fit()

@@ -35,9 +35,9 @@ from typing import Any
 import optuna
 
 from vidtune.search_spaces import space_distributions
+from vidtune.trainable.core.results import TrialStatus
 from vidtune.trainable.core.search_config import SearchConfig
 from vidtune.trainable.core.space_check import contains
-from vidtune.trainable.core.trials import TrialStatus
 from vidtune.trainable.tune.experiment import Experiment, load_experiment, read_trial_records
 
 WARM_ATTR = "warm_start"      # user attr of a warm trial: the folder it came from
