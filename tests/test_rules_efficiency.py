@@ -155,3 +155,39 @@ def test_a_trial_pushed_out_of_the_top_before_the_snapshots_is_deleted_once(tmp_
     assert not caplog.records, [r.getMessage() for r in caplog.records]
     assert not list((tmp_path / "trial_0").iterdir())
     assert [p.name for p in (tmp_path / "trial_1").iterdir()] == ["checkpoint_000002"]
+
+
+def test_a_closed_gate_ends_the_run_once_the_last_trial_has_ended():
+    """Tune waits for a next trial without stepping the callbacks when none runs, so the
+    searcher itself ends a run whose gate is closed, once its last live trial has ended."""
+    import signal
+
+    from ray.tune.search import ConcurrencyLimiter, Searcher
+
+    from vidtune.trainable.tune import budget as budget_mod
+
+    class Fixed(Searcher):
+        def suggest(self, trial_id):
+            return {"x": 1}
+
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            pass
+
+    stops: list[int] = []
+    old = signal.signal(signal.SIGUSR1, lambda *_: stops.append(1))
+    try:
+        limiter = ConcurrencyLimiter(Fixed(metric="val_acc", mode="max"), max_concurrent=2)
+        search = budget_mod.BudgetedSearch(limiter)
+        b = Budget(60.0)
+        budget_mod.set_current(b)
+        assert limiter.suggest("t1") == {"x": 1}
+        b.closed = True
+        search.is_finished()
+        assert not b.ended and stops == [], "a trial still runs"
+        limiter.on_trial_complete("t1", {"val_acc": 0.5})
+        assert search.is_finished() and b.ended and stops == [1]
+        search.is_finished()
+        assert stops == [1], "the stop is sent once"
+    finally:
+        budget_mod.set_current(None)
+        signal.signal(signal.SIGUSR1, old)

@@ -70,8 +70,24 @@ def set_current(budget: Budget | None) -> None:
     _current = budget
 
 
+def end(b: Budget) -> None:
+    """The budget ends the run: said once, then Tune's own graceful stop (as Ctrl-C)."""
+    if b.ended:
+        return
+    b.ended = True
+    print(f"time budget of {format_duration(b.total_s)} spent: stopping as Ctrl-C does",
+          file=sys.stderr, flush=True)
+    os.kill(os.getpid(), signal.SIGUSR1)   # Tune's own graceful-stop signal
+
+
 class BudgetedSearch(SearchGenerator):
-    """Tune's SearchGenerator, proposing nothing while this run's budget gate is closed."""
+    """Tune's SearchGenerator, proposing nothing while this run's budget gate is closed.
+
+    Once the gate is closed and the last trial has ended, the run ends here too, not only in
+    BudgetKeeper.on_step_begin: with no trial left, Tune waits for the searcher's next trial
+    inside its trial queue (up to 600 s, ray/tune/execution/tune_controller.py
+    _update_trial_queue) without stepping the callbacks, asking only is_finished().
+    """
 
     def next_trial(self) -> Any:
         if _current is not None and _current.closed:
@@ -79,7 +95,10 @@ class BudgetedSearch(SearchGenerator):
         return super().next_trial()
 
     def is_finished(self) -> bool:
-        return super().is_finished() or (_current is not None and _current.ended)
+        b = _current
+        if b is not None and b.closed and not getattr(self.searcher, "live_trials", True):
+            end(b)   # the ConcurrencyLimiter's live trials: none left
+        return super().is_finished() or (b is not None and b.ended)
 
 
 def time_to_first_rung(trials: list, grace_period: int) -> float | None:
@@ -138,7 +157,4 @@ class BudgetKeeper(Callback):
                   file=sys.stderr, flush=True)
         live = any(t.status in ("RUNNING", "PENDING") for t in trials)
         if b.left() <= 0 or (b.closed and not live and trials):
-            b.ended = True
-            print(f"time budget of {format_duration(b.total_s)} spent: stopping as Ctrl-C does",
-                  file=sys.stderr, flush=True)
-            os.kill(os.getpid(), signal.SIGUSR1)   # Tune's own graceful-stop signal
+            end(b)
