@@ -15,7 +15,7 @@ from benchmarks.lib.throughput import (
     flops_per_clip,
     model_config,
 )
-from vidtune.scripts import bench_throughput
+from benchmarks import bench_throughput
 from vidtune.search_spaces import SEED_DEFAULT
 
 
