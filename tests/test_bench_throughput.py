@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 
+from benchmarks import bench_throughput
 from benchmarks.lib.throughput import (
     SEED_CLASS,
     Plan,
@@ -15,7 +16,6 @@ from benchmarks.lib.throughput import (
     flops_per_clip,
     model_config,
 )
-from benchmarks import bench_throughput
 from vidtune.search_spaces import SEED_DEFAULT
 
 
