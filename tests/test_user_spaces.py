@@ -284,8 +284,8 @@ def test_unknown_hyperparameter_names_file_line_and_known_names(tmp_path, search
         """)
     line = search_fails("--space", f"{path}:my_space")
     assert f"{path} line 3: unknown hyperparameter 'lstm_hiden' in space {path}:my_space; known: " \
-           "augment, batch_size, conv_base, conv_blocks, conv_widths, dropout, encoder, grad_clip, " \
-           "lr, lstm_hidden, lstm_layers, spatial_pool, weight_decay" in line
+           "augment, batch_size, channels_last, conv_base, conv_blocks, conv_widths, dropout, encoder, grad_clip, " \
+           "lr, lstm_hidden, lstm_layers, precision, spatial_pool, weight_decay" in line
 
 
 @pytest.mark.parametrize("call,message", [

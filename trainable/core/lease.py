@@ -399,6 +399,8 @@ class Lease:
         while not self._stop.wait(self.beat_s):
             try:
                 found, _ = self.file.read()
+                if found is None:   # gone with its folder (lost storage), not taken by another
+                    raise FileNotFoundError(f"{self.folder}: the lease file is gone")
                 if found != self._text:
                     other = None
                     try:
