@@ -90,7 +90,7 @@ def test_search_tracked_live_killed_resumed_and_its_model_logged(tmp_path, cache
     cmd = [sys.executable, "-m", "vidtune.scripts.cli", "search", "--space", "tiny",
            "--num-samples", str(NUM_SAMPLES), "--max-epochs", str(MAX_EPOCHS), "--grace-period", "2",
            "--reduction-factor", "2", "--num-cpus", "2", "--results-dir", str(tmp_path / "results"),
-           "--name", "m", "--num-clips", "600", "--frames", "8", "--height", "24", "--width", "24",
+           "--name", "m", "--num-clips", "2000", "--frames", "8", "--height", "24", "--width", "24",
            "--noise", "0.2", "--cache-dir", cache_dir, "--mlflow", uri]
     log = open(tmp_path / "search.log", "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -106,9 +106,13 @@ def test_search_tracked_live_killed_resumed_and_its_model_logged(tmp_path, cache
         assert all(t.get("values") is None and t["intermediate_values"][0]["step"] == 1 for t in live)
 
         # The kill: while a trial runs, just after a snapshot (what a kill can lose is bounded).
+        # Running as the driver says (the live view), not only short of the last epoch: a trial
+        # ASHA stopped at its rung is short of it too, and a resume does not run it again.
         def mid_run() -> bool:
-            runs = progress(experiment)
-            return any(df["epoch"].max() < MAX_EPOCHS for df in runs.values())
+            # One epoch in, two to go (an epoch here takes seconds): the resumed driver must run
+            # at least one more, whatever the worker finished before the kill.
+            return any(max(v["step"] for v in t["intermediate_values"]) == 1
+                       for t in running_in_dashboard(port))
         while True:
             wait_for("trial mid-run", mid_run, proc)
             after_next_snapshot(proc, experiment)
