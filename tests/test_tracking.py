@@ -106,11 +106,10 @@ def test_search_tracked_live_killed_resumed_and_its_model_logged(tmp_path, cache
         assert all(t.get("values") is None and t["intermediate_values"][0]["step"] == 1 for t in live)
 
         # The kill: while a trial runs, just after a snapshot (what a kill can lose is bounded).
-        # Running as the driver says (the live view), not only short of the last epoch: a trial
-        # ASHA stopped at its rung is short of it too, and a resume does not run it again.
+        # Running as the live view says, with one epoch in and two to go (an epoch takes seconds
+        # here): the resumed driver runs at least one more, whatever the worker finished first.
+        # A trial short of its last epoch in progress.csv may be one ASHA stopped: not enough.
         def mid_run() -> bool:
-            # One epoch in, two to go (an epoch here takes seconds): the resumed driver must run
-            # at least one more, whatever the worker finished before the kill.
             return any(max(v["step"] for v in t["intermediate_values"]) == 1
                        for t in running_in_dashboard(port))
         while True:
